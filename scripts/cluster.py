@@ -1,0 +1,281 @@
+"""Start the local cluster: redis-server, N gunicorn nodes and nginx, one log per process.
+
+`make run` and the integration tests both use this, so what the tests prove is what users run.
+Run as a program it prints the front door's address and, on Ctrl-C or SIGTERM, stops everything
+it started and nothing else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from string import Template
+
+ROOT = Path(__file__).resolve().parent.parent
+VENV_BIN = ROOT / ".venv" / "bin"
+
+
+def find_binary(name: str) -> str:
+    for candidate in (shutil.which(name), f"/usr/sbin/{name}", f"/usr/bin/{name}"):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    raise SystemExit(f"{name} is not installed; run `make setup` (apt package: {name})")
+
+
+def port_is_free(port: int) -> bool:
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def wait_until(check, timeout: float, what: str) -> None:  # noqa: ANN001
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception:  # noqa: S110 - still starting
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def http_status(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback only
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def render(template: Path, target: Path, values: dict[str, str]) -> None:
+    target.write_text(Template(template.read_text()).safe_substitute(values))
+
+
+@dataclass
+class Cluster:
+    """The processes of one local cluster. Ports and folders are per instance, so tests can run
+    a cluster beside one started by `make run`."""
+
+    nodes: int = 3
+    port: int = 8080
+    redis_port: int = 6379
+    node_base_port: int = 5001
+    run_dir: Path = ROOT / "run"
+    env: dict[str, str] = field(default_factory=dict)
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def redis_url(self) -> str:
+        password = self.env.get("REDIS_PASSWORD") or os.environ.get("REDIS_PASSWORD")
+        auth = f":{password}@" if password else ""
+        return f"redis://{auth}127.0.0.1:{self.redis_port}/0"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.run_dir / "logs"
+
+    def node_name(self, index: int) -> str:
+        return f"node-{index}"
+
+    def node_port(self, index: int) -> int:
+        return self.node_base_port + index - 1
+
+    def node_url(self, index: int) -> str:
+        return f"http://127.0.0.1:{self.node_port(index)}"
+
+    # ---- whole cluster --------------------------------------------------------------------
+
+    def start(self) -> None:
+        ports = [self.port, self.redis_port, *(self.node_port(i) for i in self.indexes())]
+        busy = [p for p in ports if not port_is_free(p)]
+        if busy:
+            raise SystemExit(f"ports already in use: {busy}; is a cluster already running?")
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.start_redis()
+            for index in self.indexes():
+                self.start_node(index, wait=False)
+            for index in self.indexes():
+                self.wait_node_ready(index)
+            self.start_nginx()
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> None:
+        for name in reversed(list(self.processes)):
+            self._stop_process(name, signal.SIGTERM)
+
+    def indexes(self) -> range:
+        return range(1, self.nodes + 1)
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
+        self.processes[name] = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+            start_new_session=True,  # Ctrl-C reaches the launcher, which stops children in order
+        )
+        log.close()
+
+    def _stop_process(self, name: str, sig: int, timeout: float = 25) -> None:
+        process = self.processes.pop(name, None)
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(sig)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+
+    # ---- redis ----------------------------------------------------------------------------
+
+    def start_redis(self) -> None:
+        data = self.run_dir / "redis"
+        data.mkdir(parents=True, exist_ok=True)
+        argv = [
+            find_binary("redis-server"), "--port", str(self.redis_port), "--bind", "127.0.0.1",
+            "--dir", str(data), "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+            "--daemonize", "no", "--maxclients", "10000", "--protected-mode", "yes",
+        ]
+        password = self.env.get("REDIS_PASSWORD") or os.environ.get("REDIS_PASSWORD")
+        if password:
+            argv += ["--requirepass", password]
+        self._spawn("redis", argv)
+        wait_until(self.redis_answers, 15, "redis-server")
+
+    def redis_answers(self) -> bool:
+        with socket.create_connection(("127.0.0.1", self.redis_port), timeout=1) as conn:
+            password = self.env.get("REDIS_PASSWORD") or os.environ.get("REDIS_PASSWORD")
+            if password:
+                conn.sendall(f"AUTH {password}\r\n".encode())
+                conn.recv(64)
+            conn.sendall(b"PING\r\n")
+            return conn.recv(64).startswith(b"+PONG")
+
+    def stop_redis(self) -> None:
+        self._stop_process("redis", signal.SIGTERM)
+
+    # ---- nodes ----------------------------------------------------------------------------
+
+    def node_env(self, index: int) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.env)
+        env.update(
+            NODE_NAME=self.node_name(index),
+            BIND=f"127.0.0.1:{self.node_port(index)}",
+            REDIS_URL=self.redis_url,
+            PYTHONUNBUFFERED="1",
+        )
+        env.setdefault("ALLOWED_ORIGINS", f"http://127.0.0.1:{self.port},http://localhost:{self.port}")
+        return env
+
+    def start_node(self, index: int, wait: bool = True) -> None:
+        env = self.node_env(index)
+        gunicorn = VENV_BIN / "gunicorn"
+        argv = [str(gunicorn) if gunicorn.exists() else "gunicorn",
+                "-c", str(ROOT / "service" / "gunicorn_conf.py"), "service.wsgi:app"]
+        self._spawn(self.node_name(index), argv, env)
+        if wait:
+            self.wait_node_ready(index)
+
+    def wait_node_ready(self, index: int, timeout: float = 30) -> None:
+        name = self.node_name(index)
+
+        def ready() -> bool:
+            process = self.processes.get(name)
+            if process is not None and process.poll() is not None:
+                tail = (self.log_dir / f"{name}.log").read_text(errors="replace")[-2000:]
+                raise SystemExit(f"{name} exited with {process.returncode}:\n{tail}")
+            return http_status(self.node_url(index) + "/readyz") == 200
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if ready():
+                    return
+            except (OSError, urllib.error.URLError):
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"{name} was not ready within {timeout:.0f}s; see {self.log_dir}")
+
+    def kill_node(self, index: int, sig: int = signal.SIGKILL) -> None:
+        self._stop_process(self.node_name(index), sig)
+
+    # ---- nginx ----------------------------------------------------------------------------
+
+    def start_nginx(self) -> None:
+        conf_dir = self.run_dir / "nginx"
+        for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
+            (conf_dir / "tmp" / sub).mkdir(parents=True, exist_ok=True)
+            os.chmod(conf_dir / "tmp" / sub, 0o777)  # noqa: S103 - nginx workers may run as nobody
+        upstreams = "\n".join(
+            f"    server 127.0.0.1:{self.node_port(i)} max_fails=1 fail_timeout=5s;"
+            for i in self.indexes()
+        )
+        render(ROOT / "nginx" / "cluster.conf.template", conf_dir / "cluster.conf",
+               {"LISTEN_PORT": f"127.0.0.1:{self.port}", "UPSTREAM_SERVERS": upstreams})
+        render(ROOT / "nginx" / "local.conf.template", conf_dir / "nginx.conf",
+               {"RUN_DIR": str(conf_dir), "LOG_DIR": str(self.log_dir)})
+        nginx = find_binary("nginx")
+        check = subprocess.run([nginx, "-t", "-q", "-p", str(conf_dir), "-c", "nginx.conf"],
+                               capture_output=True, text=True, check=False)
+        if check.returncode != 0:
+            raise SystemExit(f"nginx configuration is invalid:\n{check.stderr}")
+        self._spawn("nginx", [nginx, "-p", str(conf_dir), "-c", "nginx.conf",
+                              "-g", "daemon off;"])
+        wait_until(lambda: http_status(self.url + "/healthz") == 200, 15, "nginx front door")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=int(os.environ.get("NODES", "3")))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
+    parser.add_argument("--redis-port", type=int, default=int(os.environ.get("REDIS_PORT", "6379")))
+    args = parser.parse_args()
+    if not 1 <= args.nodes <= 32:
+        raise SystemExit("NODES must be between 1 and 32")
+    cluster = Cluster(nodes=args.nodes, port=args.port, redis_port=args.redis_port)
+    stopping = False
+
+    def request_stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+    print(f"starting redis, {args.nodes} nodes and nginx; logs in {cluster.log_dir}", flush=True)
+    cluster.start()
+    print(f"cluster is up: {cluster.url}  (Ctrl-C stops it)", flush=True)
+    try:
+        while not stopping:
+            for name, process in list(cluster.processes.items()):
+                if process.poll() is not None:
+                    print(f"{name} exited with {process.returncode}; see "
+                          f"{cluster.log_dir / (name + '.log')}", flush=True)
+                    cluster.processes.pop(name)
+            time.sleep(0.5)
+    finally:
+        print("stopping the cluster", flush=True)
+        cluster.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""python-socketio's RedisManager, extended for this cluster.
+
+- Its connections carry a client name, so readiness can ask Redis itself whether this node's
+  subscription is live (`Store.subscriber_count`).
+- A connection that is joining a room with `since` gets no live `message` for that room until its
+  join is answered: live messages are held back, those already in the answer's `missed` dropped,
+  and the rest delivered after the answer, so a resuming client sees every message exactly once
+  and in id order.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import socketio
+
+from .store import socketio_room
+
+
+class ClusterManager(socketio.RedisManager):
+    def __init__(self, url: str, channel: str, node: str):
+        self.client_name = f"{node}:queue"
+        super().__init__(url, channel=channel, redis_options={"client_name": self.client_name})
+        self._held: dict[str, dict[str, list[dict[str, Any]]]] = {}  # socketio room -> sid -> held
+
+    def hold(self, sid: str, room: str) -> None:
+        """Start holding back live messages of `room` for `sid`."""
+        self._held.setdefault(socketio_room(room), {})[sid] = []
+
+    def release(self, sid: str, room: str, after_id: str | None) -> None:
+        """Deliver what was held for `sid` in `room` with an id above `after_id`, then stop holding."""
+        key = socketio_room(room)
+        held_by_sid = self._held.get(key, {})
+        held = held_by_sid.pop(sid, [])
+        if not held_by_sid:
+            self._held.pop(key, None)
+        floor = _id_key(after_id) if after_id else (-1, -1)
+        for message in held:
+            if _id_key(message["id"]) > floor:
+                socketio.Manager.emit(self, "message", message, namespace="/", room=sid)
+
+    def forget(self, sid: str) -> None:
+        """Drop everything held for a connection that went away."""
+        for key in [key for key, sids in self._held.items() if sid in sids]:
+            self._held[key].pop(sid, None)
+            if not self._held[key]:
+                del self._held[key]
+
+    def _handle_emit(self, message: dict[str, Any]) -> None:
+        held_by_sid = self._held.get(message.get("room"))  # type: ignore[arg-type]
+        if held_by_sid and message.get("event") == "message":
+            for held in held_by_sid.values():
+                held.append(message["data"][0])
+            message = {**message, "skip_sid": list(held_by_sid)}
+        super()._handle_emit(message)
+
+
+def _id_key(message_id: str) -> tuple[int, int]:
+    ms, _, seq = message_id.partition("-")
+    return int(ms), int(seq)
