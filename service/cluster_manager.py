@@ -28,7 +28,7 @@ class ClusterManager(socketio.RedisManager):
         self._held.setdefault(socketio_room(room), {})[sid] = []
 
     def release(self, sid: str, room: str, after_id: str | None) -> None:
-        """Deliver what was held for `sid` in `room` with an id above `after_id`, then stop holding."""
+        """Deliver what was held for `sid` in `room` above id `after_id`, then stop holding."""
         key = socketio_room(room)
         held_by_sid = self._held.get(key, {})
         held = held_by_sid.pop(sid, [])

@@ -81,7 +81,7 @@ class Node:
             self.store.leave(room, user, sid)
             self.pending_leaves.pop(0)
 
-    def heartbeat_forever(self, sleep) -> None:  # noqa: ANN001 - the async mode's sleep
+    def heartbeat_forever(self, sleep) -> None:
         while True:
             try:
                 self.beat()

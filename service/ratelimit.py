@@ -1,4 +1,4 @@
-"""Per-connection token bucket: refuses events over the rate, and tells when to cut a flooder off."""
+"""Per-connection token bucket: refuses events over the rate, tells when to cut a flooder off."""
 
 from __future__ import annotations
 

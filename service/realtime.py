@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from typing import Any
 
 from flask import current_app, request
@@ -64,10 +65,8 @@ def register_handlers(socketio: SocketIO, node: Node) -> None:
         for room in connection.rooms:
             node.leave_presence(room, connection.user, sid)
         if connection.session_id:
-            try:
+            with suppress(ServiceError):  # the set expires by itself
                 node.store.remove_session_socket(connection.session_id, sid)
-            except ServiceError:
-                pass  # the set expires by itself
 
     def event(name: str) -> Callable[[Handler], Handler]:
         """Register a handler behind `dispatch`; `*` catches events nobody else handles."""

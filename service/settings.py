@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEV_SECRET_KEY = "dev-secret-key-change-me"  # noqa: S105 - a marker, refused in production
-DEV_API_KEY = "dev-api-key-change-me"  # noqa: S105 - a marker, refused in production
+DEV_API_KEY = "dev-api-key-change-me"
 NODE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
@@ -114,13 +114,17 @@ def load_settings(environ: dict[str, str] | None = None, dotenv: Path | None = N
 
     redis_url = source.get("REDIS_URL", Settings.redis_url)
     if not redis_url.startswith(("redis://", "rediss://", "unix://")):
-        raise SettingsError(f"REDIS_URL must start with redis://, rediss:// or unix://: {redis_url!r}")
+        raise SettingsError(
+            f"REDIS_URL must start with redis://, rediss:// or unix://: {redis_url!r}"
+        )
 
     secret_key = source.get("SECRET_KEY", DEV_SECRET_KEY)
     api_key = source.get("API_KEY", DEV_API_KEY)
     if env == "production":
         if secret_key in ("", DEV_SECRET_KEY):
-            raise SettingsError("SECRET_KEY must be set to a secret of your own when ENV=production")
+            raise SettingsError(
+                "SECRET_KEY must be set to a secret of your own when ENV=production"
+            )
         if api_key in ("", DEV_API_KEY):
             raise SettingsError("API_KEY must be set to a secret of your own when ENV=production")
     if len(secret_key) < 16:
@@ -163,9 +167,13 @@ def load_settings(environ: dict[str, str] | None = None, dotenv: Path | None = N
         allowed_origins=origins,
         async_mode=async_mode,
         max_text_chars=_int(source, "MAX_TEXT_CHARS", Settings.max_text_chars, 1, 100_000),
-        room_history_max=_int(source, "ROOM_HISTORY_MAX", Settings.room_history_max, 10, 10_000_000),
+        room_history_max=_int(
+            source, "ROOM_HISTORY_MAX", Settings.room_history_max, 10, 10_000_000
+        ),
         token_ttl_s=_int(source, "TOKEN_TTL_S", Settings.token_ttl_s, 1, 90 * 24 * 3600),
-        rate_limit_per_s=_float(source, "RATE_LIMIT_PER_S", Settings.rate_limit_per_s, 0.1, 100_000),
+        rate_limit_per_s=_float(
+            source, "RATE_LIMIT_PER_S", Settings.rate_limit_per_s, 0.1, 100_000
+        ),
         rate_limit_burst=_int(source, "RATE_LIMIT_BURST", Settings.rate_limit_burst, 1, 1_000_000),
         heartbeat_interval_s=heartbeat,
         node_ttl_s=node_ttl,

@@ -11,8 +11,8 @@ Guarantees
   message from another node).
 - Message ids are Redis stream ids, strictly increasing within a room; `ts` is the millisecond
   part of the id, i.e. Redis's clock at storage time.
-- Rooms keep at least `room_history_max` messages (approximate trimming keeps a little more);
-  `max-deleted-entry-id` tells a resuming client whether messages after its id were dropped.
+- Rooms keep at least `room_history_max` messages (up to 100 more, trimmed in batches); the
+  newest trimmed id tells a resuming client exactly whether messages after its id were dropped.
 - Presence is per connection and cluster-wide. A node that stops heartbeating for `node_ttl_s`
   is reaped by exactly one other node, which announces the leaves of users it held last.
 - The scripts compute some key names inside Lua, so they need a single Redis, not Redis Cluster.
@@ -111,10 +111,14 @@ class Store:
         base = ROOM_PREFIX + room
         return base + ":log", base + ":conns", base + ":users"
 
+    @staticmethod
+    def _trimmed_key(room: str) -> str:
+        return ROOM_PREFIX + room + ":trimmed"
+
     # ---- accounts -------------------------------------------------------------------------
 
     def create_user(self, username: str, password_hash: str) -> bool:
-        """Create an account; False if the name is taken. Atomic: two registrations never both win."""
+        """Create an account; False if the name is taken."""
         key = "user:" + username
         created = self._call("hsetnx", key, "pw", password_hash)
         if created:
@@ -134,7 +138,7 @@ class Store:
         log, _, _ = self._room_keys(room)
         message_id = self._run(
             "publish",
-            [log],
+            [log, self._trimmed_key(room)],
             [self.channel, self.history_max, room, user, text, self.node, client_id or "",
              "1" if client_id is not None else "0", socketio_room(room), STORE_HOST_ID],
         )
@@ -200,15 +204,15 @@ class Store:
         true when more than that followed `since` or when retention dropped any message after it.
         """
         log, conns, users = self._room_keys(room)
-        members, entries, max_deleted = self._run(
+        members, entries, trimmed = self._run(
             "join",
-            [conns, users, f"node:{self.node}:rooms", log],
+            [conns, users, f"node:{self.node}:rooms", log, self._trimmed_key(room)],
             [self.channel, room, user, self._connection(sid), since or "", socketio_room(room),
              STORE_HOST_ID],
         )
         truncated = len(entries) > 500
         entries = entries[:500]
-        if since and max_deleted and _parse_id(max_deleted) > _parse_id(since):
+        if since and trimmed and _parse_id(trimmed) > _parse_id(since):
             truncated = True
         missed = [self._message(room, entry) for entry in reversed(entries)]
         return JoinResult(sorted(members), missed, truncated)

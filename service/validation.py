@@ -75,7 +75,7 @@ def message_id(value: Any, field: str) -> str | None:
 
 
 def limit(value: Any) -> int:
-    """Default 50; values above 500 are capped at 500; anything not a positive integer is refused."""
+    """Default 50; above 500 is capped at 500; anything but a positive integer is refused."""
     if value is None:
         return DEFAULT_LIMIT
     if isinstance(value, str) and value.isdigit():
@@ -131,19 +131,25 @@ def room_only(payload: Any) -> str:
 def send(payload: Any, max_chars: int) -> Send:
     data = payload_object(payload)
     return Send(
-        room_name(data.get("room")), text(data.get("text"), max_chars), client_id(data.get("client_id"))
+        room_name(data.get("room")),
+        text(data.get("text"), max_chars),
+        client_id(data.get("client_id")),
     )
 
 
 def direct(payload: Any, max_chars: int) -> Direct:
     data = payload_object(payload)
     return Direct(
-        username(data.get("to"), "to"), text(data.get("text"), max_chars), client_id(data.get("client_id"))
+        username(data.get("to"), "to"),
+        text(data.get("text"), max_chars),
+        client_id(data.get("client_id")),
     )
 
 
 def history(payload: Any) -> History:
     data = payload_object(payload)
     return History(
-        room_name(data.get("room")), message_id(data.get("before"), "before"), limit(data.get("limit"))
+        room_name(data.get("room")),
+        message_id(data.get("before"), "before"),
+        limit(data.get("limit")),
     )

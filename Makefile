@@ -1,0 +1,35 @@
+# The one interface for people and CI. `make run` starts the local cluster; `make test` tests it.
+NODES ?= 3
+PORT ?= 8080
+PYTEST_ARGS ?=
+VENV := .venv/bin
+
+.PHONY: help setup run test test-unit test-integration lint clean
+
+help:
+	@echo "make run        start redis, $(NODES) nodes and nginx on http://127.0.0.1:$(PORT) (NODES=N)"
+	@echo "make test       lint and the whole test suite (starts its own cluster)"
+	@echo "make test-unit  unit tests only"
+	@echo "make lint       ruff"
+	@echo "make setup      install what is missing (apt packages, .venv, npm packages)"
+
+setup:
+	@scripts/bootstrap.sh
+
+run: setup
+	$(VENV)/python scripts/cluster.py --nodes $(NODES) --port $(PORT)
+
+lint: setup
+	$(VENV)/ruff check .
+
+test: setup lint
+	$(VENV)/pytest -q $(PYTEST_ARGS)
+
+test-unit: setup
+	$(VENV)/pytest -q tests/unit $(PYTEST_ARGS)
+
+test-integration: setup
+	$(VENV)/pytest -q tests/integration $(PYTEST_ARGS)
+
+clean:
+	rm -rf run test-results .pytest_cache .ruff_cache

@@ -1,0 +1,85 @@
+from pathlib import Path
+
+import pytest
+
+from service.settings import DEV_API_KEY, DEV_SECRET_KEY, SettingsError, load_settings
+
+NO_DOTENV = Path("/nonexistent/.env")
+
+
+def load(**env: str):
+    return load_settings(env, dotenv=NO_DOTENV)
+
+
+def test_defaults_are_for_the_local_cluster():
+    settings = load()
+    assert settings.env == "development"
+    assert settings.secret_key == DEV_SECRET_KEY
+    assert settings.async_mode == "gevent"
+    assert settings.max_text_chars == 4000
+    assert "http://127.0.0.1:8080" in settings.allowed_origins
+
+
+@pytest.mark.parametrize("missing", ["SECRET_KEY", "API_KEY"])
+def test_production_refuses_default_secrets(missing):
+    env = {"ENV": "production", "SECRET_KEY": "s" * 32, "API_KEY": "a" * 32}
+    del env[missing]
+    with pytest.raises(SettingsError, match=missing):
+        load(**env)
+
+
+def test_production_accepts_real_secrets_and_secures_cookies():
+    settings = load(ENV="production", SECRET_KEY="s" * 32, API_KEY="a" * 32)
+    assert settings.production
+    assert settings.session_cookie_secure
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("MAX_TEXT_CHARS", "lots"),
+        ("MAX_TEXT_CHARS", "0"),
+        ("RATE_LIMIT_PER_S", "fast"),
+        ("RATE_LIMIT_BURST", "-1"),
+        ("REDIS_URL", "http://redis"),
+        ("NODE_NAME", "node one"),
+        ("ALLOWED_ORIGINS", "example.com"),
+        ("ASYNC_MODE", "asyncio"),
+        ("ENV", "staging"),
+        ("SESSION_COOKIE_SECURE", "maybe"),
+        ("SECRET_KEY", "short"),
+        ("TOKEN_TTL_S", "1.5"),
+    ],
+)
+def test_bad_values_name_the_setting(name, value):
+    with pytest.raises(SettingsError, match=name):
+        load(**{name: value})
+
+
+def test_node_ttl_must_outlast_heartbeats():
+    with pytest.raises(SettingsError, match="NODE_TTL_S"):
+        load(HEARTBEAT_INTERVAL_S="5", NODE_TTL_S="6")
+
+
+def test_dotenv_is_read_and_environment_wins(tmp_path):
+    dotenv = tmp_path / ".env"
+    dotenv.write_text(
+        "# comment\nNODE_NAME=from-file\nexport MAX_TEXT_CHARS='123'\nAPI_KEY=\"k" + "x" * 20 + "\"\n"
+    )
+    settings = load_settings({"NODE_NAME": "from-env"}, dotenv=dotenv)
+    assert settings.node_name == "from-env"
+    assert settings.max_text_chars == 123
+    assert settings.api_key == "k" + "x" * 20
+    assert settings.api_key != DEV_API_KEY
+
+
+def test_malformed_dotenv_line_is_reported(tmp_path):
+    dotenv = tmp_path / ".env"
+    dotenv.write_text("NODE_NAME\n")
+    with pytest.raises(SettingsError, match=r"\.env:1"):
+        load_settings({}, dotenv=dotenv)
+
+
+def test_origins_are_split_and_trimmed():
+    settings = load(ALLOWED_ORIGINS="https://a.example, http://b.example:8080/")
+    assert settings.allowed_origins == ("https://a.example", "http://b.example:8080")

@@ -1,0 +1,57 @@
+import time
+
+import pytest
+from itsdangerous import TimestampSigner, URLSafeTimedSerializer
+
+from service import ratelimit
+from service.errors import ServiceError
+from service.ratelimit import TokenBucket
+from service.tokens import SALT, TokenSigner
+
+SECRET = "a-secret-of-sixteen-chars"
+
+
+def test_token_round_trip_and_expiry_time():
+    signer = TokenSigner(SECRET, ttl_s=60)
+    claims = signer.verify(signer.issue("alice"))
+    assert claims.user == "alice"
+    assert 55 < claims.expires_at - time.time() <= 61
+
+
+@pytest.mark.parametrize("token", ["", "garbage", None, 5, "x" * 2000])
+def test_bad_tokens_are_refused(token):
+    with pytest.raises(ServiceError, match="bad token"):
+        TokenSigner(SECRET, 60).verify(token)
+
+
+def test_tampered_and_foreign_tokens_are_refused():
+    token = TokenSigner(SECRET, 60).issue("alice")
+    forged = token[:-2] + ("AA" if not token.endswith("AA") else "BB")
+    with pytest.raises(ServiceError, match="bad token"):
+        TokenSigner(SECRET, 60).verify(forged)
+    with pytest.raises(ServiceError, match="bad token"):
+        TokenSigner("another-secret-entirely", 60).verify(token)
+
+
+def test_expired_token_says_so(monkeypatch):
+    monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda _self: int(time.time()) - 120)
+    old = URLSafeTimedSerializer(SECRET, salt=SALT).dumps({"u": "alice"})
+    monkeypatch.undo()
+    with pytest.raises(ServiceError, match="expired") as info:
+        TokenSigner(SECRET, 60).verify(old)
+    assert info.value.code == "unauthorized"
+
+
+def test_bucket_refuses_over_the_rate_and_flags_a_flooder(monkeypatch):
+    now = [100.0]
+    monkeypatch.setattr(ratelimit.time, "monotonic", lambda: now[0])
+    bucket = TokenBucket(rate=2, burst=3)
+    assert [bucket.take() for _ in range(4)] == [True, True, True, False]
+    assert not bucket.flooding
+    now[0] += 1.0  # two tokens back
+    assert bucket.take() and bucket.take() and not bucket.take()
+    for _ in range(3):
+        bucket.take()
+    assert bucket.flooding
+    now[0] += 10
+    assert bucket.take() and not bucket.flooding
