@@ -47,8 +47,10 @@ class ClusterManager(socketio.RedisManager):
                 del self._held[key]
 
     def _handle_emit(self, message: dict[str, Any]) -> None:
-        held_by_sid = self._held.get(message.get("room"))  # type: ignore[arg-type]
-        if held_by_sid and message.get("event") == "message":
+        held_by_sid = self._held and message.get("event") == "message" and self._held.get(
+            message.get("room")  # type: ignore[arg-type] - room messages name one room
+        )
+        if held_by_sid:
             for held in held_by_sid.values():
                 held.append(message["data"][0])
             message = {**message, "skip_sid": list(held_by_sid)}

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import time
 
+FLOOD_WINDOW_S = 10.0
+
 
 class TokenBucket:
-    __slots__ = ("burst", "rate", "refused_in_a_row", "tokens", "updated")
+    __slots__ = ("burst", "rate", "refused", "refused_since", "tokens", "updated")
 
     def __init__(self, rate: float, burst: int):
         self.rate = rate
         self.burst = burst
         self.tokens = float(burst)
         self.updated = time.monotonic()
-        self.refused_in_a_row = 0
+        self.refused = 0
+        self.refused_since = self.updated
 
     def take(self) -> bool:
         now = time.monotonic()
@@ -21,12 +24,13 @@ class TokenBucket:
         self.updated = now
         if self.tokens >= 1:
             self.tokens -= 1
-            self.refused_in_a_row = 0
             return True
-        self.refused_in_a_row += 1
+        if now - self.refused_since > FLOOD_WINDOW_S:
+            self.refused, self.refused_since = 0, now
+        self.refused += 1
         return False
 
     @property
     def flooding(self) -> bool:
-        """True once a client kept sending a whole burst's worth after being refused."""
-        return self.refused_in_a_row > self.burst
+        """True once more than a burst's worth of events was refused within the flood window."""
+        return self.refused > self.burst and time.monotonic() - self.refused_since <= FLOOD_WINDOW_S

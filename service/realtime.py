@@ -10,6 +10,7 @@ from typing import Any
 
 from flask import current_app, request
 from flask_login import current_user
+from flask_socketio import ConnectionRefusedError as Refused
 from flask_socketio import SocketIO, disconnect, join_room, leave_room
 
 from . import validation
@@ -47,7 +48,7 @@ def register_handlers(socketio: SocketIO, node: Node) -> None:
                 node.store.add_session_socket(connection.session_id, sid)
         except ServiceError as error:
             log.info("node=%s refused connection: %s", node.name, error.message)
-            raise ConnectionRefusedError(error.message) from None
+            raise Refused(error.message) from None
         node.connections[sid] = connection
         join_room(user_room(connection.user))
         welcome = {"user": connection.user, "node": node.name, "sid": sid}

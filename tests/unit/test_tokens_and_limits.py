@@ -50,8 +50,10 @@ def test_bucket_refuses_over_the_rate_and_flags_a_flooder(monkeypatch):
     assert not bucket.flooding
     now[0] += 1.0  # two tokens back
     assert bucket.take() and bucket.take() and not bucket.take()
-    for _ in range(3):
-        bucket.take()
-    assert bucket.flooding
-    now[0] += 10
-    assert bucket.take() and not bucket.flooding
+    now[0] += 0.5  # one back: a success does not forgive the refusals
+    assert bucket.take()
+    assert not bucket.take() and not bucket.flooding  # three refused so far, burst 3
+    assert not bucket.take() and bucket.flooding  # four refused within the window
+    now[0] += ratelimit.FLOOD_WINDOW_S + 1
+    assert not bucket.flooding
+    assert bucket.take()

@@ -1,0 +1,156 @@
+"""The real local cluster (redis-server, 3 gunicorn nodes, nginx) and real Socket.IO clients.
+
+The cluster uses its own ports and folder, so it runs beside a cluster started by `make run`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import socketio
+
+from cluster import Cluster
+
+RESULTS = Path(__file__).resolve().parents[2] / "test-results"
+TEST_ENV = {
+    "RATE_LIMIT_PER_S": "50",
+    "RATE_LIMIT_BURST": "100",
+    "HEARTBEAT_INTERVAL_S": "0.5",
+    "NODE_TTL_S": "3",
+}
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory) -> Iterator[Cluster]:
+    run_dir = RESULTS / "cluster"
+    if run_dir.exists():
+        import shutil
+
+        shutil.rmtree(run_dir)
+    instance = Cluster(nodes=3, port=18080, redis_port=16379, node_base_port=15001,
+                       run_dir=run_dir, env=dict(TEST_ENV))
+    instance.start()
+    yield instance
+    instance.stop()
+
+
+class Client:
+    """A Socket.IO client through the front door that records every event it receives."""
+
+    def __init__(self, base_url: str, token: str | None, node_key: str | None,
+                 transports: list[str] | None = None, headers: dict[str, str] | None = None,
+                 auth: Any = "token"):
+        self.sio = socketio.Client(reconnection=False)
+        self.events: dict[str, queue.Queue] = {}
+        self.welcome: dict[str, Any] = {}
+        for name in ("message", "direct", "presence", "welcome"):
+            self.events[name] = queue.Queue()
+            self.sio.on(name, self._recorder(name))
+        url = base_url + (f"?node_key={node_key}" if node_key else "")
+        self.sio.connect(url, auth={"token": token} if auth == "token" else auth,
+                         transports=transports or ["websocket"], headers=headers or {},
+                         wait_timeout=10)
+        self.welcome = self.events["welcome"].get(timeout=10)
+
+    def _recorder(self, name: str):
+        return lambda data: self.events[name].put(data)
+
+    @property
+    def node(self) -> str:
+        return self.welcome["node"]
+
+    def call(self, event: str, payload: Any = None, timeout: float = 10) -> Any:
+        if payload is None:
+            return self.sio.call(event, timeout=timeout)
+        return self.sio.call(event, payload, timeout=timeout)
+
+    def ok(self, event: str, payload: Any) -> dict[str, Any]:
+        answer = self.call(event, payload)
+        assert answer.get("ok") is True, answer
+        return answer
+
+    def take(self, name: str, count: int, timeout: float = 10) -> list[Any]:
+        deadline = time.monotonic() + timeout
+        got = []
+        while len(got) < count:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"got {len(got)} of {count} {name} events: {got}")
+            got.append(self.events[name].get(timeout=remaining))
+        return got
+
+    def drain(self, name: str, settle: float = 0.3) -> list[Any]:
+        time.sleep(settle)
+        got = []
+        while True:
+            try:
+                got.append(self.events[name].get_nowait())
+            except queue.Empty:
+                return got
+
+    def close(self) -> None:
+        if self.sio.connected:
+            self.sio.disconnect()
+
+
+class Users:
+    """Registers users and opens clients pinned to a chosen node."""
+
+    def __init__(self, cluster: Cluster):
+        self.cluster = cluster
+        self.base = cluster.url
+        self.clients: list[Client] = []
+        self._keys = itertools.count()
+
+    def register(self, prefix: str = "u") -> tuple[str, str]:
+        name = f"{prefix}{uuid.uuid4().hex[:10]}"
+        password = "correct-horse-" + name
+        answer = requests.post(self.base + "/api/register",
+                               json={"username": name, "password": password}, timeout=10)
+        assert answer.status_code == 201, answer.text
+        answer = requests.post(self.base + "/api/token",
+                               json={"username": name, "password": password}, timeout=10)
+        assert answer.status_code == 200, answer.text
+        return name, answer.json()["token"]
+
+    def connect(self, token: str, node: str | None = None, **kwargs: Any) -> Client:
+        """A client on `node` (found by trying sticky keys), or on any node."""
+        for _ in range(60):
+            client = Client(self.base, token, f"k{uuid.uuid4().hex[:8]}{next(self._keys)}",
+                            **kwargs)
+            if node is None or client.node == node:
+                self.clients.append(client)
+                return client
+            client.close()
+        raise AssertionError(f"no sticky key led to {node}")
+
+    def user_on(self, node: str, prefix: str = "u", **kwargs: Any) -> tuple[str, Client]:
+        name, token = self.register(prefix)
+        return name, self.connect(token, node, **kwargs)
+
+    def close(self) -> None:
+        for client in self.clients:
+            client.close()
+
+
+@pytest.fixture
+def users(cluster: Cluster) -> Iterator[Users]:
+    pool = Users(cluster)
+    yield pool
+    pool.close()
+
+
+@pytest.fixture
+def room() -> str:
+    return "room-" + uuid.uuid4().hex[:12]
+
+
+NODES = ["node-1", "node-2", "node-3"]

@@ -1,0 +1,185 @@
+"""Room messages, direct messages, presence, order and resume across the nodes of a real cluster."""
+
+import threading
+import time
+
+import requests
+
+from .conftest import NODES
+
+
+def id_key(message_id: str) -> tuple[int, int]:
+    ms, seq = message_id.split("-")
+    return int(ms), int(seq)
+
+
+def test_room_messages_reach_every_member_on_every_node(users, room):
+    members = [users.user_on(node) for node in NODES]
+    assert sorted(client.node for _, client in members) == NODES
+    for _, client in members:
+        client.ok("join", {"room": room})
+    sent = []
+    for name, client in members:
+        ack = client.ok("send", {"room": room, "text": f"hello from {name}", "client_id": name})
+        sent.append({"id": ack["id"], "room": room, "user": name, "text": f"hello from {name}",
+                     "ts": ack["ts"], "node": client.node, "client_id": name})
+    for _, client in members:
+        assert client.take("message", 3) == sent  # the sender's own copy included, in order
+        assert client.drain("message") == []
+
+
+def test_message_node_names_the_accepting_node_and_ts_is_server_time(users, room):
+    _, sender = users.user_on("node-2")
+    _, receiver = users.user_on("node-3")
+    for client in (sender, receiver):
+        client.ok("join", {"room": room})
+    before = time.time() * 1000
+    ack = sender.ok("send", {"room": room, "text": "t"})
+    [message] = receiver.take("message", 1)
+    assert message["node"] == "node-2"
+    assert "client_id" not in message
+    assert before - 2000 <= ack["ts"] <= time.time() * 1000 + 2000
+    assert message["ts"] == ack["ts"]
+
+
+def test_direct_messages_cross_nodes_to_every_connection(users):
+    alice, token = users.register("alice")
+    alice_1 = users.connect(token, "node-1")
+    alice_2 = users.connect(token, "node-2")
+    bob, bob_client = users.user_on("node-3", "bob")
+
+    ack = bob_client.ok("direct", {"to": alice, "text": "hi alice", "client_id": "d1"})
+    expected = {"id": ack["id"], "from": bob, "to": alice, "text": "hi alice", "ts": ack["ts"],
+                "node": "node-3", "client_id": "d1"}
+    assert alice_1.take("direct", 1) == [expected]
+    assert alice_2.take("direct", 1) == [expected]
+    assert bob_client.drain("direct") == []  # the sending connection gets the ack, not a copy
+
+    ack = alice_1.ok("direct", {"to": bob, "text": "hi bob"})
+    assert bob_client.take("direct", 1)[0]["text"] == "hi bob"
+    assert alice_2.take("direct", 1)[0]["id"] == ack["id"]  # the sender's other connection
+    assert alice_1.drain("direct") == []
+
+
+def test_presence_is_the_same_from_every_node_and_follows_leaves(users, room):
+    clients = {}
+    for node in NODES:
+        name, client = users.user_on(node)
+        clients[name] = client
+        client.ok("join", {"room": room})
+    names = sorted(clients)
+    for client in clients.values():
+        assert client.ok("presence", {"room": room})["members"] == names
+    first, *rest = names
+    watcher = clients[rest[-1]]
+    watcher.drain("presence")
+    clients[first].ok("leave", {"room": room})
+    assert watcher.take("presence", 1) == [{"room": room, "user": first, "action": "leave"}]
+    clients[rest[0]].close()  # a disconnect leaves every room
+    assert watcher.take("presence", 1) == [{"room": room, "user": rest[0], "action": "leave"}]
+    for client in (clients[rest[-1]],):
+        assert client.ok("presence", {"room": room})["members"] == [rest[-1]]
+    outsider = users.user_on("node-1")[1]
+    assert outsider.ok("presence", {"room": room})["members"] == [rest[-1]]
+
+
+def test_join_announces_presence_to_members_on_other_nodes(users, room):
+    watcher_name, watcher = users.user_on("node-1")
+    watcher.ok("join", {"room": room})
+    assert watcher.take("presence", 1) == [{"room": room, "user": watcher_name, "action": "join"}]
+    name, joiner = users.user_on("node-3")
+    answer = joiner.ok("join", {"room": room})
+    assert answer["node"] == "node-3"
+    assert name in answer["members"]
+    assert watcher.take("presence", 1) == [{"room": room, "user": name, "action": "join"}]
+
+
+def test_concurrent_senders_on_all_nodes_give_every_receiver_the_stored_order(users, room):
+    senders = [users.user_on(node)[1] for node in NODES]
+    receivers = [users.user_on(node)[1] for node in NODES * 2]
+    for client in senders + receivers:
+        client.ok("join", {"room": room})
+    per_sender = 60
+    acked: list[str] = []
+    lock = threading.Lock()
+
+    def send_many(client, label):
+        for i in range(per_sender):
+            ack = client.ok("send", {"room": room, "text": f"{label}-{i}"})
+            with lock:
+                acked.append(ack["id"])
+
+    threads = [threading.Thread(target=send_many, args=(c, n)) for c, n in zip(senders, NODES)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    total = per_sender * len(senders)
+    assert len(acked) == total
+    history = senders[0].ok("history", {"room": room, "limit": 500})["messages"]
+    stored = [m["id"] for m in history]
+    assert sorted(acked, key=id_key) == stored
+    for client in receivers + senders:
+        got = [m["id"] for m in client.take("message", total, timeout=30)]
+        assert got == stored, f"{client.node} received out of stored order"
+
+
+def test_join_with_since_returns_exactly_what_was_missed(users, room):
+    name, token = users.register()
+    reader = users.connect(token, "node-1")
+    _, writer = users.user_on("node-2")
+    for client in (reader, writer):
+        client.ok("join", {"room": room})
+    writer.ok("send", {"room": room, "text": "seen"})
+    last = reader.take("message", 1)[0]["id"]
+    reader.close()
+    missed_ids = [writer.ok("send", {"room": room, "text": f"missed {i}"})["id"] for i in range(5)]
+
+    back = users.connect(token, "node-3")
+    answer = back.ok("join", {"room": room, "since": last})
+    assert [m["id"] for m in answer["missed"]] == missed_ids
+    assert [m["text"] for m in answer["missed"]] == [f"missed {i}" for i in range(5)]
+    assert answer["truncated"] is False
+    assert back.drain("message") == []
+    assert back.ok("join", {"room": room, "since": missed_ids[-1]})["missed"] == []
+
+
+def test_resuming_while_messages_flow_gives_each_message_exactly_once(users, room):
+    _, writer = users.user_on("node-1")
+    writer.ok("join", {"room": room})
+    first = writer.ok("send", {"room": room, "text": "start"})["id"]
+    stop = threading.Event()
+    acked = [first]
+
+    def keep_sending():
+        i = 0
+        while not stop.is_set() and i < 400:
+            acked.append(writer.ok("send", {"room": room, "text": f"live {i}"})["id"])
+            i += 1
+            time.sleep(0.025)  # under the test cluster's rate limit of 50 events/s
+
+    thread = threading.Thread(target=keep_sending)
+    thread.start()
+    try:
+        time.sleep(0.2)
+        resumers = [users.user_on(node)[1] for node in NODES]
+        answers = [client.ok("join", {"room": room, "since": first}) for client in resumers]
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        thread.join(30)
+    time.sleep(0.5)
+    for client, answer in zip(resumers, answers):
+        seen = [m["id"] for m in answer["missed"]] + [m["id"] for m in client.drain("message")]
+        assert seen == acked[1:], f"{client.node}: duplicates or gaps while resuming"
+
+
+def test_api_publish_reaches_the_room_as_user_api(users, room, cluster):
+    _, client = users.user_on("node-2")
+    client.ok("join", {"room": room})
+    answer = requests.post(f"{cluster.url}/api/rooms/{room}/messages", json={"text": "from api"},
+                           headers={"Authorization": "Bearer dev-api-key-change-me"}, timeout=10)
+    assert answer.status_code == 202, answer.text
+    [message] = client.take("message", 1)
+    assert message["user"] == "api" and message["text"] == "from api"
+    assert message["id"] == answer.json()["id"]
