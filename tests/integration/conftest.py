@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 import requests
 import socketio
-
 from cluster import Cluster
 
 RESULTS = Path(__file__).resolve().parents[2] / "test-results"

@@ -58,7 +58,7 @@ BAD_REQUESTS = [
 
 
 def test_each_bad_input_gets_its_code_and_the_connection_keeps_working(users, room):
-    name, client = users.user_on("node-1")
+    _name, client = users.user_on("node-1")
     _, other = users.user_on("node-2")
     for client_ in (client, other):
         client_.ok("join", {"room": room})

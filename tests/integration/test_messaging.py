@@ -109,7 +109,8 @@ def test_concurrent_senders_on_all_nodes_give_every_receiver_the_stored_order(us
             with lock:
                 acked.append(ack["id"])
 
-    threads = [threading.Thread(target=send_many, args=(c, n)) for c, n in zip(senders, NODES)]
+    threads = [threading.Thread(target=send_many, args=pair)
+               for pair in zip(senders, NODES, strict=True)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -125,7 +126,7 @@ def test_concurrent_senders_on_all_nodes_give_every_receiver_the_stored_order(us
 
 
 def test_join_with_since_returns_exactly_what_was_missed(users, room):
-    name, token = users.register()
+    _name, token = users.register()
     reader = users.connect(token, "node-1")
     _, writer = users.user_on("node-2")
     for client in (reader, writer):
@@ -169,7 +170,7 @@ def test_resuming_while_messages_flow_gives_each_message_exactly_once(users, roo
         stop.set()
         thread.join(30)
     time.sleep(0.5)
-    for client, answer in zip(resumers, answers):
+    for client, answer in zip(resumers, answers, strict=True):
         seen = [m["id"] for m in answer["missed"]] + [m["id"] for m in client.drain("message")]
         assert seen == acked[1:], f"{client.node}: duplicates or gaps while resuming"
 

@@ -64,7 +64,8 @@ def test_node_ttl_must_outlast_heartbeats():
 def test_dotenv_is_read_and_environment_wins(tmp_path):
     dotenv = tmp_path / ".env"
     dotenv.write_text(
-        "# comment\nNODE_NAME=from-file\nexport MAX_TEXT_CHARS='123'\nAPI_KEY=\"k" + "x" * 20 + "\"\n"
+        "# comment\nNODE_NAME=from-file\nexport MAX_TEXT_CHARS='123'\n"
+        "API_KEY=\"k" + "x" * 20 + "\"\n"
     )
     settings = load_settings({"NODE_NAME": "from-env"}, dotenv=dotenv)
     assert settings.node_name == "from-env"
