@@ -11,7 +11,7 @@ from flask_socketio import SocketIO
 from . import api, auth, health, http_errors, web
 from .node import Node
 from .realtime import register_handlers
-from .settings import Settings, load_settings
+from .settings import DEV_API_KEY, DEV_SECRET_KEY, Settings, load_settings
 
 socketio = SocketIO()
 
@@ -66,7 +66,11 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
         server.manager_initialized = True
         server.manager.initialize()
         socketio.start_background_task(node.heartbeat_forever, socketio.sleep)
-    logging.getLogger("service").info(
+    log = logging.getLogger("service")
+    if settings.secret_key == DEV_SECRET_KEY or settings.api_key == DEV_API_KEY:
+        log.warning("node=%s uses the development SECRET_KEY/API_KEY: set your own outside "
+                    "a local cluster (ENV=production refuses them)", settings.node_name)
+    log.info(
         "node=%s started (async_mode=%s, redis=%s)", settings.node_name, socketio.async_mode,
         settings.redis_url.split("@")[-1],
     )
