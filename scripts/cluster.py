@@ -8,6 +8,7 @@ it started and nothing else.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import signal
@@ -120,7 +121,15 @@ class Cluster:
             raise
 
     def stop(self) -> None:
-        for name in reversed(list(self.processes)):
+        """The front door first (it holds connections to the nodes), then all nodes, then redis."""
+        self._stop_process("nginx", signal.SIGTERM)
+        nodes = [name for name in self.processes if name.startswith("node-")]
+        for name in nodes:
+            if self.processes[name].poll() is None:
+                self.processes[name].send_signal(signal.SIGTERM)
+        for name in nodes:
+            self._stop_process(name, signal.SIGTERM)
+        for name in list(self.processes):
             self._stop_process(name, signal.SIGTERM)
 
     def indexes(self) -> range:
@@ -195,6 +204,22 @@ class Cluster:
         self._spawn(self.node_name(index), argv, env)
         if wait:
             self.wait_node_ready(index)
+            if "nginx" in self.processes:
+                self.wait_front_door_reaches(index)
+
+    def wait_front_door_reaches(self, index: int, timeout: float = 15) -> None:
+        """Wait until nginx routes to a restarted node again (it skips a failed one for a while)."""
+        name = self.node_name(index)
+
+        def reached() -> bool:
+            for key in range(64):
+                url = f"{self.url}/healthz?node_key=probe{key}"
+                with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback
+                    if json.loads(response.read())["node"] == name:
+                        return True
+            return False
+
+        wait_until(reached, timeout, f"the front door to route to {name}")
 
     def wait_node_ready(self, index: int, timeout: float = 30) -> None:
         name = self.node_name(index)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import queue
+import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -30,10 +31,7 @@ TEST_ENV = {
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory) -> Iterator[Cluster]:
     run_dir = RESULTS / "cluster"
-    if run_dir.exists():
-        import shutil
-
-        shutil.rmtree(run_dir)
+    shutil.rmtree(run_dir, ignore_errors=True)
     instance = Cluster(nodes=3, port=18080, redis_port=16379, node_base_port=15001,
                        run_dir=run_dir, env=dict(TEST_ENV))
     instance.start()

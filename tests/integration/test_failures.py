@@ -1,5 +1,6 @@
 """A dead node's users leave presence; Redis down means `unavailable`; nodes recover alone."""
 
+import shutil
 import signal
 import time
 
@@ -35,6 +36,7 @@ def test_presence_forgets_the_users_of_a_node_that_dies(cluster, users, room):
 
 @pytest.fixture
 def small_cluster():
+    shutil.rmtree(RESULTS / "small-cluster", ignore_errors=True)
     instance = Cluster(nodes=1, port=28080, redis_port=26379, node_base_port=25001,
                        run_dir=RESULTS / "small-cluster", env=dict(TEST_ENV))
     instance.start()

@@ -1,11 +1,13 @@
 """Room messages, direct messages, presence, order and resume across the nodes of a real cluster."""
 
+import json
+import statistics
 import threading
 import time
 
 import requests
 
-from .conftest import NODES
+from .conftest import NODES, RESULTS
 
 
 def id_key(message_id: str) -> tuple[int, int]:
@@ -184,3 +186,36 @@ def test_api_publish_reaches_the_room_as_user_api(users, room, cluster):
     [message] = client.take("message", 1)
     assert message["user"] == "api" and message["text"] == "from api"
     assert message["id"] == answer.json()["id"]
+
+
+def test_delivery_times_same_node_and_cross_node_are_recorded(users, room):
+    """Every message reaches every receiver; the times are written to test-results (not asserted:
+    speed is measured by the load tests, not by unit timings)."""
+    _, sender = users.user_on("node-1")
+    receivers = {node: users.user_on(node)[1] for node in NODES}
+    arrivals: dict[str, dict[str, float]] = {node: {} for node in NODES}
+    for node, client in receivers.items():
+        client.sio.on("message", lambda m, node=node: arrivals[node].setdefault(
+            m["client_id"], time.perf_counter()))
+        client.ok("join", {"room": room})
+    sender.ok("join", {"room": room})
+    sent: dict[str, float] = {}
+    count = 200
+    for i in range(count):
+        sent[str(i)] = time.perf_counter()
+        sender.ok("send", {"room": room, "text": "timing", "client_id": str(i)})
+        time.sleep(0.025)  # under the test cluster's rate limit
+    deadline = time.time() + 10
+    while any(len(a) < count for a in arrivals.values()) and time.time() < deadline:
+        time.sleep(0.05)
+    report = {}
+    for node, got in arrivals.items():
+        assert sorted(got, key=int) == [str(i) for i in range(count)], f"{node} lost messages"
+        latencies = sorted((got[key] - sent[key]) * 1000 for key in got)
+        report[("same-node " if node == "node-1" else "cross-node ") + node] = {
+            "p50_ms": round(statistics.median(latencies), 2),
+            "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1], 2),
+            "max_ms": round(latencies[-1], 2),
+        }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "delivery-latency.json").write_text(json.dumps(report, indent=2) + "\n")
