@@ -19,7 +19,7 @@ from typing import Any
 
 import socketio
 
-from .store import socketio_room
+from .store import parse_id, socketio_room
 
 RESUBSCRIBE_EVERY_S = 1.0
 log = logging.getLogger("service.queue")
@@ -65,9 +65,9 @@ class ClusterManager(socketio.RedisManager):
         held = held_by_sid.pop(sid, [])
         if not held_by_sid:
             self._held.pop(key, None)
-        floor = _id_key(after_id) if after_id else (-1, -1)
+        floor = parse_id(after_id) if after_id else (-1, -1)
         for message in held:
-            if _id_key(message["id"]) > floor:
+            if parse_id(message["id"]) > floor:
                 socketio.Manager.emit(self, "message", message, namespace="/", room=sid)
 
     def forget(self, sid: str) -> None:
@@ -86,8 +86,3 @@ class ClusterManager(socketio.RedisManager):
                 held.append(message["data"][0])
             message = {**message, "skip_sid": list(held_by_sid)}
         super()._handle_emit(message)
-
-
-def _id_key(message_id: str) -> tuple[int, int]:
-    ms, _, seq = message_id.partition("-")
-    return int(ms), int(seq)

@@ -21,6 +21,8 @@ Guarantees
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,9 +46,23 @@ def user_room(user: str) -> str:
     return "u:" + user
 
 
-def _parse_id(message_id: str) -> tuple[int, int]:
+def parse_id(message_id: str) -> tuple[int, int]:
     ms, _, seq = message_id.partition("-")
     return int(ms), int(seq)
+
+
+@contextmanager
+def redis_errors() -> Iterator[None]:
+    """Redis failures as the contract's codes: a malformed stream id is the client's fault
+    (`bad_request`), anything else means storage is `unavailable`."""
+    try:
+        yield
+    except redis.ResponseError as exc:
+        if "Invalid stream ID" in str(exc):
+            raise ServiceError("bad_request", "unknown message id") from None
+        raise ServiceError("unavailable", "storage refused the request, try again") from exc
+    except redis.RedisError as exc:
+        raise ServiceError("unavailable", "storage is unavailable, try again") from exc
 
 
 @dataclass(frozen=True)
@@ -87,24 +103,12 @@ class Store:
         }
 
     def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
-        try:
+        with redis_errors():
             return self._scripts[name](keys=keys, args=args)
-        except redis.ResponseError as exc:
-            if "Invalid stream ID" in str(exc):
-                raise ServiceError("bad_request", "unknown message id") from None
-            raise ServiceError("unavailable", "storage refused the request, try again") from exc
-        except redis.RedisError as exc:
-            raise ServiceError("unavailable", "storage is unavailable, try again") from exc
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        try:
+        with redis_errors():
             return getattr(self.redis, method)(*args, **kwargs)
-        except redis.ResponseError as exc:
-            if "Invalid stream ID" in str(exc):
-                raise ServiceError("bad_request", "unknown message id") from None
-            raise ServiceError("unavailable", "storage refused the request, try again") from exc
-        except redis.RedisError as exc:
-            raise ServiceError("unavailable", "storage is unavailable, try again") from exc
 
     @staticmethod
     def _room_keys(room: str) -> tuple[str, str, str]:
@@ -142,7 +146,7 @@ class Store:
             [self.channel, self.history_max, room, user, text, self.node, client_id or "",
              "1" if client_id is not None else "0", socketio_room(room), STORE_HOST_ID],
         )
-        return Stored(message_id, _parse_id(message_id)[0])
+        return Stored(message_id, parse_id(message_id)[0])
 
     def direct(self, sender: str, recipient: str, text: str, client_id: str | None,
                skip_sid: str | None) -> Stored:
@@ -158,7 +162,7 @@ class Store:
         )
         if not message_id:
             raise ServiceError("not_found", f"no user named {recipient}")
-        return Stored(message_id, _parse_id(message_id)[0])
+        return Stored(message_id, parse_id(message_id)[0])
 
     def history(self, room: str, before: str | None, limit: int) -> list[dict[str, Any]]:
         """The newest `limit` messages before id `before` (exclusive), oldest first."""
@@ -185,7 +189,7 @@ class Store:
             "room": room,
             "user": fields.get("u", ""),
             "text": fields.get("t", ""),
-            "ts": _parse_id(message_id)[0],
+            "ts": parse_id(message_id)[0],
             "node": fields.get("n", ""),
         }
         if "c" in fields:
@@ -212,7 +216,7 @@ class Store:
         )
         truncated = len(entries) > 500
         entries = entries[:500]
-        if since and trimmed and _parse_id(trimmed) > _parse_id(since):
+        if since and trimmed and parse_id(trimmed) > parse_id(since):
             truncated = True
         missed = [self._message(room, entry) for entry in reversed(entries)]
         return JoinResult(sorted(members), missed, truncated)
@@ -236,25 +240,19 @@ class Store:
         """Mark this node alive for ttl_s with its connection count."""
         now_ms = int(time.time() * 1000)
         key = f"node:{self.node}"
-        try:
-            with self.redis.pipeline(transaction=True) as pipe:
-                pipe.zadd(NODES_KEY, {self.node: now_ms})
-                pipe.hset(key, mapping={"connections": connections, "started": started_ms})
-                pipe.pexpire(key, int(ttl_s * 1000))
-                pipe.execute()
-        except redis.RedisError as exc:
-            raise ServiceError("unavailable", "storage is unavailable") from exc
+        with redis_errors(), self.redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(NODES_KEY, {self.node: now_ms})
+            pipe.hset(key, mapping={"connections": connections, "started": started_ms})
+            pipe.pexpire(key, int(ttl_s * 1000))
+            pipe.execute()
 
     def live_nodes(self, ttl_s: float) -> list[dict[str, Any]]:
         cutoff = int((time.time() - ttl_s) * 1000)
         names = self._call("zrangebyscore", NODES_KEY, cutoff, "+inf")
-        try:
-            with self.redis.pipeline(transaction=False) as pipe:
-                for name in names:
-                    pipe.hgetall(f"node:{name}")
-                infos = pipe.execute()
-        except redis.RedisError as exc:
-            raise ServiceError("unavailable", "storage is unavailable") from exc
+        with redis_errors(), self.redis.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hgetall(f"node:{name}")
+            infos = pipe.execute()
         return [
             {"node": name, "connections": int(info.get("connections", 0)),
              "started": int(info.get("started", 0))}
@@ -286,26 +284,20 @@ class Store:
 
     def add_session_socket(self, session_id: str, sid: str) -> None:
         key = f"session-sockets:{session_id}"
-        try:
-            with self.redis.pipeline(transaction=False) as pipe:
-                pipe.sadd(key, sid)
-                pipe.expire(key, 7 * 24 * 3600)
-                pipe.execute()
-        except redis.RedisError as exc:
-            raise ServiceError("unavailable", "storage is unavailable") from exc
+        with redis_errors(), self.redis.pipeline(transaction=False) as pipe:
+            pipe.sadd(key, sid)
+            pipe.expire(key, 7 * 24 * 3600)
+            pipe.execute()
 
     def remove_session_socket(self, session_id: str, sid: str) -> None:
         self._call("srem", f"session-sockets:{session_id}", sid)
 
     def pop_session_sockets(self, session_id: str) -> list[str]:
         key = f"session-sockets:{session_id}"
-        try:
-            with self.redis.pipeline(transaction=True) as pipe:
-                pipe.smembers(key)
-                pipe.delete(key)
-                members, _ = pipe.execute()
-        except redis.RedisError as exc:
-            raise ServiceError("unavailable", "storage is unavailable") from exc
+        with redis_errors(), self.redis.pipeline(transaction=True) as pipe:
+            pipe.smembers(key)
+            pipe.delete(key)
+            members, _ = pipe.execute()
         return sorted(members)
 
     # ---- health ---------------------------------------------------------------------------
