@@ -4,12 +4,13 @@ PORT ?= 8080
 PYTEST_ARGS ?=
 VENV := .venv/bin
 
-.PHONY: help setup run test test-unit test-integration lint clean
+.PHONY: help setup run test test-unit test-integration compose-test lint clean
 
 help:
 	@echo "make run        start redis, $(NODES) nodes and nginx on http://127.0.0.1:$(PORT) (NODES=N)"
 	@echo "make test       lint and the whole test suite (starts its own cluster)"
 	@echo "make test-unit  unit tests only"
+	@echo "make compose-test  bring docker-compose.yml up with podman, test it, bring it down"
 	@echo "make lint       ruff"
 	@echo "make setup      install what is missing (apt packages, .venv, npm packages)"
 
@@ -30,6 +31,9 @@ test-unit: setup
 
 test-integration: setup
 	$(VENV)/pytest -q tests/integration $(PYTEST_ARGS)
+
+compose-test: setup
+	tests/compose/run.sh
 
 clean:
 	rm -rf run test-results .pytest_cache .ruff_cache

@@ -6,10 +6,9 @@ import pytest
 import socketio
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
-from service.settings import DEV_SECRET_KEY
 from service.tokens import SALT
 
-from .conftest import TEST_ENV, Client
+from .conftest import SECRET_KEY, TEST_ENV, Client
 
 
 def refusal(cluster, **kwargs) -> str:
@@ -31,7 +30,7 @@ def test_connections_without_valid_credentials_are_refused_with_a_reason(cluster
     forged = URLSafeTimedSerializer("some-other-secret-key", salt=SALT).dumps({"u": "alice"})
     assert "bad token" in refusal(cluster, auth={"token": forged})
     monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda _s: int(time.time()) - 10**6)
-    expired = URLSafeTimedSerializer(DEV_SECRET_KEY, salt=SALT).dumps({"u": "alice"})
+    expired = URLSafeTimedSerializer(SECRET_KEY, salt=SALT).dumps({"u": "alice"})
     monkeypatch.undo()
     assert "token expired" in refusal(cluster, auth={"token": expired})
 
@@ -79,7 +78,7 @@ def test_a_token_that_expires_while_connected_gets_unauthorized(users, room, mon
     name, _ = users.register()
     ttl = 12 * 3600
     monkeypatch.setattr(TimestampSigner, "get_timestamp", lambda _s: int(time.time()) - ttl + 3)
-    short_lived = URLSafeTimedSerializer(DEV_SECRET_KEY, salt=SALT).dumps({"u": name})
+    short_lived = URLSafeTimedSerializer(SECRET_KEY, salt=SALT).dumps({"u": name})
     monkeypatch.undo()
     client = users.connect(short_lived)
     client.ok("join", {"room": room})

@@ -8,7 +8,9 @@ import pytest
 import requests
 from cluster import Cluster
 
-from .conftest import RESULTS, TEST_ENV, Users
+from .conftest import API_KEY, RESULTS, TEST_ENV, Users
+
+pytestmark = pytest.mark.local_cluster
 
 
 def test_presence_forgets_the_users_of_a_node_that_dies(cluster, users, room):
@@ -28,7 +30,7 @@ def test_presence_forgets_the_users_of_a_node_that_dies(cluster, users, room):
         assert waited < float(TEST_ENV["NODE_TTL_S"]) + 2 * float(TEST_ENV["HEARTBEAT_INTERVAL_S"])
         assert survivor.ok("presence", {"room": room})["members"] == [survivor_name]
         cluster_view = requests.get(cluster.url + "/api/cluster", timeout=5, headers={
-            "Authorization": "Bearer dev-api-key-change-me"}).json()["nodes"]
+            "Authorization": f"Bearer {API_KEY}"}).json()["nodes"]
         assert "node-3" not in {n["node"] for n in cluster_view}
     finally:
         cluster.start_node(3)

@@ -4,12 +4,11 @@ import contextlib
 import re
 import time
 
+import pytest
 import requests
 import socketio
 
-from .conftest import NODES, Client
-
-API_KEY = "dev-api-key-change-me"
+from .conftest import API_KEY, NODES, Client
 
 
 def post(cluster, path, body, **kwargs):
@@ -41,11 +40,17 @@ def test_register_and_token_follow_the_contract(cluster, users):
                  401, "unauthorized")
 
 
+@pytest.mark.local_cluster
 def test_health_and_readiness_on_every_node(cluster):
     for index in cluster.indexes():
         assert requests.get(cluster.node_url(index) + "/healthz", timeout=5).status_code == 200
         ready = requests.get(cluster.node_url(index) + "/readyz", timeout=5)
         assert ready.status_code == 200 and ready.json()["ready"] is True
+
+
+def test_readiness_through_the_front_door(cluster):
+    ready = requests.get(cluster.url + "/readyz", timeout=5)
+    assert ready.status_code == 200 and ready.json()["ready"] is True
 
 
 def test_publish_api_needs_the_api_key_and_validates(cluster, users, room):

@@ -7,7 +7,7 @@ import time
 
 import requests
 
-from .conftest import NODES, RESULTS
+from .conftest import API_KEY, NODES, RESULTS
 
 
 def id_key(message_id: str) -> tuple[int, int]:
@@ -181,7 +181,7 @@ def test_api_publish_reaches_the_room_as_user_api(users, room, cluster):
     _, client = users.user_on("node-2")
     client.ok("join", {"room": room})
     answer = requests.post(f"{cluster.url}/api/rooms/{room}/messages", json={"text": "from api"},
-                           headers={"Authorization": "Bearer dev-api-key-change-me"}, timeout=10)
+                           headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10)
     assert answer.status_code == 202, answer.text
     [message] = client.take("message", 1)
     assert message["user"] == "api" and message["text"] == "from api"

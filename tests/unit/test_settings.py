@@ -28,6 +28,11 @@ def test_production_refuses_default_secrets(missing):
         load(**env)
 
 
+def test_production_refuses_the_example_placeholders():
+    with pytest.raises(SettingsError, match="SECRET_KEY"):
+        load(ENV="production", SECRET_KEY="change-me-to-a-long-random-secret", API_KEY="a" * 32)
+
+
 def test_production_accepts_real_secrets_and_secures_cookies():
     settings = load(ENV="production", SECRET_KEY="s" * 32, API_KEY="a" * 32)
     assert settings.production

@@ -1,0 +1,77 @@
+"""The realtime rooms service: one Flask-SocketIO node of a cluster that shares Redis."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+from flask_session import Session
+from flask_socketio import SocketIO
+
+from . import api, auth, health, http_errors, web
+from .node import Node
+from .realtime import register_handlers
+from .settings import DEV_API_KEY, DEV_SECRET_KEY, Settings, load_settings
+
+socketio = SocketIO()
+
+
+def create_app(settings: Settings | None = None, *, background: bool = True) -> Flask:
+    """Build a node: settings checked, Redis store, Socket.IO with the cluster's message queue.
+
+    `background=False` skips the heartbeat and the queue subscription (for tests of one app).
+    """
+    settings = settings or load_settings()
+    logging.basicConfig(
+        level=logging.INFO, format=f"%(asctime)s {settings.node_name} %(levelname)s %(message)s"
+    )
+    app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=settings.secret_key,
+        NODE_NAME=settings.node_name,
+        MAX_CONTENT_LENGTH=settings.max_frame_bytes,
+        SESSION_COOKIE_NAME="rooms_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.session_cookie_secure,
+        SESSION_TYPE="redis",
+        SESSION_KEY_PREFIX="session:",
+        SESSION_PERMANENT=False,
+        JSON_SORT_KEYS=False,
+    )
+    node = Node(settings)
+    node.init_app(app)
+    app.config["SESSION_REDIS"] = node.store.raw
+    Session(app)
+    http_errors.init_app(app)
+    auth.init_app(app)
+    api.init_app(app)
+    health.init_app(app)
+    web.init_app(app)
+
+    socketio.init_app(
+        app,
+        async_mode=settings.async_mode,
+        client_manager=node.manager,
+        cors_allowed_origins=list(settings.allowed_origins),
+        max_http_buffer_size=settings.max_frame_bytes,
+        ping_interval=25,
+        ping_timeout=20,
+        logger=False,
+        engineio_logger=False,
+    )
+    register_handlers(socketio, node)
+    if background:
+        server = socketio.server
+        server.manager_initialized = True
+        server.manager.initialize()
+        socketio.start_background_task(node.heartbeat_forever, socketio.sleep)
+    log = logging.getLogger("service")
+    if settings.secret_key == DEV_SECRET_KEY or settings.api_key == DEV_API_KEY:
+        log.warning("node=%s uses the development SECRET_KEY/API_KEY: set your own outside "
+                    "a local cluster (ENV=production refuses them)", settings.node_name)
+    log.info(
+        "node=%s started (async_mode=%s, redis=%s)", settings.node_name, socketio.async_mode,
+        settings.redis_url.split("@")[-1],
+    )
+    return app

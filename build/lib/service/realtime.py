@@ -1,0 +1,169 @@
+"""Socket.IO handlers: authenticate connections, validate events, call the store, answer by ack."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from contextlib import suppress
+from typing import Any
+
+from flask import current_app, request
+from flask_login import current_user
+from flask_socketio import ConnectionRefusedError as Refused
+from flask_socketio import SocketIO, disconnect, join_room, leave_room
+
+from . import validation
+from .errors import ServiceError
+from .node import Connection, Node
+from .store import socketio_room, user_room
+
+log = logging.getLogger("service")
+Ack = dict[str, Any]
+Handler = Callable[["Connection", Any], Ack]
+
+
+def register_handlers(socketio: SocketIO, node: Node) -> None:
+    settings = node.settings
+    max_text = settings.max_text_chars
+
+    def authenticate(auth: Any) -> Connection:
+        if isinstance(auth, dict) and "token" in auth:
+            claims = node.signer.verify(auth["token"])
+            return Connection(claims.user, claims.expires_at, None, node.new_bucket())
+        if auth not in (None, {}) and not isinstance(auth, dict):
+            raise ServiceError("unauthorized", "auth must be an object with a token")
+        if current_user.is_authenticated:
+            cookie = current_app.config["SESSION_COOKIE_NAME"]
+            return Connection(current_user.get_id(), None, request.cookies.get(cookie),
+                              node.new_bucket())
+        raise ServiceError("unauthorized", "no credentials: send auth {token} or log in first")
+
+    @socketio.on("connect")
+    def on_connect(auth: Any = None) -> None:
+        sid = request.sid
+        try:
+            connection = authenticate(auth)
+            if connection.session_id:
+                node.store.add_session_socket(connection.session_id, sid)
+        except ServiceError as error:
+            log.info("node=%s refused connection: %s", node.name, error.message)
+            raise Refused(error.message) from None
+        node.connections[sid] = connection
+        join_room(user_room(connection.user))
+        welcome = {"user": connection.user, "node": node.name, "sid": sid}
+        socketio.start_background_task(
+            socketio.emit, "welcome", welcome, to=sid, ignore_queue=True
+        )
+
+    @socketio.on("disconnect")
+    def on_disconnect(*_reason: Any) -> None:
+        sid = request.sid
+        node.manager.forget(sid)
+        connection = node.connections.pop(sid, None)
+        if connection is None:
+            return
+        for room in connection.rooms:
+            node.leave_presence(room, connection.user, sid)
+        if connection.session_id:
+            with suppress(ServiceError):  # the set expires by itself
+                node.store.remove_session_socket(connection.session_id, sid)
+
+    def event(name: str) -> Callable[[Handler], Handler]:
+        """Register a handler behind `dispatch`; `*` catches events nobody else handles."""
+
+        def decorate(handler: Handler) -> Handler:
+            if name == "*":
+                socketio.on_event("*", lambda event_name, *args: dispatch(
+                    str(event_name)[:64], handler, args))
+            else:
+                socketio.on_event(name, lambda *args: dispatch(name, handler, args))
+            return handler
+
+        return decorate
+
+    def dispatch(name: str, handler: Handler, args: tuple[Any, ...]) -> Ack:
+        """Rate limit, token expiry, then the handler; failures become acks, never tracebacks."""
+        payload = args[0] if args else None
+        sid = request.sid
+        connection = node.connections.get(sid)
+        try:
+            if connection is None:
+                raise ServiceError("unauthorized", "not connected")
+            if not connection.bucket.take():
+                if connection.bucket.flooding:
+                    log.warning("node=%s disconnecting %s for flooding", node.name,
+                                connection.user)
+                    disconnect(sid)
+                raise ServiceError("rate_limited", "too many events, slow down")
+            if connection.expires_at is not None and time.time() >= connection.expires_at:
+                raise ServiceError("unauthorized", "token expired, connect with a new token")
+            return handler(connection, payload)
+        except ServiceError as error:
+            if error.code == "unavailable":
+                log.warning("node=%s %s failed: %s", node.name, name, error.message)
+            return error.ack()
+        except Exception:
+            log.exception("node=%s %s failed", node.name, name)
+            return ServiceError("unavailable", "internal error, try again").ack()
+
+    @event("join")
+    def on_join(connection: Connection, payload: Any) -> Ack:
+        join = validation.join(payload)
+        sid = request.sid
+        if join.since:
+            node.manager.hold(sid, join.room)
+        join_room(socketio_room(join.room))
+        try:
+            result = node.store.join(join.room, connection.user, sid, join.since)
+        except Exception:
+            node.manager.forget(sid)
+            if join.room not in connection.rooms:
+                leave_room(socketio_room(join.room))
+            raise
+        connection.rooms.add(join.room)
+        if join.since:
+            last = result.missed[-1]["id"] if result.missed else join.since
+            # runs after this handler's ack is queued, so held messages follow the answer
+            socketio.start_background_task(node.manager.release, sid, join.room, last)
+        return {"ok": True, "room": join.room, "node": node.name, "members": result.members,
+                "missed": result.missed, "truncated": result.truncated}
+
+    @event("leave")
+    def on_leave(connection: Connection, payload: Any) -> Ack:
+        room = validation.room_only(payload)
+        if room in connection.rooms:
+            leave_room(socketio_room(room))
+            connection.rooms.discard(room)
+            node.leave_presence(room, connection.user, request.sid)
+        return {"ok": True, "room": room}
+
+    @event("send")
+    def on_send(connection: Connection, payload: Any) -> Ack:
+        send = validation.send(payload, max_text)
+        if send.room not in connection.rooms:
+            raise ServiceError("forbidden", f"join room {send.room} before sending to it")
+        stored = node.store.publish(send.room, connection.user, send.text, send.client_id)
+        return {"ok": True, "id": stored.id, "ts": stored.ts}
+
+    @event("direct")
+    def on_direct(connection: Connection, payload: Any) -> Ack:
+        direct = validation.direct(payload, max_text)
+        stored = node.store.direct(connection.user, direct.to, direct.text, direct.client_id,
+                                   request.sid)
+        return {"ok": True, "id": stored.id, "ts": stored.ts}
+
+    @event("presence")
+    def on_presence(_connection: Connection, payload: Any) -> Ack:
+        room = validation.room_only(payload)
+        return {"ok": True, "room": room, "members": node.store.members(room)}
+
+    @event("history")
+    def on_history(_connection: Connection, payload: Any) -> Ack:
+        query = validation.history(payload)
+        messages = node.store.history(query.room, query.before, query.limit)
+        return {"ok": True, "room": query.room, "messages": messages}
+
+    @event("*")
+    def on_unknown(_connection: Connection, _payload: Any) -> Ack:
+        raise ServiceError("bad_request", "unknown event")

@@ -1,0 +1,182 @@
+"""Settings from environment variables and an optional `.env` file, checked at start.
+
+Every problem raises `SettingsError` whose message names the setting, so a node refuses to start
+with a sentence a person can act on instead of failing later on a bad value.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+DEV_SECRET_KEY = "dev-secret-key-change-me"  # noqa: S105 - a marker, refused in production
+DEV_API_KEY = "dev-api-key-change-me"
+NODE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+class SettingsError(ValueError):
+    """A setting is missing or invalid; the message names it."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    env: str = "development"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    secret_key: str = DEV_SECRET_KEY
+    api_key: str = DEV_API_KEY
+    node_name: str = "node-1"
+    allowed_origins: tuple[str, ...] = ("http://127.0.0.1:8080", "http://localhost:8080")
+    async_mode: str = "gevent"
+    max_text_chars: int = 4000
+    room_history_max: int = 10000
+    token_ttl_s: int = 12 * 3600
+    rate_limit_per_s: float = 20.0
+    rate_limit_burst: int = 60
+    heartbeat_interval_s: float = 2.0
+    node_ttl_s: float = 10.0
+    session_cookie_secure: bool = False
+    max_frame_bytes: int = 64 * 1024
+
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+
+def read_dotenv(path: Path) -> dict[str, str]:
+    """Parse KEY=VALUE lines; `#` starts a comment line; values may be quoted."""
+    values: dict[str, str] = {}
+    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export ") :]
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise SettingsError(f"{path}:{number}: expected KEY=VALUE")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        values[key.strip()] = value
+    return values
+
+
+def _int(source: dict[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = source.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be an integer, got {raw!r}") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _float(source: dict[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = source.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, got {raw!r}") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name} must be between {low} and {high}, got {value}")
+    return value
+
+
+def _bool(source: dict[str, str], name: str, default: bool) -> bool:
+    raw = source.get(name)
+    if raw is None or raw == "":
+        return default
+    lowered = raw.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"{name} must be true or false, got {raw!r}")
+
+
+def load_settings(environ: dict[str, str] | None = None, dotenv: Path | None = None) -> Settings:
+    """Build Settings from `.env` (if present) overlaid by the process environment."""
+    environ = dict(os.environ if environ is None else environ)
+    dotenv = dotenv or Path(environ.get("DOTENV_PATH", ".env"))
+    source: dict[str, str] = read_dotenv(dotenv) if dotenv.is_file() else {}
+    source.update(environ)
+
+    env = source.get("ENV", "development")
+    if env not in ("development", "production", "test"):
+        raise SettingsError(f"ENV must be development, test or production, got {env!r}")
+
+    redis_url = source.get("REDIS_URL", Settings.redis_url)
+    if not redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise SettingsError(
+            f"REDIS_URL must start with redis://, rediss:// or unix://: {redis_url!r}"
+        )
+
+    secret_key = source.get("SECRET_KEY", DEV_SECRET_KEY)
+    api_key = source.get("API_KEY", DEV_API_KEY)
+    if env == "production":
+        if secret_key in ("", DEV_SECRET_KEY):
+            raise SettingsError(
+                "SECRET_KEY must be set to a secret of your own when ENV=production"
+            )
+        if api_key in ("", DEV_API_KEY):
+            raise SettingsError("API_KEY must be set to a secret of your own when ENV=production")
+    if len(secret_key) < 16:
+        raise SettingsError("SECRET_KEY must be at least 16 characters")
+    if len(api_key) < 16:
+        raise SettingsError("API_KEY must be at least 16 characters")
+
+    node_name = source.get("NODE_NAME", Settings.node_name)
+    if not NODE_NAME_PATTERN.match(node_name):
+        raise SettingsError(f"NODE_NAME must be 1-64 characters of A-Za-z0-9_.-, got {node_name!r}")
+
+    origins_raw = source.get("ALLOWED_ORIGINS")
+    if origins_raw is None:
+        origins = Settings.allowed_origins
+    else:
+        origins = tuple(o.strip().rstrip("/") for o in origins_raw.split(",") if o.strip())
+        for origin in origins:
+            if origin != "*" and not re.match(r"^https?://[^/\s]+$", origin):
+                raise SettingsError(
+                    f"ALLOWED_ORIGINS entries must look like http(s)://host[:port], got {origin!r}"
+                )
+        if "*" in origins and env == "production":
+            raise SettingsError("ALLOWED_ORIGINS must not be * when ENV=production")
+
+    async_mode = source.get("ASYNC_MODE", "gevent")
+    if async_mode not in ("gevent", "eventlet", "threading"):
+        raise SettingsError(f"ASYNC_MODE must be gevent, eventlet or threading, got {async_mode!r}")
+
+    heartbeat = _float(source, "HEARTBEAT_INTERVAL_S", Settings.heartbeat_interval_s, 0.2, 60)
+    node_ttl = _float(source, "NODE_TTL_S", Settings.node_ttl_s, 1, 600)
+    if node_ttl < 2 * heartbeat:
+        raise SettingsError("NODE_TTL_S must be at least twice HEARTBEAT_INTERVAL_S")
+
+    return Settings(
+        env=env,
+        redis_url=redis_url,
+        secret_key=secret_key,
+        api_key=api_key,
+        node_name=node_name,
+        allowed_origins=origins,
+        async_mode=async_mode,
+        max_text_chars=_int(source, "MAX_TEXT_CHARS", Settings.max_text_chars, 1, 100_000),
+        room_history_max=_int(
+            source, "ROOM_HISTORY_MAX", Settings.room_history_max, 10, 10_000_000
+        ),
+        token_ttl_s=_int(source, "TOKEN_TTL_S", Settings.token_ttl_s, 1, 90 * 24 * 3600),
+        rate_limit_per_s=_float(
+            source, "RATE_LIMIT_PER_S", Settings.rate_limit_per_s, 0.1, 100_000
+        ),
+        rate_limit_burst=_int(source, "RATE_LIMIT_BURST", Settings.rate_limit_burst, 1, 1_000_000),
+        heartbeat_interval_s=heartbeat,
+        node_ttl_s=node_ttl,
+        session_cookie_secure=_bool(source, "SESSION_COOKIE_SECURE", env == "production"),
+        max_frame_bytes=_int(source, "MAX_FRAME_BYTES", Settings.max_frame_bytes, 4096, 16 << 20),
+    )

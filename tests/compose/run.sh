@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# make compose-test: bring docker-compose.yml up with podman + podman-compose (no Docker engine or
+# image registry here), run the cross-node checks against http://127.0.0.1:8080, restart a node
+# container, then bring everything down and check nothing is left behind.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+ROOT=$PWD
+export CONTAINERS_CONF="$ROOT/tests/compose/containers.conf"
+WORK="$ROOT/run/compose"
+ENV_FILE="$WORK/compose.env"
+PROJECT=rooms
+COMPOSE=(.venv/bin/podman-compose --project-name "$PROJECT" --env-file "$ENV_FILE" -f docker-compose.yml)
+started=$(date +%s)
+step() { echo "==> [$(( $(date +%s) - started ))s] $*"; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+step "installing what is missing (podman, runc, debootstrap, podman-compose)"
+missing=()
+for tool in podman runc debootstrap; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
+[ -x /usr/lib/podman/netavark ] || missing+=(netavark)
+[ -x /usr/lib/podman/aardvark-dns ] || missing+=(aardvark-dns)
+if [ ${#missing[@]} -gt 0 ]; then
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+[ -x .venv/bin/podman-compose ] || .venv/bin/pip install -q -r requirements-dev.lock
+
+image_exists() { podman image exists "$1"; }
+# Stand-ins are rebuilt when their Containerfile changes (its hash is part of a label).
+build_standin() {
+  local name=$1 tag=$2 hash
+  hash=$(cat "tests/compose/standins/$name.Containerfile" tests/compose/standins/nginx-entrypoint.sh | sha256sum | cut -c1-12)
+  if [ "$(podman image inspect --format '{{index .Labels "rooms.standin"}}' "$tag" 2>/dev/null)" != "$hash" ]; then
+    step "building stand-in $tag from Debian's packages"
+    podman build -q --label "rooms.standin=$hash" -f "tests/compose/standins/$name.Containerfile" \
+      -t "$tag" tests/compose/standins >/dev/null
+  fi
+}
+
+if ! image_exists localhost/rooms-debian-base:bookworm; then
+  step "making a Debian base image with debootstrap (minbase, bookworm)"
+  rootfs=$(mktemp -d)
+  mirror=$(grep -h -m1 -E '^(URIs:|deb )' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null \
+    | grep -o -m1 'https\?://[^ ]*' || echo http://deb.debian.org/debian)
+  debootstrap --variant=minbase --include=ca-certificates bookworm "$rootfs" "$mirror" >/dev/null
+  # Trust what this machine trusts (an egress proxy's CA, if any), so builds inside reach registries.
+  cp /usr/local/share/ca-certificates/*.crt "$rootfs/usr/local/share/ca-certificates/" 2>/dev/null || true
+  chroot "$rootfs" update-ca-certificates >/dev/null 2>&1 || true
+  rm -rf "$rootfs/var/cache/apt/archives/"*.deb "$rootfs/var/lib/apt/lists/"*
+  tar -C "$rootfs" -c . | podman import --change 'ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt' \
+    --change 'ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt' - \
+    localhost/rooms-debian-base:bookworm >/dev/null
+  rm -rf "$rootfs"
+fi
+build_standin python localhost/rooms-python-base:bookworm
+build_standin node docker.io/library/node:20-bookworm-slim
+build_standin redis docker.io/library/redis:7.0-bookworm
+build_standin nginx docker.io/library/nginx:1.27-bookworm
+
+mkdir -p "$WORK"
+secret() { head -c 24 /dev/urandom | base64 | tr -d '/+='; }
+cat > "$ENV_FILE" <<ENV
+ENV=production
+SECRET_KEY=$(secret)$(secret)
+API_KEY=$(secret)$(secret)
+REDIS_PASSWORD=$(secret)
+BASE_IMAGE=localhost/rooms-python-base:bookworm
+FRONT_DOOR_PORT=8080
+RATE_LIMIT_PER_S=50
+RATE_LIMIT_BURST=100
+HEARTBEAT_INTERVAL_S=0.5
+NODE_TTL_S=3
+ENV
+chmod 600 "$ENV_FILE"
+
+cleanup() {
+  step "bringing everything down"
+  "${COMPOSE[@]}" down -v -t 10 >"$WORK/down.log" 2>&1 || true
+  left=$(podman ps -a -q --filter "label=io.podman.compose.project=$PROJECT" | wc -l)
+  volumes=$(podman volume ls -q | grep -c "^${PROJECT}_" || true)
+  networks=$(podman network ls --format '{{.Name}}' | grep -c "^${PROJECT}_" || true)
+  echo "left behind: $left containers, $volumes volumes, $networks networks"
+  rm -f "$ENV_FILE"
+  if [ "$left$volumes$networks" != "000" ]; then echo "compose-test left things behind"; exit 1; fi
+}
+trap cleanup EXIT
+
+step "building the project image from the Dockerfile (BASE_IMAGE=localhost/rooms-python-base:bookworm)"
+"${COMPOSE[@]}" build node-1 >"$WORK/build.log" 2>&1 || { tail -30 "$WORK/build.log"; exit 1; }
+step "image size: $(podman image inspect --format '{{.Size}}' rooms-service:latest | numfmt --to=iec)"
+
+step "docker-compose.yml up"
+"${COMPOSE[@]}" up -d >"$WORK/up.log" 2>&1 || { tail -30 "$WORK/up.log"; exit 1; }
+deadline=$(( $(date +%s) + 180 ))
+until curl -fsS -o /dev/null http://127.0.0.1:8080/readyz 2>/dev/null; do
+  if [ "$(date +%s)" -gt "$deadline" ]; then
+    "${COMPOSE[@]}" ps; "${COMPOSE[@]}" logs --tail 30; exit 1
+  fi
+  sleep 1
+done
+step "the front door answers; running the cross-node checks against http://127.0.0.1:8080"
+set -a; . "$ENV_FILE"; set +a
+CLUSTER_URL=http://127.0.0.1:8080 \
+RESTART_NODE_COMMAND="podman restart -t 5 ${PROJECT}_{node}_1" \
+  .venv/bin/pytest -q -p no:cacheprovider tests/integration tests/compose
+step "compose-test passed"
