@@ -121,12 +121,12 @@ def load_settings(environ: dict[str, str] | None = None, dotenv: Path | None = N
     secret_key = source.get("SECRET_KEY", DEV_SECRET_KEY)
     api_key = source.get("API_KEY", DEV_API_KEY)
     if env == "production":
-        if secret_key in ("", DEV_SECRET_KEY):
-            raise SettingsError(
-                "SECRET_KEY must be set to a secret of your own when ENV=production"
-            )
-        if api_key in ("", DEV_API_KEY):
-            raise SettingsError("API_KEY must be set to a secret of your own when ENV=production")
+        for name, value, default in (
+            ("SECRET_KEY", secret_key, DEV_SECRET_KEY),
+            ("API_KEY", api_key, DEV_API_KEY),
+        ):
+            if value in ("", default) or "change-me" in value.lower():
+                raise SettingsError(f"{name} must be a secret of your own when ENV=production")
     if len(secret_key) < 16:
         raise SettingsError("SECRET_KEY must be at least 16 characters")
     if len(api_key) < 16:

@@ -25,11 +25,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 [ -x .venv/bin/podman-compose ] || .venv/bin/pip install -q -r requirements-dev.lock
 
-image_exists() { podman image exists "$1"; }
 # Stand-ins are rebuilt when their Containerfile changes (its hash is part of a label).
 build_standin() {
   local name=$1 tag=$2 hash
-  hash=$(cat "tests/compose/standins/$name.Containerfile" tests/compose/standins/nginx-entrypoint.sh | sha256sum | cut -c1-12)
+  hash=$( (echo "$BASE_VERSION"; cat "tests/compose/standins/$name.Containerfile" tests/compose/standins/nginx-entrypoint.sh) | sha256sum | cut -c1-12)
   if [ "$(podman image inspect --format '{{index .Labels "rooms.standin"}}' "$tag" 2>/dev/null)" != "$hash" ]; then
     step "building stand-in $tag from Debian's packages"
     podman build -q --label "rooms.standin=$hash" -f "tests/compose/standins/$name.Containerfile" \
@@ -37,18 +36,21 @@ build_standin() {
   fi
 }
 
-if ! image_exists localhost/rooms-debian-base:bookworm; then
+BASE_VERSION=2  # raise when the way the base image is made changes
+if [ "$(podman image inspect --format '{{index .Labels "rooms.base"}}' localhost/rooms-debian-base:bookworm 2>/dev/null)" != "$BASE_VERSION" ]; then
   step "making a Debian base image with debootstrap (minbase, bookworm)"
   rootfs=$(mktemp -d)
-  mirror=$(grep -h -m1 -E '^(URIs:|deb )' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null \
-    | grep -o -m1 'https\?://[^ ]*' || echo http://deb.debian.org/debian)
+  mirror=$(grep -h -E '^(URIs:|deb )' /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null \
+    | grep -o -E 'https?://[^ ]+' | grep -v security | head -1 || true)
+  mirror=${mirror:-http://deb.debian.org/debian}
   debootstrap --variant=minbase --include=ca-certificates bookworm "$rootfs" "$mirror" >/dev/null
   # Trust what this machine trusts (an egress proxy's CA, if any), so builds inside reach registries.
   cp /usr/local/share/ca-certificates/*.crt "$rootfs/usr/local/share/ca-certificates/" 2>/dev/null || true
   chroot "$rootfs" update-ca-certificates >/dev/null 2>&1 || true
   rm -rf "$rootfs/var/cache/apt/archives/"*.deb "$rootfs/var/lib/apt/lists/"*
   tar -C "$rootfs" -c . | podman import --change 'ENV PIP_CERT=/etc/ssl/certs/ca-certificates.crt' \
-    --change 'ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt' - \
+    --change 'ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt' \
+    --change "LABEL rooms.base=$BASE_VERSION" - \
     localhost/rooms-debian-base:bookworm >/dev/null
   rm -rf "$rootfs"
 fi
@@ -90,8 +92,11 @@ step "building the project image from the Dockerfile (BASE_IMAGE=localhost/rooms
 step "image size: $(podman image inspect --format '{{.Size}}' rooms-service:latest | numfmt --to=iec)"
 
 step "docker-compose.yml up"
-"${COMPOSE[@]}" up -d >"$WORK/up.log" 2>&1 || { tail -30 "$WORK/up.log"; exit 1; }
-deadline=$(( $(date +%s) + 180 ))
+# Debian's podman 4.3 supports neither `condition: service_healthy` nor podman-compose's
+# --requires chains (it fails on transitive dependencies): start in dependency order without them
+# and wait for readiness here. Docker Compose v2 honours the conditions as written.
+"${COMPOSE[@]}" up -d --no-deps >"$WORK/up.log" 2>&1 || { tail -30 "$WORK/up.log"; exit 1; }
+deadline=$(( $(date +%s) + 120 ))
 until curl -fsS -o /dev/null http://127.0.0.1:8080/readyz 2>/dev/null; do
   if [ "$(date +%s)" -gt "$deadline" ]; then
     "${COMPOSE[@]}" ps; "${COMPOSE[@]}" logs --tail 30; exit 1
