@@ -97,7 +97,11 @@ step "docker-compose.yml up"
 # and wait for readiness here. Docker Compose v2 honours the conditions as written.
 "${COMPOSE[@]}" up -d --no-deps >"$WORK/up.log" 2>&1 || { tail -30 "$WORK/up.log"; exit 1; }
 deadline=$(( $(date +%s) + 120 ))
-until curl -fsS -o /dev/null http://127.0.0.1:8080/readyz 2>/dev/null; do
+front_door_ready() {
+  .venv/bin/python -c 'import urllib.request as u; u.urlopen("http://127.0.0.1:8080/readyz", timeout=2)' \
+    2>/dev/null
+}
+until front_door_ready; do
   if [ "$(date +%s)" -gt "$deadline" ]; then
     "${COMPOSE[@]}" ps; "${COMPOSE[@]}" logs --tail 30; exit 1
   fi
