@@ -75,3 +75,12 @@ def test_redis_down_answers_unavailable_then_everything_recovers(small_cluster):
         assert [m["id"] for m in history] == [before["id"], after["id"]]
     finally:
         pool.close()
+
+
+def test_a_bad_setting_stops_the_start_with_a_message_naming_it():
+    bad = Cluster(nodes=1, port=38080, redis_port=36379, node_base_port=35001,
+                  run_dir=RESULTS / "bad-settings", env={"MAX_TEXT_CHARS": "lots"})
+    with pytest.raises(SystemExit) as info:
+        bad.start()
+    assert "configuration error: MAX_TEXT_CHARS must be an integer" in str(info.value)
+    assert not bad.processes  # nothing it started is left running
