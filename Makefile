@@ -4,13 +4,22 @@ PORT ?= 8080
 PYTEST_ARGS ?=
 VENV := .venv/bin
 
-.PHONY: help setup run test test-unit test-integration compose-test lint clean
+SCENARIO ?= chat
+USERS ?= 100
+SPAWN_RATE ?= 50
+DURATION ?= 45
+HOST ?= http://127.0.0.1:8080
+export SCENARIO USERS SPAWN_RATE DURATION HOST
+
+.PHONY: help setup run test test-unit test-integration compose-test loadtest loadtest-ui lint clean
 
 help:
 	@echo "make run        start redis, $(NODES) nodes and nginx on http://127.0.0.1:$(PORT) (NODES=N)"
 	@echo "make test       lint and the whole test suite (starts its own cluster)"
 	@echo "make test-unit  unit tests only"
 	@echo "make compose-test  bring docker-compose.yml up with podman, test it, bring it down"
+	@echo "make loadtest   locust, headless, all cores (SCENARIO=chat|fanout USERS SPAWN_RATE DURATION HOST)"
+	@echo "make loadtest-ui  locust's web UI on http://127.0.0.1:8089 against HOST"
 	@echo "make lint       ruff"
 	@echo "make setup      install what is missing (apt packages, .venv, npm packages)"
 
@@ -34,6 +43,13 @@ test-integration: setup
 
 compose-test: setup
 	tests/compose/run.sh
+
+loadtest: setup
+	$(VENV)/python loadtests/run.py
+
+loadtest-ui: setup
+	PYTHONPATH=. $(VENV)/locust -f loadtests/locustfile.py --class-picker --host $(HOST) \
+		--web-host 127.0.0.1
 
 clean:
 	rm -rf run test-results .pytest_cache .ruff_cache

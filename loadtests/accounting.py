@@ -1,0 +1,108 @@
+"""Delivery accounting: what was sent to each room against what each receiver got.
+
+Each load-generating process keeps a Ledger and writes it to a JSON file when the test stops;
+`account()` merges the files of all processes. A receiver is owed every message of its room with
+an id above its watermark (the room's newest id just after its join was acknowledged), up to the
+moment it stopped listening; senders stop a drain period before the end, so every message sent
+was owed to every receiver that was listening.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from itertools import pairwise
+from pathlib import Path
+from typing import Any
+
+
+def id_key(message_id: str) -> tuple[int, int]:
+    ms, _, seq = message_id.partition("-")
+    return int(ms), int(seq)
+
+
+@dataclass
+class Receiver:
+    room: str
+    node: str
+    watermark: str | None = None
+    ids: list[str] = field(default_factory=list)
+    listening: bool = False
+
+
+@dataclass
+class Ledger:
+    """One process's record of sends and receipts."""
+
+    sent: dict[str, list[str]] = field(default_factory=dict)  # room -> acknowledged ids
+    send_failures: Counter = field(default_factory=Counter)  # error code -> count
+    receivers: dict[str, Receiver] = field(default_factory=dict)  # connection id -> receiver
+    latencies: dict[str, list[float]] = field(default_factory=lambda: {"same_node": [],
+                                                                        "cross_node": []})
+
+    def acknowledged(self, room: str, message_id: str) -> None:
+        self.sent.setdefault(room, []).append(message_id)
+
+    def received(self, receiver_id: str, message_id: str) -> None:
+        self.receivers[receiver_id].ids.append(message_id)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sent": self.sent,
+            "send_failures": dict(self.send_failures),
+            "receivers": {key: vars(r) for key, r in self.receivers.items() if r.listening},
+            "latencies": self.latencies,
+        }
+
+    def write(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_json()))
+
+
+@dataclass
+class Accounting:
+    expected: int = 0
+    delivered: int = 0
+    lost: int = 0
+    duplicates: int = 0
+    out_of_order: int = 0
+    sent: int = 0
+    send_failures: dict[str, int] = field(default_factory=dict)
+    latencies: dict[str, list[float]] = field(default_factory=dict)
+
+    @property
+    def clean(self) -> bool:
+        return self.lost == 0 and self.duplicates == 0 and self.out_of_order == 0
+
+
+def account(ledgers: list[dict[str, Any]]) -> Accounting:
+    """Merge the ledgers of every process and count what each receiver was owed and got."""
+    sent: dict[str, list[str]] = {}
+    failures: Counter = Counter()
+    latencies: dict[str, list[float]] = {"same_node": [], "cross_node": []}
+    receivers: list[dict[str, Any]] = []
+    for ledger in ledgers:
+        for room, ids in ledger["sent"].items():
+            sent.setdefault(room, []).extend(ids)
+        failures.update(ledger["send_failures"])
+        receivers.extend(ledger["receivers"].values())
+        for kind, values in ledger["latencies"].items():
+            latencies[kind].extend(values)
+    result = Accounting(sent=sum(len(ids) for ids in sent.values()),
+                        send_failures=dict(failures), latencies=latencies)
+    for receiver in receivers:
+        watermark = id_key(receiver["watermark"]) if receiver["watermark"] else (-1, -1)
+        owed = {i for i in sent.get(receiver["room"], []) if id_key(i) > watermark}
+        got = receiver["ids"]
+        counts = Counter(got)
+        result.expected += len(owed)
+        result.delivered += len(owed & counts.keys())
+        result.lost += len(owed - counts.keys())
+        result.duplicates += sum(n - 1 for n in counts.values() if n > 1)
+        keys = [id_key(i) for i in got]
+        result.out_of_order += sum(1 for a, b in pairwise(keys) if b < a)
+    return result
+
+
+def load_ledgers(folder: Path) -> list[dict[str, Any]]:
+    return [json.loads(path.read_text()) for path in sorted(folder.glob("ledger-*.json"))]

@@ -1,0 +1,175 @@
+"""Locust scenarios for the rooms service, acting as real clients of PROTOCOL.md.
+
+SCENARIO=chat    rooms of ROOM_SIZE users; every user sends SEND_RATE messages/s and receives.
+SCENARIO=fanout  one room; SENDERS users send FANOUT_RATE messages/s each; everyone receives.
+
+Reported to locust as request types: `connect` (Socket.IO connect until `welcome`), `send` (ack
+time), `deliver` named `same-node` / `cross-node` (send to receipt, from the send time carried in
+client_id). Each process writes a delivery ledger when the test stops (see accounting.py).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+import uuid
+from pathlib import Path
+
+import requests
+import socketio
+from gevent.event import AsyncResult
+from locust import User, constant_pacing, events, task
+
+from loadtests.accounting import Ledger, Receiver
+
+SCENARIO = os.environ.get("SCENARIO", "chat")
+ROOM_SIZE = int(os.environ.get("ROOM_SIZE", "10"))
+SEND_RATE = float(os.environ.get("SEND_RATE", "1"))
+SENDERS = int(os.environ.get("SENDERS", "5"))
+FANOUT_RATE = float(os.environ.get("FANOUT_RATE", "5"))
+USERS = int(os.environ.get("USERS", "100"))
+RUN_ID = os.environ.get("LOADTEST_RUN_ID") or uuid.uuid4().hex[:8]
+STOP_SENDING_AT = float(os.environ.get("LOADTEST_STOP_SENDING_AT", "inf"))
+RESULTS = Path(os.environ.get("LOADTEST_RESULTS", "loadtests/results/latest"))
+TOKENS_FILE = os.environ.get("LOADTEST_TOKENS")
+PASSWORD = os.environ.get("LOADTEST_PASSWORD", "load-test-password")
+
+ledger = Ledger()
+local_index = itertools.count()
+_tokens: list[str] | None = None
+
+
+def worker_index(environment) -> int:
+    return getattr(environment.runner, "worker_index", 0) or 0
+
+
+def account_token(host: str, index: int) -> str:
+    """A token from the prepared file, else register (or log in) an account of our own."""
+    global _tokens
+    if TOKENS_FILE and _tokens is None:
+        _tokens = json.loads(Path(TOKENS_FILE).read_text())
+    if _tokens:
+        return _tokens[index % len(_tokens)]
+    username = f"lt-{RUN_ID}-{index}"
+    requests.post(f"{host}/api/register", json={"username": username, "password": PASSWORD},
+                  timeout=30)
+    answer = requests.post(f"{host}/api/token", json={"username": username, "password": PASSWORD},
+                           timeout=30)
+    answer.raise_for_status()
+    return answer.json()["token"]
+
+
+class RoomsUser(User):
+    """A plain python-socketio client (locust's SocketIOUser would report every emit and receipt
+    with a response time of 0 under its own names; this reports what the contract measures)."""
+
+    abstract = True
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.sio = socketio.Client(reconnection=False)
+
+    def on_start(self) -> None:
+        n = next(local_index)
+        worker = worker_index(self.environment)
+        self.uid = f"w{worker}-{n}"
+        self.room, self.sender = self.placement(worker, n)
+        self.seq = itertools.count()
+        token = account_token(self.host, worker * 100_003 + n)
+        welcome: AsyncResult = AsyncResult()
+        self.sio.on("welcome", welcome.set)
+        self.sio.on("message", self.on_room_message)
+        started = time.perf_counter()
+        try:
+            self.sio.connect(f"{self.host}?node_key=lt-{RUN_ID}-{self.uid}", auth={"token": token},
+                             transports=["websocket"], wait_timeout=30)
+            self.node = welcome.get(timeout=30)["node"]
+        except Exception as error:
+            self.fire("connect", "socketio", started, error)
+            raise
+        self.fire("connect", "socketio", started)
+        self.receiver = Receiver(self.room, self.node)
+        ledger.receivers[self.uid] = self.receiver
+        answer = self.sio.call("join", {"room": self.room}, timeout=30)
+        newest = self.sio.call("history", {"room": self.room, "limit": 1}, timeout=30)
+        if not answer.get("ok") or not newest.get("ok"):
+            raise RuntimeError(f"join failed: {answer} {newest}")
+        self.receiver.watermark = newest["messages"][-1]["id"] if newest["messages"] else None
+        self.receiver.listening = True
+
+    def on_stop(self) -> None:
+        if hasattr(self, "receiver"):
+            self.receiver.listening = self.receiver.listening and self.sio.connected
+        if self.sio.connected:
+            self.sio.disconnect()
+
+    def placement(self, worker: int, n: int) -> tuple[str, bool]:
+        raise NotImplementedError
+
+    def fire(self, kind: str, name: str, started: float, error: Exception | None = None) -> None:
+        self.environment.events.request.fire(
+            request_type=kind, name=name, response_time=(time.perf_counter() - started) * 1000,
+            response_length=0, exception=error, context={})
+
+    def on_room_message(self, message: dict) -> None:
+        now_ms = time.time() * 1000
+        ledger.received(self.uid, message["id"])
+        client_id = message.get("client_id", "")
+        if not client_id.startswith("lt:"):
+            return
+        latency = max(0.0, now_ms - float(client_id.rsplit(":", 1)[1]))
+        kind = "same_node" if message["node"] == self.node else "cross_node"
+        ledger.latencies[kind].append(latency)
+        self.environment.events.request.fire(
+            request_type="deliver", name=kind.replace("_", "-"), response_time=latency,
+            response_length=len(message.get("text", "")), exception=None, context={})
+
+    @task
+    def send(self) -> None:
+        if not self.sender or time.time() >= STOP_SENDING_AT or not self.sio.connected:
+            return
+        client_id = f"lt:{self.uid}:{next(self.seq)}:{time.time() * 1000:.3f}"
+        started = time.perf_counter()
+        try:
+            answer = self.sio.call("send", {"room": self.room, "text": "x" * 64,
+                                            "client_id": client_id}, timeout=10)
+        except Exception as error:
+            ledger.send_failures["timeout"] += 1
+            self.fire("send", "send", started, error)
+            return
+        if answer.get("ok"):
+            ledger.acknowledged(self.room, answer["id"])
+            self.fire("send", "send", started)
+        else:
+            ledger.send_failures[answer["error"]["code"]] += 1
+            self.fire("send", "send", started, RuntimeError(answer["error"]["code"]))
+
+
+class ChatUser(RoomsUser):
+    wait_time = constant_pacing(1 / SEND_RATE)
+
+    def placement(self, worker: int, n: int) -> tuple[str, bool]:
+        return f"chat-{RUN_ID}-w{worker}-{n // ROOM_SIZE}", True
+
+
+class FanoutUser(RoomsUser):
+    wait_time = constant_pacing(1 / FANOUT_RATE)
+
+    def placement(self, worker: int, n: int) -> tuple[str, bool]:
+        every = max(1, USERS // max(1, SENDERS))
+        return f"fanout-{RUN_ID}", n % every == 0
+
+
+SCENARIOS = {"chat": ChatUser, "fanout": FanoutUser}
+if SCENARIO not in SCENARIOS:
+    raise SystemExit(f"SCENARIO must be chat or fanout, got {SCENARIO!r}")
+
+
+@events.test_stop.add_listener
+def write_ledger(environment, **_kwargs) -> None:
+    if not ledger.receivers and not ledger.sent:
+        return
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    ledger.write(RESULTS / f"ledger-{os.getpid()}.json")

@@ -1,0 +1,219 @@
+"""`make loadtest`: run a locust scenario headless on all cores and write its results folder.
+
+Knobs (environment): SCENARIO (chat|fanout), USERS, SPAWN_RATE, DURATION (seconds), HOST (the
+front door; a local cluster is started if HOST is the local default and nothing answers there),
+PROCESSES (locust processes, default all cores), plus the scenario's own knobs (locustfile.py).
+
+Writes loadtests/results/<time>/: locust's CSV and HTML report, the PNG charts and summary.json.
+Exits non-zero when any message was lost, duplicated or delivered out of order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import psutil
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
+
+from cluster import Cluster  # noqa: E402
+
+from loadtests.accounting import account, load_ledgers  # noqa: E402
+from loadtests.report import write_report  # noqa: E402
+
+LOCAL_HOST = "http://127.0.0.1:8080"
+DRAIN_S = 3.0
+PASSWORD = "load-test-password"  # noqa: S105 - throwaway accounts of the load test
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name) or str(default)
+    if not value.isdigit() or int(value) < 1:
+        raise SystemExit(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def answers(host: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{host}/healthz", timeout=2) as response:  # noqa: S310
+            return response.status == 200
+    except OSError:
+        return False
+
+
+def prepare_tokens(host: str, count: int, folder: Path) -> Path:
+    """Register (or log in) `count` accounts before the measured run; returns the token file.
+
+    Passwords are slow hashes by design, so this is done once per account, outside the run."""
+    cache = ROOT / "loadtests" / ".accounts"
+    cache.mkdir(exist_ok=True)
+    cached_path = cache / (host.replace("://", "_").replace(":", "_").replace("/", "_") + ".json")
+    cached = json.loads(cached_path.read_text()) if cached_path.exists() else {}
+    now = time.time()
+    tokens: list[str | None] = [None] * count
+
+    def one(index: int) -> None:
+        name = f"loaduser{index}"
+        entry = cached.get(name)
+        if entry and entry["expires_at"] > now + 3600:
+            tokens[index] = entry["token"]
+            return
+        body = {"username": name, "password": PASSWORD}
+        answer = requests.post(f"{host}/api/token", json=body, timeout=60)
+        if answer.status_code == 401:
+            requests.post(f"{host}/api/register", json=body, timeout=60)
+            answer = requests.post(f"{host}/api/token", json=body, timeout=60)
+        answer.raise_for_status()
+        token = answer.json()
+        tokens[index] = token["token"]
+        cached[name] = {"token": token["token"], "expires_at": now + token["expires_in"]}
+
+    missing = sum(1 for i in range(count) if f"loaduser{i}" not in cached)
+    if missing:
+        print(f"preparing {missing} accounts (slow password hashes, once per account)...",
+              flush=True)
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(one, range(count)))
+    cached_path.write_text(json.dumps(cached))
+    path = folder / "tokens.json"
+    path.write_text(json.dumps(tokens))
+    path.chmod(0o600)
+    return path
+
+
+class CpuSampler(threading.Thread):
+    """Samples the CPU of the load generator (locust's processes) and, when local, the nodes."""
+
+    def __init__(self, locust: psutil.Process, nodes: list[psutil.Process]):
+        super().__init__(daemon=True)
+        self.locust, self.nodes = locust, nodes
+        self.stop = threading.Event()
+        self.loadgen_cpu_s = 0.0
+        self.server_cpu_s = 0.0
+        self.samples: list[tuple[float, float]] = []  # (time, load generator cores busy)
+
+    @staticmethod
+    def cpu_of(processes: list[psutil.Process]) -> float:
+        total = 0.0
+        for process in processes:
+            try:
+                times = process.cpu_times()
+                total += times.user + times.system
+            except psutil.Error:
+                pass
+        return total
+
+    def tree(self) -> list[psutil.Process]:
+        try:
+            return [self.locust, *self.locust.children(recursive=True)]
+        except psutil.Error:
+            return []
+
+    def run(self) -> None:
+        last_t, last = time.monotonic(), 0.0
+        seen: dict[int, float] = {}
+        server_start = self.cpu_of(self.nodes)
+        while not self.stop.wait(1.0):
+            for process in self.tree():
+                with_cpu = self.cpu_of([process])
+                if with_cpu:
+                    seen[process.pid] = with_cpu
+            total = sum(seen.values())
+            now = time.monotonic()
+            self.samples.append((now, (total - last) / (now - last_t)))
+            last_t, last = now, total
+            self.loadgen_cpu_s = total
+            self.server_cpu_s = self.cpu_of(self.nodes) - server_start
+
+
+def node_processes() -> list[psutil.Process]:
+    """The local nodes' gunicorn processes (a master and its worker per node)."""
+    return [process for process in psutil.process_iter(["cmdline"])
+            if "service.wsgi:app" in " ".join(process.info["cmdline"] or [])]
+
+
+def count_nodes(processes: list[psutil.Process]) -> int:
+    pids = {process.pid for process in processes}
+    return sum(1 for process in processes if process.ppid() not in pids)
+
+
+def main() -> int:
+    scenario = os.environ.get("SCENARIO", "chat")
+    if scenario not in ("chat", "fanout"):
+        raise SystemExit(f"SCENARIO must be chat or fanout, got {scenario!r}")
+    users = env_int("USERS", 100)
+    spawn_rate = env_int("SPAWN_RATE", 50)
+    duration = env_int("DURATION", 45)
+    processes = env_int("PROCESSES", os.cpu_count() or 1)
+    host = (os.environ.get("HOST") or LOCAL_HOST).rstrip("/")
+    folder = Path(os.environ.get("RESULTS_DIR") or ROOT / "loadtests" / "results" /
+                  time.strftime("%Y%m%d-%H%M%S"))
+    folder.mkdir(parents=True, exist_ok=True)
+
+    cluster = None
+    if host == LOCAL_HOST and not answers(host):
+        print("no cluster at http://127.0.0.1:8080: starting the local cluster", flush=True)
+        cluster = Cluster(nodes=int(os.environ.get("NODES", "3")),
+                          env={"RATE_LIMIT_PER_S": "200", "RATE_LIMIT_BURST": "400"})
+        cluster.start()
+    try:
+        tokens = prepare_tokens(host, users, folder)
+        ramp = users / spawn_rate
+        run_time = int(ramp + duration + DRAIN_S + 1)
+        env = dict(os.environ, SCENARIO=scenario, USERS=str(users), LOADTEST_TOKENS=str(tokens),
+                   LOADTEST_RESULTS=str(folder), LOADTEST_RUN_ID=folder.name.replace("-", ""),
+                   LOADTEST_STOP_SENDING_AT=str(time.time() + run_time - DRAIN_S),
+                   PYTHONPATH=str(ROOT))
+        user_class = {"chat": "ChatUser", "fanout": "FanoutUser"}[scenario]
+        argv = [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtests" / "locustfile.py"),
+                user_class, "--headless", "--host", host, "--users", str(users),
+                "--spawn-rate", str(spawn_rate), "--run-time", f"{run_time}s",
+                "--csv", str(folder / "locust"), "--csv-full-history",
+                "--html", str(folder / "report.html"), "--only-summary",
+                "--exit-code-on-error", "0", "--stop-timeout", "5"]
+        if processes > 1:
+            argv += ["--processes", str(processes)]
+        print(f"{scenario}: {users} users over {ramp:.0f} s, then {duration} s of load "
+              f"against {host} with {processes} locust processes; results in {folder}", flush=True)
+        nodes = node_processes() if host == LOCAL_HOST else []
+        started = time.monotonic()
+        locust = subprocess.Popen(argv, env=env, cwd=ROOT)
+        sampler = CpuSampler(psutil.Process(locust.pid), nodes)
+        sampler.start()
+        while locust.poll() is None:
+            time.sleep(5)
+            elapsed = time.monotonic() - started
+            print(f"  {elapsed:4.0f}/{run_time} s  load generator {sampler.samples[-1][1]:.2f} "
+                  f"cores" if sampler.samples else f"  {elapsed:4.0f}/{run_time} s", flush=True)
+        sampler.stop.set()
+        sampler.join()
+        if locust.returncode not in (0, 1):
+            print(f"locust exited with {locust.returncode}", flush=True)
+            return locust.returncode
+        accounting = account(load_ledgers(folder))
+        summary = write_report(folder, scenario=scenario, users=users,
+                               nodes=count_nodes(nodes) or int(os.environ.get("NODES", "3")),
+                               duration_s=duration, accounting=accounting, sampler=sampler)
+        tokens.unlink()
+    finally:
+        if cluster is not None:
+            cluster.stop()
+    print(json.dumps(summary, indent=2))
+    if not accounting.clean or accounting.expected == 0:
+        print("FAILED: messages were lost, duplicated or out of order (or none were sent)")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
