@@ -159,6 +159,9 @@ def main() -> int:
     folder = Path(os.environ.get("RESULTS_DIR") or ROOT / "loadtests" / "results" /
                   time.strftime("%Y%m%d-%H%M%S"))
     folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("ledger-*.json"):  # a reused folder must not mix runs
+        stale.unlink()
+    run_id = time.strftime("%H%M%S") + os.urandom(3).hex()
 
     cluster = None
     if host == LOCAL_HOST and not answers(host):
@@ -171,7 +174,7 @@ def main() -> int:
         ramp = users / spawn_rate
         run_time = int(ramp + duration + DRAIN_S + 1)
         env = dict(os.environ, SCENARIO=scenario, USERS=str(users), LOADTEST_TOKENS=str(tokens),
-                   LOADTEST_RESULTS=str(folder), LOADTEST_RUN_ID=folder.name.replace("-", ""),
+                   LOADTEST_RESULTS=str(folder), LOADTEST_RUN_ID=run_id,
                    LOADTEST_STOP_SENDING_AT=str(time.time() + run_time - DRAIN_S),
                    PYTHONPATH=str(ROOT))
         user_class = {"chat": "ChatUser", "fanout": "FanoutUser"}[scenario]
