@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Flask, Response, redirect, request, session, url_for
@@ -87,26 +88,25 @@ def _form_error_redirect(message: str) -> Response:
     return redirect(url_for("web.index"))
 
 
-@bp.post("/login")
-def login() -> Response:
+def _form_login(authenticate: Callable[[Any, Any], str]) -> Response:
+    """Check the form's CSRF token, authenticate from its fields, and start a browser session."""
     csrf.check()
     try:
-        username = check_credentials(request.form.get("username"), request.form.get("password"))
+        username = authenticate(request.form.get("username"), request.form.get("password"))
     except ServiceError as error:
         return _form_error_redirect(error.message)
     login_user(User(username))
     return redirect(url_for("web.index"))
+
+
+@bp.post("/login")
+def login() -> Response:
+    return _form_login(check_credentials)
 
 
 @bp.post("/register")
 def register_form() -> Response:
-    csrf.check()
-    try:
-        username = register_user(request.form.get("username"), request.form.get("password"))
-    except ServiceError as error:
-        return _form_error_redirect(error.message)
-    login_user(User(username))
-    return redirect(url_for("web.index"))
+    return _form_login(register_user)
 
 
 @bp.post("/logout")

@@ -3,6 +3,7 @@
 import contextlib
 import re
 import time
+import uuid
 
 import pytest
 import requests
@@ -150,3 +151,19 @@ def test_user_text_is_never_rendered_as_html_by_the_server(cluster):
     assert "innerHTML" not in script and "textContent" in script
     vendor = requests.get(cluster.url + "/static/vendor/socket.io.min.js", timeout=5)
     assert vendor.status_code == 200 and len(vendor.content) > 10_000
+
+
+def test_the_register_form_creates_the_account_and_logs_in(cluster):
+    browser = requests.Session()
+    page = browser.get(cluster.url + "/", timeout=5)
+    name = f"form{uuid.uuid4().hex[:10]}"
+    registered = browser.post(cluster.url + "/register", timeout=10, data={
+        "username": name, "password": "form-password-1", "csrf_token": csrf_of(page.text)})
+    assert registered.status_code == 200 and f'data-user="{name}"' in registered.text
+    again = requests.Session()
+    page = again.get(cluster.url + "/", timeout=5)
+    taken = again.post(cluster.url + "/register", timeout=10, data={
+        "username": name, "password": "form-password-1", "csrf_token": csrf_of(page.text)})
+    assert "is taken" in taken.text and 'data-user="' not in taken.text
+    token = post(cluster, "/api/token", {"username": name, "password": "form-password-1"})
+    assert token.status_code == 200
