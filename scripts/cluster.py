@@ -83,9 +83,12 @@ class Cluster:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def redis_password(self) -> str | None:
+        return self.env.get("REDIS_PASSWORD") or os.environ.get("REDIS_PASSWORD")
+
+    @property
     def redis_url(self) -> str:
-        password = self.env.get("REDIS_PASSWORD") or os.environ.get("REDIS_PASSWORD")
-        auth = f":{password}@" if password else ""
+        auth = f":{self.redis_password}@" if self.redis_password else ""
         return f"redis://{auth}127.0.0.1:{self.redis_port}/0"
 
     @property
@@ -121,16 +124,11 @@ class Cluster:
             raise
 
     def stop(self) -> None:
-        """The front door first (it holds connections to the nodes), then all nodes, then redis."""
-        self._stop_process("nginx", signal.SIGTERM)
-        nodes = [name for name in self.processes if name.startswith("node-")]
-        for name in nodes:
-            if self.processes[name].poll() is None:
-                self.processes[name].send_signal(signal.SIGTERM)
-        for name in nodes:
-            self._stop_process(name, signal.SIGTERM)
-        for name in list(self.processes):
-            self._stop_process(name, signal.SIGTERM)
+        """The front door first (it holds connections to the nodes), then all nodes at once,
+        then redis."""
+        self._stop_processes(["nginx"])
+        self._stop_processes([name for name in self.processes if name.startswith("node-")])
+        self._stop_processes(list(self.processes))
 
     def indexes(self) -> range:
         return range(1, self.nodes + 1)
@@ -143,16 +141,22 @@ class Cluster:
         )
         log.close()
 
-    def _stop_process(self, name: str, sig: int, timeout: float = 25) -> None:
-        process = self.processes.pop(name, None)
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(sig)
-        try:
-            process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+    def _stop_process(self, name: str, sig: int) -> None:
+        self._stop_processes([name], sig)
+
+    def _stop_processes(self, names: list[str], sig: int = signal.SIGTERM,
+                        timeout: float = 25) -> None:
+        """Signal every named process first, then wait for each (killing any that hang)."""
+        running = [p for p in (self.processes.pop(n, None) for n in names)
+                   if p is not None and p.poll() is None]
+        for process in running:
+            process.send_signal(sig)
+        for process in running:
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(5)
 
     # ---- redis ----------------------------------------------------------------------------
 
@@ -164,17 +168,15 @@ class Cluster:
             "--dir", str(data), "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
             "--daemonize", "no", "--maxclients", "10000", "--protected-mode", "yes",
         ]
-        password = self.env.get("REDIS_PASSWORD") or os.environ.get("REDIS_PASSWORD")
-        if password:
-            argv += ["--requirepass", password]
+        if self.redis_password:
+            argv += ["--requirepass", self.redis_password]
         self._spawn("redis", argv)
         wait_until(self.redis_answers, 15, "redis-server")
 
     def redis_answers(self) -> bool:
         with socket.create_connection(("127.0.0.1", self.redis_port), timeout=1) as conn:
-            password = self.env.get("REDIS_PASSWORD") or os.environ.get("REDIS_PASSWORD")
-            if password:
-                conn.sendall(f"AUTH {password}\r\n".encode())
+            if self.redis_password:
+                conn.sendall(f"AUTH {self.redis_password}\r\n".encode())
                 conn.recv(64)
             conn.sendall(b"PING\r\n")
             return conn.recv(64).startswith(b"+PONG")
