@@ -11,7 +11,8 @@ DURATION ?= 45
 HOST ?= http://127.0.0.1:8080
 export SCENARIO USERS SPAWN_RATE DURATION HOST
 
-.PHONY: help setup run test test-unit test-integration compose-test loadtest loadtest-ui lint clean
+.PHONY: help setup run test test-unit test-integration compose-test loadtest loadtest-capacity \
+	loadtest-ui lint clean
 
 help:
 	@echo "make run        start redis, $(NODES) nodes and nginx on http://127.0.0.1:$(PORT) (NODES=N)"
@@ -19,6 +20,7 @@ help:
 	@echo "make test-unit  unit tests only"
 	@echo "make compose-test  bring docker-compose.yml up with podman, test it, bring it down"
 	@echo "make loadtest   locust, headless, all cores (SCENARIO=chat|fanout USERS SPAWN_RATE DURATION HOST)"
+	@echo "make loadtest-capacity  users one locust process holds before it is the bottleneck"
 	@echo "make loadtest-ui  locust's web UI on http://127.0.0.1:8089 against HOST"
 	@echo "make lint       ruff"
 	@echo "make setup      install what is missing (apt packages, .venv, npm packages)"
@@ -46,6 +48,9 @@ compose-test: setup
 
 loadtest: setup
 	$(VENV)/python loadtests/run.py
+
+loadtest-capacity: setup
+	$(VENV)/python loadtests/capacity.py
 
 loadtest-ui: setup
 	PYTHONPATH=. $(VENV)/locust -f loadtests/locustfile.py --class-picker --host $(HOST) \

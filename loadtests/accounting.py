@@ -66,6 +66,7 @@ class Accounting:
     lost: int = 0
     duplicates: int = 0
     out_of_order: int = 0
+    deliveries_per_s: float = 0.0
     sent: int = 0
     send_failures: dict[str, int] = field(default_factory=dict)
     latencies: dict[str, list[float]] = field(default_factory=dict)
@@ -101,7 +102,25 @@ def account(ledgers: list[dict[str, Any]]) -> Accounting:
         result.duplicates += sum(n - 1 for n in counts.values() if n > 1)
         keys = [id_key(i) for i in got]
         result.out_of_order += sum(1 for a, b in pairwise(keys) if b < a)
+    result.deliveries_per_s = steady_delivery_rate(sent, receivers)
     return result
+
+
+def steady_delivery_rate(sent: dict[str, list[str]], receivers: list[dict[str, Any]]) -> float:
+    """Deliveries per second of the messages stored while every receiver was in its room.
+
+    Message ids carry Redis's clock in milliseconds, so the window runs from the last receiver's
+    join (its watermark) to the last acknowledged message, on one clock."""
+    stored = [id_key(i)[0] for ids in sent.values() for i in ids]
+    if not stored:
+        return 0.0
+    joined = [id_key(r["watermark"])[0] for r in receivers if r["watermark"]]
+    start = max(joined, default=min(stored))
+    end = max(stored)
+    if end - start < 1000:
+        start = min(stored)
+    count = sum(1 for r in receivers for i in r["ids"] if start < id_key(i)[0] <= end)
+    return round(count / max((end - start) / 1000, 0.001), 1)
 
 
 def load_ledgers(folder: Path) -> list[dict[str, Any]]:

@@ -17,12 +17,14 @@ import time
 import uuid
 from pathlib import Path
 
+import gevent
 import requests
 import socketio
 from gevent.event import AsyncResult
-from locust import User, constant_pacing, events, task
+from locust import User, events, task
 
 from loadtests.accounting import Ledger, Receiver
+from loadtests.pacing import steady_rate
 
 SCENARIO = os.environ.get("SCENARIO", "chat")
 ROOM_SIZE = int(os.environ.get("ROOM_SIZE", "10"))
@@ -98,6 +100,7 @@ class RoomsUser(User):
             raise RuntimeError(f"join failed: {answer} {newest}")
         self.receiver.watermark = newest["messages"][-1]["id"] if newest["messages"] else None
         self.receiver.listening = True
+        gevent.sleep(self.wait_time())
 
     def on_stop(self) -> None:
         if hasattr(self, "receiver"):
@@ -148,14 +151,14 @@ class RoomsUser(User):
 
 
 class ChatUser(RoomsUser):
-    wait_time = constant_pacing(1 / SEND_RATE)
+    wait_time = steady_rate(SEND_RATE)
 
     def placement(self, worker: int, n: int) -> tuple[str, bool]:
         return f"chat-{RUN_ID}-w{worker}-{n // ROOM_SIZE}", True
 
 
 class FanoutUser(RoomsUser):
-    wait_time = constant_pacing(1 / FANOUT_RATE)
+    wait_time = steady_rate(FANOUT_RATE)
 
     def placement(self, worker: int, n: int) -> tuple[str, bool]:
         every = max(1, USERS // max(1, SENDERS))

@@ -42,20 +42,6 @@ def series(rows: list[dict[str, str]], name: str, column: str) -> tuple[list[flo
     return [t - start for t, _ in points], [float(v) for _, v in points]
 
 
-def steady_deliveries_per_s(rows: list[dict[str, str]], delivered: int, duration: float) -> float:
-    """Mean delivery rate while every user was connected (the last `duration` seconds of load)."""
-    rates: dict[float, float] = {}
-    for kind in KINDS:
-        times, values = series(rows, kind, "Requests/s")
-        for t, v in zip(times, values, strict=True):
-            rates[t] = rates.get(t, 0.0) + v
-    if not rates:
-        return round(delivered / max(duration, 1), 1)
-    end = max(rates)
-    window = [v for t, v in rates.items() if end - duration - 3 <= t <= end - 3]
-    return round(sum(window) / len(window), 1) if window else round(delivered / duration, 1)
-
-
 def charts(folder: Path, rows: list[dict[str, str]], cpu: list[tuple[float, float]]) -> None:
     figure, axes = plt.subplots(3, 1, figsize=(10, 10), sharex=True)
     for kind, color in zip(KINDS, ("tab:blue", "tab:orange"), strict=True):
@@ -91,7 +77,7 @@ def charts(folder: Path, rows: list[dict[str, str]], cpu: list[tuple[float, floa
 
 
 def write_report(folder: Path, *, scenario: str, users: int, nodes: int, duration_s: int,
-                 accounting: Accounting, sampler: Any) -> dict[str, Any]:
+                 processes: int, accounting: Accounting, sampler: Any) -> dict[str, Any]:
     rows = read_history(folder)
     latency = {
         kind: {f"p{p}": percentile(accounting.latencies.get(kind, []), p) for p in (50, 95, 99)}
@@ -107,12 +93,14 @@ def write_report(folder: Path, *, scenario: str, users: int, nodes: int, duratio
         "lost": accounting.lost,
         "duplicates": accounting.duplicates,
         "out_of_order": accounting.out_of_order,
-        "deliveries_per_s": steady_deliveries_per_s(rows, accounting.delivered, duration_s),
+        "deliveries_per_s": accounting.deliveries_per_s,
         "latency_ms": latency,
         "sent": accounting.sent,
         "send_failures": accounting.send_failures,
         "load_generator_cpu_s": round(sampler.loadgen_cpu_s, 1),
         "load_generator_peak_cores": round(max((c for _, c in sampler.samples), default=0), 2),
+        "load_generator_processes": processes,
+        "load_generator_busiest_process_cores": round(sampler.busiest_process_cores, 2),
         "server_cpu_s": round(sampler.server_cpu_s, 1) if sampler.nodes else None,
     }
     (folder / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")

@@ -2,7 +2,8 @@
 
 Knobs (environment): SCENARIO (chat|fanout), USERS, SPAWN_RATE, DURATION (seconds), HOST (the
 front door; a local cluster is started if HOST is the local default and nothing answers there),
-PROCESSES (locust processes, default all cores), plus the scenario's own knobs (locustfile.py).
+PROCESSES (locust processes, default all cores), LOADGEN_CPUS (pin locust to these CPUs, e.g. `1`),
+plus the scenario's own knobs (locustfile.py).
 
 Writes loadtests/results/<time>/: locust's CSV and HTML report, the PNG charts and summary.json.
 Exits non-zero when any message was lost, duplicated or delivered out of order.
@@ -33,6 +34,7 @@ from loadtests.report import write_report  # noqa: E402
 
 LOCAL_HOST = "http://127.0.0.1:8080"
 DRAIN_S = 3.0
+LOADGEN_LIMIT_CORES = 0.8
 PASSWORD = "load-test-password"  # noqa: S105 - throwaway accounts of the load test
 
 
@@ -94,12 +96,15 @@ def prepare_tokens(host: str, count: int, folder: Path) -> Path:
 class CpuSampler(threading.Thread):
     """Samples the CPU of the load generator (locust's processes) and, when local, the nodes."""
 
-    def __init__(self, locust: psutil.Process, nodes: list[psutil.Process]):
+    def __init__(self, locust: psutil.Process, nodes: list[psutil.Process], steady_after: float):
         super().__init__(daemon=True)
-        self.locust, self.nodes = locust, nodes
+        self.locust, self.nodes, self.steady_after = locust, nodes, steady_after
         self.stop = threading.Event()
         self.loadgen_cpu_s = 0.0
         self.server_cpu_s = 0.0
+        # the busiest locust process once every user is connected: one process cannot use more
+        # than one core, so near 1.0 the load generator, not the service, sets the figures
+        self.busiest_process_cores = 0.0
         self.samples: list[tuple[float, float]] = []  # (time, load generator cores busy)
 
     @staticmethod
@@ -120,20 +125,41 @@ class CpuSampler(threading.Thread):
             return []
 
     def run(self) -> None:
-        last_t, last = time.monotonic(), 0.0
+        last_t = time.monotonic()
         seen: dict[int, float] = {}
         server_start = self.cpu_of(self.nodes)
         while not self.stop.wait(1.0):
+            now = time.monotonic()
+            previous = dict(seen)
             for process in self.tree():
                 with_cpu = self.cpu_of([process])
                 if with_cpu:
                     seen[process.pid] = with_cpu
-            total = sum(seen.values())
-            now = time.monotonic()
-            self.samples.append((now, (total - last) / (now - last_t)))
-            last_t, last = now, total
-            self.loadgen_cpu_s = total
+            rates = [(cpu - previous.get(pid, 0.0)) / (now - last_t) for pid, cpu in seen.items()]
+            self.samples.append((now, sum(rates)))
+            if now >= self.steady_after and previous:
+                self.busiest_process_cores = max(self.busiest_process_cores, *rates)
+            last_t = now
+            self.loadgen_cpu_s = sum(seen.values())
             self.server_cpu_s = self.cpu_of(self.nodes) - server_start
+
+
+def cpu_list(name: str) -> set[int] | None:
+    """CPUs from a setting such as `1` or `0,1`; None when unset."""
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return None
+    try:
+        cpus = {int(part) for part in value.split(",")}
+    except ValueError:
+        raise SystemExit(f"{name} must list CPU numbers like 0,1, got {value!r}") from None
+    if not cpus <= os.sched_getaffinity(0):
+        raise SystemExit(f"{name} names CPUs this machine does not offer: {sorted(cpus)}")
+    return cpus
+
+
+def pin_to(cpus: set[int] | None):
+    return None if cpus is None else (lambda: os.sched_setaffinity(0, cpus))
 
 
 def node_processes() -> list[psutil.Process]:
@@ -155,6 +181,7 @@ def main() -> int:
     spawn_rate = env_int("SPAWN_RATE", 50)
     duration = env_int("DURATION", 45)
     processes = env_int("PROCESSES", os.cpu_count() or 1)
+    loadgen_cpus = cpu_list("LOADGEN_CPUS")
     host = (os.environ.get("HOST") or LOCAL_HOST).rstrip("/")
     folder = Path(os.environ.get("RESULTS_DIR") or ROOT / "loadtests" / "results" /
                   time.strftime("%Y%m%d-%H%M%S"))
@@ -190,8 +217,8 @@ def main() -> int:
               f"against {host} with {processes} locust processes; results in {folder}", flush=True)
         nodes = node_processes() if host == LOCAL_HOST else []
         started = time.monotonic()
-        locust = subprocess.Popen(argv, env=env, cwd=ROOT)
-        sampler = CpuSampler(psutil.Process(locust.pid), nodes)
+        locust = subprocess.Popen(argv, env=env, cwd=ROOT, preexec_fn=pin_to(loadgen_cpus))
+        sampler = CpuSampler(psutil.Process(locust.pid), nodes, steady_after=started + ramp + 3)
         sampler.start()
         while locust.poll() is None:
             time.sleep(5)
@@ -206,12 +233,17 @@ def main() -> int:
         accounting = account(load_ledgers(folder))
         summary = write_report(folder, scenario=scenario, users=users,
                                nodes=count_nodes(nodes) or int(os.environ.get("NODES", "3")),
-                               duration_s=duration, accounting=accounting, sampler=sampler)
+                               duration_s=duration, processes=processes, accounting=accounting,
+                               sampler=sampler)
         tokens.unlink()
     finally:
         if cluster is not None:
             cluster.stop()
     print(json.dumps(summary, indent=2))
+    if summary["load_generator_busiest_process_cores"] >= LOADGEN_LIMIT_CORES:
+        print(f"WARNING: a locust process used {summary['load_generator_busiest_process_cores']} "
+              "cores: the load generator, not the service, limits these figures; use more "
+              "PROCESSES or fewer USERS (see README, load tests)")
     if not accounting.clean or accounting.expected == 0:
         print("FAILED: messages were lost, duplicated or out of order (or none were sent)")
         return 1

@@ -23,5 +23,7 @@ def test_locust_smoke_run_delivers_everything_in_order(cluster, scenario):
     assert summary["lost"] == 0 and summary["duplicates"] == 0 and summary["out_of_order"] == 0
     assert summary["expected"] > 0 and summary["delivered"] == summary["expected"]
     assert summary["latency_ms"]["cross_node"]["p50"] is not None
+    assert summary["deliveries_per_s"] > 0
+    assert 0 < summary["load_generator_busiest_process_cores"] <= 1.2
     assert (folder / "latency-deliveries-users.png").stat().st_size > 10_000
     assert (folder / "report.html").exists() and (folder / "locust_stats.csv").exists()
