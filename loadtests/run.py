@@ -53,6 +53,12 @@ def answers(host: str) -> bool:
         return False
 
 
+def token_accepted(host: str, token: str) -> bool:
+    answer = requests.get(f"{host}/api/cluster", headers={"Authorization": f"Bearer {token}"},
+                          timeout=30)
+    return answer.status_code == 200
+
+
 def prepare_tokens(host: str, count: int, folder: Path) -> Path:
     """Register (or log in) `count` accounts before the measured run; returns the token file.
 
@@ -61,6 +67,10 @@ def prepare_tokens(host: str, count: int, folder: Path) -> Path:
     cache.mkdir(exist_ok=True)
     cached_path = cache / (host.replace("://", "_").replace(":", "_").replace("/", "_") + ".json")
     cached = json.loads(cached_path.read_text()) if cached_path.exists() else {}
+    if cached and not token_accepted(host, next(iter(cached.values()))["token"]):
+        print(f"cached accounts are not valid at {host} (another deployment?): preparing anew",
+              flush=True)
+        cached = {}
     now = time.time()
     tokens: list[str | None] = [None] * count
 

@@ -166,16 +166,25 @@
     });
   }
 
+  function showConnected() {
+    const transport = socket.io.engine.transport.name;
+    document.body.dataset.transport = transport;
+    setState('connected', 'connected' + (node ? ' to ' + node : '') + ' (' + transport + ')');
+  }
+
   socket.on('connect', () => {
-    setState('connected', 'connected' + (node ? ' to ' + node : ''));
+    showConnected();
+    socket.io.engine.once('upgrade', showConnected);
     for (const name of rooms.keys()) if (name !== DIRECT) joinRoom(name, true);
   });
   socket.on('welcome', (w) => {
     node = w.node;
     document.body.dataset.node = w.node;
-    setState('connected', 'connected to ' + w.node);
+    showConnected();
   });
   socket.on('disconnect', (reason) => {
+    node = null;
+    delete document.body.dataset.node;
     if (reason === 'io server disconnect') {
       setState('offline', 'offline: the server ended this session');
       location.reload();
@@ -227,6 +236,7 @@
         $('direct-text').value = '';
         room(DIRECT);
         addMessage(DIRECT, { id: ack.id, ts: ack.ts, from: me, to: to, text: text, node: node });
+        show(DIRECT);
       } else {
         notice('Not sent: ' + (ack ? ack.error.message : 'no answer'));
       }

@@ -1,19 +1,13 @@
-"""The real local cluster (redis-server, 3 gunicorn nodes, nginx) and real Socket.IO clients.
-
-The cluster uses its own ports and folder, so it runs beside a cluster started by `make run`.
-"""
+"""Real Socket.IO clients of the cluster under test (`cluster` is in tests/conftest.py)."""
 
 from __future__ import annotations
 
 import itertools
 import os
 import queue
-import shutil
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,47 +16,10 @@ import socketio
 from cluster import Cluster
 
 from service.settings import DEV_API_KEY, DEV_SECRET_KEY
-
-RESULTS = Path(__file__).resolve().parents[2] / "test-results"
-TEST_ENV = {
-    "RATE_LIMIT_PER_S": "50",
-    "RATE_LIMIT_BURST": "100",
-    "HEARTBEAT_INTERVAL_S": "0.5",
-    "NODE_TTL_S": "3",
-}
-
+from tests.conftest import RESULTS, TEST_ENV, ExternalCluster  # noqa: F401 - used by the tests
 
 API_KEY = os.environ.get("API_KEY", DEV_API_KEY)
 SECRET_KEY = os.environ.get("SECRET_KEY", DEV_SECRET_KEY)
-EXTERNAL_URL = os.environ.get("CLUSTER_URL")  # e.g. the compose cluster; tests then skip the
-# ones marked local_cluster, which stop, kill or reach nodes behind the front door's back
-
-
-@dataclass
-class ExternalCluster:
-    url: str
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    if EXTERNAL_URL:
-        skip = pytest.mark.skip(reason="needs the local launcher's process control")
-        for item in items:
-            if "local_cluster" in item.keywords:
-                item.add_marker(skip)
-
-
-@pytest.fixture(scope="session")
-def cluster() -> Iterator[Cluster | ExternalCluster]:
-    if EXTERNAL_URL:
-        yield ExternalCluster(EXTERNAL_URL.rstrip("/"))
-        return
-    run_dir = RESULTS / "cluster"
-    shutil.rmtree(run_dir, ignore_errors=True)
-    instance = Cluster(nodes=3, port=18080, redis_port=16379, node_base_port=15001,
-                       run_dir=run_dir, env=dict(TEST_ENV))
-    instance.start()
-    yield instance
-    instance.stop()
 
 
 class Client:
