@@ -3,9 +3,15 @@
   'use strict';
 
   const DIRECT = '@direct';
+  const PAGE = 500; // the most messages one join or history answer carries (PROTOCOL.md)
+  const FILL_MAX = 1500; // how far back a resumed room loads what it missed
+  const KEEP = 2000; // messages kept per room
+  const TRIMMED = 'Some older messages of this room are no longer stored.';
+  const TOO_MANY = 'More messages arrived while you were away than this page loads; ' +
+    'the latest are shown.';
   const me = document.getElementById('me').dataset.user;
   const $ = (id) => document.getElementById(id);
-  const rooms = new Map(); // name -> {lastId, messages: [], unread, members: Set, truncated}
+  const rooms = new Map(); // name -> {lastId, messages: [], unread, members: Set, notice}
   let current = null;
   let node = null;
 
@@ -30,7 +36,7 @@
   function room(name) {
     if (!rooms.has(name)) {
       rooms.set(name, {
-        lastId: null, messages: [], unread: 0, members: new Set(), truncated: false, seen: new Set(),
+        lastId: null, messages: [], unread: 0, members: new Set(), notice: '', seen: new Set(),
       });
     }
     return rooms.get(name);
@@ -78,7 +84,7 @@
       r.lastId = m.id;
     }
     r.messages.push(m);
-    if (r.messages.length > 1000) r.messages.splice(0, r.messages.length - 1000);
+    if (r.messages.length > KEEP) r.messages.splice(0, r.messages.length - KEEP);
     if (name === current) {
       const list = $('messages');
       list.append(messageItem(m));
@@ -88,6 +94,43 @@
       renderRooms();
     }
     return true;
+  }
+
+  // Puts older messages (a resumed room's gap) in their place by id, each once.
+  function insertOlder(name, list) {
+    const r = room(name);
+    const known = new Set(r.messages.map((m) => m.id));
+    const fresh = list.filter((m) => !known.has(m.id));
+    if (!fresh.length) return;
+    r.messages = r.messages.concat(fresh).sort((a, b) => compareIds(a.id, b.id));
+    if (r.messages.length > KEEP) r.messages.splice(0, r.messages.length - KEEP);
+    if (name === current) show(name);
+    else {
+      r.unread += fresh.length;
+      renderRooms();
+    }
+  }
+
+  function setRoomNotice(name, text) {
+    room(name).notice = text;
+    if (name === current) notice(text);
+  }
+
+  // A join answers with at most PAGE messages, the newest; older ones after `since` are read
+  // back page by page with `history` until the gap closes or retention is reached.
+  function fillGap(name, since, before, loaded) {
+    socket.emit('history', { room: name, before: before, limit: PAGE }, (ack) => {
+      if (!ack || !ack.ok) {
+        setRoomNotice(name, 'Could not load what you missed in #' + name + '.');
+        return;
+      }
+      const batch = ack.messages;
+      insertOlder(name, batch.filter((m) => compareIds(m.id, since) > 0));
+      if (batch.length && compareIds(batch[0].id, since) <= 0) return; // gap closed
+      if (batch.length < PAGE) setRoomNotice(name, TRIMMED);
+      else if (loaded + batch.length >= FILL_MAX) setRoomNotice(name, TOO_MANY);
+      else fillGap(name, since, batch[0].id, loaded + batch.length);
+    });
   }
 
   function renderRooms() {
@@ -129,23 +172,27 @@
     const canSend = name !== DIRECT;
     $('send-text').disabled = !canSend;
     $('send-button').disabled = !canSend;
-    notice(r.truncated ? 'Some older messages of this room are no longer stored.' : '');
+    notice(r.notice);
     renderRooms();
     renderPresence();
   }
 
-  function joinRoom(name, resuming) {
+  function joinRoom(name) {
     const r = room(name);
-    socket.emit('join', { room: name, since: r.lastId || '0-0' }, (ack) => {
+    const since = r.lastId; // null on a first join: then the newest messages are enough
+    socket.emit('join', { room: name, since: since || '0-0' }, (ack) => {
       if (!ack || !ack.ok) {
         notice('Could not join ' + name + ': ' + (ack ? ack.error.message : 'no answer'));
         return;
       }
       r.members = new Set(ack.members);
       for (const m of ack.missed) addMessage(name, m);
-      if (resuming && ack.truncated) r.truncated = true;
       if (!current || current === name) show(name);
       else renderRooms();
+      if (since && ack.truncated) {
+        if (ack.missed.length === PAGE) fillGap(name, since, ack.missed[0].id, 0);
+        else setRoomNotice(name, TRIMMED);
+      }
     });
   }
 
@@ -175,7 +222,7 @@
   socket.on('connect', () => {
     showConnected();
     socket.io.engine.once('upgrade', showConnected);
-    for (const name of rooms.keys()) if (name !== DIRECT) joinRoom(name, true);
+    for (const name of rooms.keys()) if (name !== DIRECT) joinRoom(name);
   });
   socket.on('welcome', (w) => {
     node = w.node;
@@ -213,7 +260,7 @@
     if (!name) return;
     $('join-room').value = '';
     current = name;
-    joinRoom(name, false);
+    joinRoom(name);
   });
 
   $('send-form').addEventListener('submit', (e) => {
