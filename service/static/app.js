@@ -244,6 +244,7 @@
     setState('offline', 'offline: ' + err.message);
     if (/credentials|token|log in/.test(err.message)) location.reload();
   });
+  window.addEventListener('offline', () => setState('offline', 'offline: no network'));
   socket.on('message', (m) => addMessage(m.room, m));
   socket.on('direct', (m) => addMessage(DIRECT, m));
   socket.on('presence', (p) => {
