@@ -11,13 +11,14 @@ DURATION ?= 45
 HOST ?= http://127.0.0.1:8080
 export SCENARIO USERS SPAWN_RATE DURATION HOST
 
-.PHONY: help setup run test test-unit test-integration test-browser compose-test loadtest loadtest-capacity \
+.PHONY: help setup run test test-unit test-integration test-browser test-faults compose-test loadtest loadtest-capacity \
 	loadtest-ui lint clean
 
 help:
 	@echo "make run        start redis, $(NODES) nodes and nginx on http://127.0.0.1:$(PORT) (NODES=N)"
 	@echo "make test       lint and the whole test suite (starts its own cluster)"
 	@echo "make test-unit  unit tests only"
+	@echo "make test-faults  outages, stops, cut subscriptions, bad input and attacks against the cluster"
 	@echo "make test-browser  the pages in Debian's chromium (Playwright), screenshots in test-results/browser"
 	@echo "make compose-test  bring docker-compose.yml up with podman, test it, bring it down"
 	@echo "make loadtest   locust, headless, all cores (SCENARIO=chat|fanout USERS SPAWN_RATE DURATION HOST)"
@@ -43,6 +44,9 @@ test-unit: setup
 
 test-integration: setup
 	$(VENV)/pytest -q tests/integration $(PYTEST_ARGS)
+
+test-faults: setup
+	$(VENV)/pytest -q tests/faults $(PYTEST_ARGS)
 
 test-browser: setup
 	$(VENV)/pytest -q tests/browser $(PYTEST_ARGS)

@@ -178,9 +178,12 @@ def node_processes() -> list[psutil.Process]:
             if "service.wsgi:app" in " ".join(process.info["cmdline"] or [])]
 
 
-def count_nodes(processes: list[psutil.Process]) -> int:
-    pids = {process.pid for process in processes}
-    return sum(1 for process in processes if process.ppid() not in pids)
+def live_nodes(host: str, token: str) -> int:
+    """How many nodes the deployment itself reports as live (GET /api/cluster)."""
+    answer = requests.get(f"{host}/api/cluster", headers={"Authorization": f"Bearer {token}"},
+                          timeout=30)
+    answer.raise_for_status()
+    return len(answer.json()["nodes"])
 
 
 def main() -> int:
@@ -242,7 +245,7 @@ def main() -> int:
             return locust.returncode
         accounting = account(load_ledgers(folder))
         summary = write_report(folder, scenario=scenario, users=users,
-                               nodes=count_nodes(nodes) or int(os.environ.get("NODES", "3")),
+                               nodes=live_nodes(host, json.loads(tokens.read_text())[0]),
                                duration_s=duration, processes=processes, accounting=accounting,
                                sampler=sampler)
         tokens.unlink()

@@ -8,7 +8,7 @@ from flask import Flask
 from flask_session import Session
 from flask_socketio import SocketIO
 
-from . import api, auth, health, http_errors, web
+from . import api, auth, drain, health, http_errors, web
 from .node import Node
 from .realtime import register_handlers
 from .settings import DEV_API_KEY, DEV_SECRET_KEY, Settings, load_settings
@@ -61,6 +61,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
         engineio_logger=False,
     )
     register_handlers(socketio, node)
+    drain.init_app(app, node)
     if background:
         server = socketio.server
         server.manager_initialized = True

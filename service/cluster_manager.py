@@ -8,6 +8,11 @@
   join is answered: live messages are held back, those already in the answer's `missed` dropped,
   and the rest delivered after the answer, so a resuming client sees every message exactly once
   and in id order.
+- Nothing published while the subscription was down is silently lost: once resubscribed, and
+  before any newer live message, every room and inbox with a connection on this node is replayed
+  from the store after the newest id this node delivered there (or, for one it never delivered
+  to, from RECOVERY_MARGIN_MS before the loss). Live messages at or below an id already delivered
+  are dropped, so the replay and the live stream meet without duplicates.
 """
 
 from __future__ import annotations
@@ -18,20 +23,28 @@ from collections.abc import Iterator
 from typing import Any
 
 import socketio
+from redis import exceptions as redis_exceptions
 
-from .store import parse_id, socketio_room
+from .errors import ServiceError
+from .store import Store, parse_id, socketio_room
 
 RESUBSCRIBE_EVERY_S = 1.0
+RECOVERY_MARGIN_MS = 2000
+RECOVERY_PAGE = 500
 log = logging.getLogger("service.queue")
 
 
 class ClusterManager(socketio.RedisManager):
-    def __init__(self, url: str, channel: str, node: str):
+    def __init__(self, url: str, channel: str, node: str, store: Store):
         self.node = node
+        self.store = store
         self.client_name = f"{node}:queue"
         super().__init__(url, channel=channel, logger=log,
                          redis_options={"client_name": self.client_name})
         self._held: dict[str, dict[str, list[dict[str, Any]]]] = {}  # socketio room -> sid -> held
+        self._delivered: dict[str, str] = {}  # socketio room -> newest id this node delivered
+        self._answered: dict[str, dict[str, str]] = {}  # socketio room -> sid -> newest id in join
+        self._lost_at_ms: int | None = None
 
     def _redis_listen_with_retries(self) -> Iterator[dict[str, Any]]:
         subscribed = False
@@ -42,14 +55,17 @@ class ClusterManager(socketio.RedisManager):
                     self._redis_connect()
                     self.pubsub.subscribe(self.channel)
                     subscribed = True
-                    if failures:
-                        log.info("node=%s resubscribed to the message queue", self.node)
+                    if self._lost_at_ms is not None:
+                        self._recover_or_log(self._lost_at_ms)
+                        self._lost_at_ms = None
                     failures = 0
                 yield from self.pubsub.listen()
             except Exception as exc:  # any failure means: connect again
                 if failures == 0:
                     log.error("node=%s lost the message queue (%s); resubscribing every %.0f s",
                               self.node, exc.__class__.__name__, RESUBSCRIBE_EVERY_S)
+                if self._lost_at_ms is None:
+                    self._lost_at_ms = int(time.time() * 1000)
                 failures += 1
                 subscribed = False
                 time.sleep(RESUBSCRIBE_EVERY_S)
@@ -65,19 +81,82 @@ class ClusterManager(socketio.RedisManager):
         held = held_by_sid.pop(sid, [])
         if not held_by_sid:
             self._held.pop(key, None)
+        if after_id:
+            self._answered.setdefault(key, {})[sid] = after_id
         floor = parse_id(after_id) if after_id else (-1, -1)
         for message in held:
             if parse_id(message["id"]) > floor:
                 socketio.Manager.emit(self, "message", message, namespace="/", room=sid)
 
     def forget(self, sid: str) -> None:
-        """Drop everything held for a connection that went away."""
-        for key in [key for key, sids in self._held.items() if sid in sids]:
-            self._held[key].pop(sid, None)
-            if not self._held[key]:
-                del self._held[key]
+        """Drop everything held or remembered for a connection that went away."""
+        for table in (self._held, self._answered):
+            for key in [key for key, sids in table.items() if sid in sids]:
+                table[key].pop(sid, None)
+                if not table[key]:
+                    del table[key]
+
+    def prune(self) -> None:
+        """Forget delivery positions of rooms that no longer have a connection on this node."""
+        live = self.rooms.get("/", {})
+        for key in [key for key in self._delivered if key not in live]:
+            del self._delivered[key]
+
+    def _recover_or_log(self, lost_at_ms: int) -> None:
+        """Recover; a Redis failure propagates (resubscribe and try again), a bug is logged."""
+        try:
+            replayed = self._recover(lost_at_ms)
+        except (redis_exceptions.RedisError, ServiceError):
+            raise  # Redis is away again (the store reports it as `unavailable`): resubscribe
+        except Exception:
+            log.exception("node=%s could not replay what it missed", self.node)
+            return
+        log.info("node=%s resubscribed to the message queue; replayed %d messages published "
+                 "meanwhile", self.node, replayed)
+
+    def _recover(self, lost_at_ms: int) -> int:
+        """Replay, in id order, what this node's rooms and inboxes got while it was deaf."""
+        fallback = f"{max(0, lost_at_ms - RECOVERY_MARGIN_MS)}-0"
+        replayed = 0
+        for key in list(self.rooms.get("/", {})):
+            kind, _, name = key.partition(":") if isinstance(key, str) else ("", "", "")
+            if kind not in ("r", "u") or not name:
+                continue
+            after = self._delivered.get(key, fallback)
+            while True:
+                if kind == "r":
+                    batch = self.store.after(name, after, RECOVERY_PAGE)
+                else:
+                    batch = self.store.inbox_after(name, after, RECOVERY_PAGE)
+                for message in batch:
+                    self._handle_emit({
+                        "method": "emit", "event": "message" if kind == "r" else "direct",
+                        "data": [message], "namespace": "/", "room": key,
+                        "skip_sid": [sid for sid, upto in self._answered.get(key, {}).items()
+                                     if parse_id(upto) >= parse_id(message["id"])],
+                    })
+                replayed += len(batch)
+                if len(batch) < RECOVERY_PAGE:
+                    break
+                after = batch[-1]["id"]
+        return replayed
+
+    def _first_delivery(self, message: dict[str, Any]) -> bool:
+        """Remember the newest id delivered per room or inbox; False for one already delivered."""
+        event = message.get("event")
+        if event not in ("message", "direct"):
+            return True
+        data = message["data"][0]
+        key = message["room"] if event == "message" else "u:" + data["to"]
+        newest = self._delivered.get(key)
+        if newest is not None and parse_id(data["id"]) <= parse_id(newest):
+            return False
+        self._delivered[key] = data["id"]
+        return True
 
     def _handle_emit(self, message: dict[str, Any]) -> None:
+        if not self._first_delivery(message):
+            return
         held_by_sid = self._held and message.get("event") == "message" and self._held.get(
             message.get("room")  # type: ignore[arg-type] - room messages name one room
         )

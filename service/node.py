@@ -37,10 +37,13 @@ class Node:
         self.started_ms = int(time.time() * 1000)
         self.store = Store(settings.redis_url, settings.node_name, QUEUE_CHANNEL,
                            settings.room_history_max)
-        self.manager = ClusterManager(settings.redis_url, QUEUE_CHANNEL, settings.node_name)
+        self.manager = ClusterManager(settings.redis_url, QUEUE_CHANNEL, settings.node_name,
+                                      self.store)
         self.signer = TokenSigner(settings.secret_key, settings.token_ttl_s)
         self.connections: dict[str, Connection] = {}
         self.pending_leaves: list[tuple[str, str, str]] = []  # (room, user, sid) to retry
+        self.draining = False  # set on SIGTERM: no new sessions, connections handed over
+        self.in_flight = 0  # Socket.IO events being handled right now
         self._cleaned_leftovers = False
         self._redis_was_down = False
 
@@ -58,6 +61,8 @@ class Node:
             self.pending_leaves.append((room, user, sid))
 
     def ready(self) -> tuple[bool, str]:
+        if self.draining:
+            return False, "draining"
         if not self.store.ping():
             return False, "redis does not answer"
         if self.store.subscriber_count(self.manager.client_name) < 1:
@@ -76,6 +81,7 @@ class Node:
         for dead, removed in self.store.reap_dead_nodes(self.settings.node_ttl_s).items():
             log.warning("node=%s reaped dead node %s (%d presence entries)", self.name, dead,
                         removed)
+        self.manager.prune()
         while self.pending_leaves:
             room, user, sid = self.pending_leaves[0]
             self.store.leave(room, user, sid)

@@ -84,6 +84,13 @@ def register_handlers(socketio: SocketIO, node: Node) -> None:
 
     def dispatch(name: str, handler: Handler, args: tuple[Any, ...]) -> Ack:
         """Rate limit, token expiry, then the handler; failures become acks, never tracebacks."""
+        node.in_flight += 1
+        try:
+            return checked_dispatch(name, handler, args)
+        finally:
+            node.in_flight -= 1
+
+    def checked_dispatch(name: str, handler: Handler, args: tuple[Any, ...]) -> Ack:
         payload = args[0] if args else None
         sid = request.sid
         connection = node.connections.get(sid)

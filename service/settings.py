@@ -36,6 +36,7 @@ class Settings:
     rate_limit_burst: int = 60
     heartbeat_interval_s: float = 2.0
     node_ttl_s: float = 10.0
+    drain_timeout_s: float = 5.0
     session_cookie_secure: bool = False
     max_frame_bytes: int = 64 * 1024
 
@@ -155,6 +156,7 @@ def load_settings(environ: dict[str, str] | None = None, dotenv: Path | None = N
 
     heartbeat = _float(source, "HEARTBEAT_INTERVAL_S", Settings.heartbeat_interval_s, 0.2, 60)
     node_ttl = _float(source, "NODE_TTL_S", Settings.node_ttl_s, 1, 600)
+    drain_timeout = _float(source, "DRAIN_TIMEOUT_S", Settings.drain_timeout_s, 0, 60)
     if node_ttl < 2 * heartbeat:
         raise SettingsError("NODE_TTL_S must be at least twice HEARTBEAT_INTERVAL_S")
 
@@ -177,6 +179,7 @@ def load_settings(environ: dict[str, str] | None = None, dotenv: Path | None = N
         rate_limit_burst=_int(source, "RATE_LIMIT_BURST", Settings.rate_limit_burst, 1, 1_000_000),
         heartbeat_interval_s=heartbeat,
         node_ttl_s=node_ttl,
+        drain_timeout_s=drain_timeout,
         session_cookie_secure=_bool(source, "SESSION_COOKIE_SECURE", env == "production"),
         max_frame_bytes=_int(source, "MAX_FRAME_BYTES", Settings.max_frame_bytes, 4096, 16 << 20),
     )

@@ -179,6 +179,21 @@ class Store:
         entries = self._call("xrange", log, "(" + after, "+", count=limit)
         return [self._message(room, entry) for entry in entries]
 
+    def inbox_after(self, user: str, after: str, limit: int) -> list[dict[str, Any]]:
+        """Direct messages to `user` after id `after` (exclusive), oldest first."""
+        entries = self._call("xrange", "inbox:" + user, "(" + after, "+", count=limit)
+        return [self._direct(entry) for entry in entries]
+
+    @staticmethod
+    def _direct(entry: tuple[str, dict[str, str]] | list[Any]) -> dict[str, Any]:
+        message_id, fields = entry
+        message = {"id": message_id, "from": fields.get("f", ""), "to": fields.get("to", ""),
+                   "text": fields.get("t", ""), "ts": parse_id(message_id)[0],
+                   "node": fields.get("n", "")}
+        if "c" in fields:
+            message["client_id"] = fields["c"]
+        return message
+
     @staticmethod
     def _message(room: str, entry: tuple[str, dict[str, str]] | list[Any]) -> dict[str, Any]:
         message_id, fields = entry

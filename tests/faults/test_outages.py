@@ -8,7 +8,8 @@ import pytest
 import requests
 from cluster import Cluster
 
-from .conftest import API_KEY, RESULTS, TEST_ENV, Users
+from tests.conftest import RESULTS, TEST_ENV
+from tests.integration.conftest import API_KEY, Users
 
 pytestmark = pytest.mark.local_cluster
 

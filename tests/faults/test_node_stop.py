@@ -1,0 +1,84 @@
+"""A node stopped under traffic, gently (SIGTERM: it drains) or not (SIGKILL): its clients move to
+other nodes through the front door, resume with `since`, and no acknowledged message is missing or
+duplicated for anyone."""
+
+from __future__ import annotations
+
+import signal
+import time
+from itertools import pairwise
+
+import pytest
+import requests
+
+from tests.conftest import TEST_ENV
+
+from .resuming import ResumingClient, Sender
+
+pytestmark = pytest.mark.local_cluster
+NODES = ("node-1", "node-2", "node-3")
+
+
+def keys_for_nodes(base: str, per_node: int) -> dict[str, list[str]]:
+    """Sticky keys that the front door routes to each node."""
+    keys: dict[str, list[str]] = {node: [] for node in NODES}
+    for n in range(2000):
+        key = f"stop-{time.monotonic_ns()}-{n}"
+        node = requests.get(f"{base}/healthz?node_key={key}", timeout=5).json()["node"]
+        if len(keys[node]) < per_node:
+            keys[node].append(key)
+        if all(len(found) == per_node for found in keys.values()):
+            return keys
+    raise AssertionError(f"no sticky keys for every node: {keys}")
+
+
+def ordered(ids: list[str]) -> bool:
+    keys = [tuple(map(int, i.split("-"))) for i in ids]
+    return all(a < b for a, b in pairwise(keys))
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_a_node_stopped_under_traffic_loses_nothing(cluster, users, room, sig):
+    keys = keys_for_nodes(cluster.url, 3)
+    clients: list[ResumingClient] = []
+    try:
+        for node in NODES:
+            for key in keys[node]:
+                _, token = users.register("s")
+                clients.append(ResumingClient(cluster.url, token, key, room))
+        assert [c.nodes[0] for c in clients] == [n for n in NODES for _ in range(3)]
+        senders = [Sender(clients[0]), Sender(clients[6])]  # on node-1 and on the doomed node-3
+        for sender in senders:
+            sender.start()
+        time.sleep(1.0)
+        stopped_at = time.monotonic()
+        cluster.kill_node(3, sig)
+        exited_after = time.monotonic() - stopped_at
+        time.sleep(2.0)
+        for sender in senders:
+            sender.stop.set()
+            sender.join(10)
+        acked = sorted({i for s in senders for i in s.acked},
+                       key=lambda i: tuple(map(int, i.split("-"))))
+        assert len(acked) == sum(len(s.acked) for s in senders)  # no id acknowledged twice
+        assert len(senders[1].acked) > 5, "the sender on node-3 never got going again"
+        for client in clients:
+            client.wait_for(acked[-1], timeout=15)
+        for client in clients:
+            assert len(client.ids) == len(set(client.ids)), "a message arrived twice"
+            assert ordered(client.ids), "messages arrived out of order"
+            missing = set(acked) - set(client.ids)
+            assert not missing, f"{len(missing)} acknowledged messages never arrived"
+        moved = [c.nodes[-1] for c in clients[6:]]
+        assert all(node in ("node-1", "node-2") for node in moved), moved
+        if sig == signal.SIGTERM:
+            drain_bound = float(TEST_ENV.get("DRAIN_TIMEOUT_S", "5")) + 3
+            assert exited_after < drain_bound, f"took {exited_after:.1f} s to stop"
+            log = (cluster.log_dir / "node-3.log").read_text()
+            assert "node=node-3 drained: 3 connections handed over" in log
+        print(f"{sig.name}: {len(acked)} acknowledged, delivered to all {len(clients)} clients "
+              f"once and in order; node-3 exited after {exited_after:.2f} s; moved to {moved}")
+    finally:
+        for client in clients:
+            client.close()
+        cluster.start_node(3)

@@ -1,0 +1,76 @@
+"""A node's message-queue subscription is cut: it notices, is not ready, resubscribes, and its
+clients get everything published meanwhile, once and in order."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+import redis
+import requests
+
+pytestmark = pytest.mark.local_cluster
+
+
+class SubscriptionCutter(threading.Thread):
+    """Kills one node's pub/sub connection in Redis again and again until stopped."""
+
+    def __init__(self, redis_url: str, node: str):
+        super().__init__(daemon=True)
+        self.redis = redis.Redis.from_url(redis_url, decode_responses=True)
+        self.name_to_cut = f"{node}:queue"
+        self.stop = threading.Event()
+        self.kills = 0
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            for client in self.redis.client_list(_type="pubsub"):
+                if client["name"] == self.name_to_cut:
+                    self.kills += self.redis.client_kill_filter(_id=client["id"])
+            self.stop.wait(0.05)
+
+
+def readiness(url: str) -> int:
+    return requests.get(url + "/readyz", timeout=5).status_code
+
+
+def test_a_cut_subscription_is_noticed_and_nothing_published_meanwhile_is_lost(cluster, users,
+                                                                                room):
+    sender_name, sender = users.user_on("node-1")
+    receiver_name, receiver = users.user_on("node-2")
+    for client in (sender, receiver):
+        client.ok("join", {"room": room})
+    sender.ok("send", {"room": room, "text": "before the cut"})
+    assert [m["text"] for m in receiver.take("message", 1)] == ["before the cut"]
+
+    cutter = SubscriptionCutter(cluster.redis_url, "node-2")
+    cutter.start()
+    try:
+        statuses = set()
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline and 503 not in statuses:
+            statuses.add(readiness(cluster.node_url(2)))
+            time.sleep(0.05)
+        assert 503 in statuses, "node-2 never said it was not ready while its queue was cut"
+        during = [sender.ok("send", {"room": room, "text": f"during the cut {n}"})["id"]
+                  for n in range(20)]
+        direct = sender.ok("direct", {"to": receiver_name, "text": "a direct one meanwhile"})
+    finally:
+        cutter.stop.set()
+        cutter.join()
+    assert cutter.kills >= 1
+
+    cut_ended = time.monotonic()
+    got = receiver.take("message", 20, timeout=10)
+    assert [m["id"] for m in got] == during
+    [dm] = receiver.take("direct", 1, timeout=10)
+    assert (dm["id"], dm["from"], dm["text"]) == (direct["id"], sender_name,
+                                                   "a direct one meanwhile")
+    while readiness(cluster.node_url(2)) != 200:
+        assert time.monotonic() - cut_ended < 10, "node-2 did not become ready again"
+        time.sleep(0.1)
+    after = sender.ok("send", {"room": room, "text": "after the cut"})
+    [live] = receiver.take("message", 1)
+    assert live["id"] == after["id"]
+    assert receiver.drain("message") == [] and receiver.drain("direct") == []
