@@ -61,6 +61,13 @@ def http_status(url: str) -> int:
         return error.code
 
 
+FRONT_DOOR_LIMITS = {  # per client address; see nginx/cluster.conf.template
+    "CONNECT_RATE_PER_S": "100",
+    "CONNECT_BURST": "500",
+    "CONNECTIONS_PER_ADDRESS": "5000",
+}
+
+
 def render(template: Path, target: Path, values: dict[str, str]) -> None:
     target.write_text(Template(template.read_text()).safe_substitute(values))
 
@@ -248,6 +255,18 @@ class Cluster:
 
     # ---- nginx ----------------------------------------------------------------------------
 
+    def front_door_limits(self) -> dict[str, str]:
+        """The front door's per-address limits, from the cluster's env, the environment or the
+        defaults; a value that is not a positive integer stops the start, naming the setting."""
+        limits = {}
+        for name, default in FRONT_DOOR_LIMITS.items():
+            value = self.env.get(name) or os.environ.get(name) or default
+            if not value.isdigit() or int(value) < 1:
+                raise SystemExit(f"configuration error: {name} must be a positive integer, "
+                                 f"got {value!r}")
+            limits[name] = value
+        return limits
+
     def start_nginx(self) -> None:
         conf_dir = self.run_dir / "nginx"
         for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
@@ -258,7 +277,8 @@ class Cluster:
             for i in self.indexes()
         )
         render(ROOT / "nginx" / "cluster.conf.template", conf_dir / "cluster.conf",
-               {"LISTEN_PORT": f"127.0.0.1:{self.port}", "UPSTREAM_SERVERS": upstreams})
+               {"LISTEN_PORT": f"127.0.0.1:{self.port}", "UPSTREAM_SERVERS": upstreams,
+                **self.front_door_limits()})
         render(ROOT / "nginx" / "local.conf.template", conf_dir / "nginx.conf",
                {"RUN_DIR": str(conf_dir), "LOG_DIR": str(self.log_dir)})
         nginx = find_binary("nginx")

@@ -23,8 +23,28 @@ Ack = dict[str, Any]
 Handler = Callable[["Connection", Any], Ack]
 
 
+# Names of the server's own handlers that no client may call: python-socketio would run the
+# lifecycle handlers for a client event of that name (a client "disconnect" event would drop its
+# presence) and call the catch-all with its arguments shifted for an event named "*".
+SERVER_ONLY_EVENTS = frozenset({"connect", "disconnect", "connect_error", "disconnecting",
+                                "__disconnect_final", "*"})
+
+
+def refuse_server_only_events(server: Any) -> None:
+    """Route client events named like server-only handlers to the catch-all (`bad_request`)."""
+    handle_event = server._handle_event
+
+    def guarded(eio_sid: str, namespace: str | None, ack_id: int | None, data: list[Any]):
+        if data and isinstance(data[0], str) and data[0] in SERVER_ONLY_EVENTS:
+            data = [f"reserved:{data[0]}", *data[1:]]
+        return handle_event(eio_sid, namespace, ack_id, data)
+
+    server._handle_event = guarded
+
+
 def register_handlers(socketio: SocketIO, node: Node) -> None:
     settings = node.settings
+    refuse_server_only_events(socketio.server)
     max_text = settings.max_text_chars
 
     def authenticate(auth: Any) -> Connection:

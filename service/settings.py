@@ -10,6 +10,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 DEV_SECRET_KEY = "dev-secret-key-change-me"  # noqa: S105 - a marker, refused in production
 DEV_API_KEY = "dev-api-key-change-me"
@@ -128,6 +129,9 @@ def load_settings(environ: dict[str, str] | None = None, dotenv: Path | None = N
         ):
             if value in ("", default) or "change-me" in value.lower():
                 raise SettingsError(f"{name} must be a secret of your own when ENV=production")
+        if redis_url.startswith(("redis://", "rediss://")) and not urlsplit(redis_url).password:
+            raise SettingsError("REDIS_URL must carry a password (redis://:PASSWORD@host:6379/0) "
+                                "when ENV=production")
     if len(secret_key) < 16:
         raise SettingsError("SECRET_KEY must be at least 16 characters")
     if len(api_key) < 16:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from typing import Any
 
 import socketio
@@ -83,7 +84,7 @@ class Sender(threading.Thread):
         super().__init__(daemon=True)
         self.client, self.interval_s = client, interval_s
         self.acked: list[str] = []
-        self.failures = 0
+        self.failures: Counter[str] = Counter()  # error code (or `no_ack`) -> count
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -98,6 +99,6 @@ class Sender(threading.Thread):
                 self.acked.append(answer["id"])
                 n += 1
             else:
-                self.failures += 1
+                self.failures[answer["error"]["code"] if answer else "no_ack"] += 1
                 time.sleep(0.1)
             time.sleep(self.interval_s)

@@ -4,6 +4,7 @@ duplicated for anyone."""
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from itertools import pairwise
@@ -75,7 +76,8 @@ def test_a_node_stopped_under_traffic_loses_nothing(cluster, users, room, sig):
             drain_bound = float(TEST_ENV.get("DRAIN_TIMEOUT_S", "5")) + 3
             assert exited_after < drain_bound, f"took {exited_after:.1f} s to stop"
             log = (cluster.log_dir / "node-3.log").read_text()
-            assert "node=node-3 drained: 3 connections handed over" in log
+            handed_over = re.search(r"node=node-3 drained: (\d+) connections handed over", log)
+            assert handed_over and int(handed_over.group(1)) >= 3, log[-2000:]
         print(f"{sig.name}: {len(acked)} acknowledged, delivered to all {len(clients)} clients "
               f"once and in order; node-3 exited after {exited_after:.2f} s; moved to {moved}")
     finally:

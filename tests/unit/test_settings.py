@@ -20,9 +20,13 @@ def test_defaults_are_for_the_local_cluster():
     assert "http://127.0.0.1:8080" in settings.allowed_origins
 
 
+PRODUCTION = {"ENV": "production", "SECRET_KEY": "s" * 32, "API_KEY": "a" * 32,
+              "REDIS_URL": "redis://:redis-password@redis:6379/0"}
+
+
 @pytest.mark.parametrize("missing", ["SECRET_KEY", "API_KEY"])
 def test_production_refuses_default_secrets(missing):
-    env = {"ENV": "production", "SECRET_KEY": "s" * 32, "API_KEY": "a" * 32}
+    env = dict(PRODUCTION)
     del env[missing]
     with pytest.raises(SettingsError, match=missing):
         load(**env)
@@ -30,11 +34,21 @@ def test_production_refuses_default_secrets(missing):
 
 def test_production_refuses_the_example_placeholders():
     with pytest.raises(SettingsError, match="SECRET_KEY"):
-        load(ENV="production", SECRET_KEY="change-me-to-a-long-random-secret", API_KEY="a" * 32)
+        load(**{**PRODUCTION, "SECRET_KEY": "change-me-to-a-long-random-secret"})
+
+
+@pytest.mark.parametrize("url", ["redis://redis:6379/0", "redis://user@redis:6379/0"])
+def test_production_refuses_redis_without_a_password(url):
+    with pytest.raises(SettingsError, match="REDIS_URL must carry a password"):
+        load(**{**PRODUCTION, "REDIS_URL": url})
+
+
+def test_production_accepts_a_unix_socket_for_redis():
+    assert load(**{**PRODUCTION, "REDIS_URL": "unix:///run/redis.sock"}).production
 
 
 def test_production_accepts_real_secrets_and_secures_cookies():
-    settings = load(ENV="production", SECRET_KEY="s" * 32, API_KEY="a" * 32)
+    settings = load(**PRODUCTION)
     assert settings.production
     assert settings.session_cookie_secure
 

@@ -1,0 +1,119 @@
+"""Abuse: a flooding client is limited, then cut off, while others carry on at normal speed; the
+front door limits new sessions and open connections per address."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import statistics
+import threading
+import time
+
+import pytest
+import requests
+import websocket
+from cluster import Cluster
+
+from tests.conftest import RESULTS, TEST_ENV
+
+pytestmark = pytest.mark.local_cluster
+
+
+def ack_times_ms(client, room: str, count: int) -> list[float]:
+    times = []
+    for n in range(count):
+        started = time.perf_counter()
+        client.ok("send", {"room": room, "text": f"bystander {n}"})
+        times.append((time.perf_counter() - started) * 1000)
+        time.sleep(0.03)
+    return times
+
+
+def test_flooding_is_rate_limited_then_cut_off_while_others_carry_on(users, room):
+    _, flooder = users.user_on("node-1")
+    _, bystander = users.user_on("node-1")
+    bystander.ok("join", {"room": room})
+    baseline = statistics.median(ack_times_ms(bystander, room, 20))
+
+    burst = int(TEST_ENV["RATE_LIMIT_BURST"])
+    codes = []
+    for _ in range(burst + 10):  # answered events first: the limiter says rate_limited
+        answer = flooder.call("presence", {"room": room}, timeout=5)
+        codes.append("ok" if answer["ok"] else answer["error"]["code"])
+    assert codes[:burst].count("ok") >= burst - 5
+    assert "rate_limited" in codes
+
+    def flood() -> None:  # then fire and forget, as fast as the socket takes it
+        with contextlib.suppress(Exception):
+            while flooder.sio.connected:
+                flooder.sio.emit("presence", {"room": room})
+
+    flooding = threading.Thread(target=flood, daemon=True)
+    flooding.start()
+    during = ack_times_ms(bystander, room, 30)
+    flooding.join(10)
+    assert not flooder.sio.connected, "a client that kept flooding was not disconnected"
+    assert statistics.median(during) < max(50.0, 5 * baseline), (baseline, during)
+    print(f"bystander ack p50: {baseline:.1f} ms before, {statistics.median(during):.1f} ms "
+          f"during the flood (max {max(during):.1f} ms)")
+
+
+@pytest.fixture(scope="module")
+def limited_cluster():
+    shutil.rmtree(RESULTS / "limited-cluster", ignore_errors=True)
+    instance = Cluster(nodes=1, port=48080, redis_port=46379, node_base_port=45001,
+                       run_dir=RESULTS / "limited-cluster",
+                       env={**TEST_ENV, "CONNECT_RATE_PER_S": "10", "CONNECT_BURST": "10",
+                            "CONNECTIONS_PER_ADDRESS": "15"})
+    instance.start()
+    yield instance
+    instance.stop()
+
+
+def handshake(base: str) -> requests.Response:
+    return requests.get(f"{base}/socket.io/?EIO=4&transport=polling", timeout=5)
+
+
+def test_the_front_door_limits_new_sessions_per_address(limited_cluster):
+    time.sleep(1.5)  # a full bucket
+    statuses = [handshake(limited_cluster.url).status_code for _ in range(40)]
+    assert statuses.count(200) >= 10
+    assert statuses.count(429) >= 15, statuses
+    sid = handshake_sid(limited_cluster.url)
+    for _ in range(20):  # requests of an open session are not handshakes: never limited
+        answer = requests.post(f"{limited_cluster.url}/socket.io/?EIO=4&transport=polling"
+                               f"&sid={sid}", data="3", timeout=5)  # a pong
+        assert answer.status_code != 429
+    time.sleep(1.0)
+    assert handshake(limited_cluster.url).status_code == 200  # the limit refills
+
+
+def handshake_sid(base: str) -> str:
+    for _ in range(50):
+        answer = handshake(base)
+        if answer.status_code == 200:
+            return answer.text.split('"sid":"')[1].split('"')[0]
+        time.sleep(0.1)
+    raise AssertionError("no handshake got through")
+
+
+def test_the_front_door_limits_open_connections_per_address(limited_cluster):
+    url = limited_cluster.url.replace("http://", "ws://") + "/socket.io/?EIO=4&transport=websocket"
+    opened, refused = [], 0
+    try:
+        for _ in range(20):
+            time.sleep(0.12)  # under the handshake rate: only the connection limit applies
+            try:
+                opened.append(websocket.create_connection(url, timeout=5))
+            except websocket.WebSocketBadStatusException as error:
+                assert error.status_code == 429
+                refused += 1
+        assert len(opened) == 15 and refused == 5
+        opened.pop().close()
+        time.sleep(0.5)
+        opened.append(websocket.create_connection(url, timeout=5))  # room for one again
+    finally:
+        for connection in opened:
+            connection.close()
+    time.sleep(0.5)
+    assert handshake(limited_cluster.url).status_code == 200  # all closed: served as before
