@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -83,6 +84,9 @@ class Cluster:
     node_base_port: int = 5001
     run_dir: Path = ROOT / "run"
     env: dict[str, str] = field(default_factory=dict)
+    # how a node is started: `gunicorn` (gevent, the default), `eventlet` (eventlet's own server),
+    # or any command that serves the contract on $BIND / $PORT (the bench's reference systems)
+    node_command: str | list[str] = "gunicorn"
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
 
     @property
@@ -199,18 +203,32 @@ class Cluster:
         env.update(
             NODE_NAME=self.node_name(index),
             BIND=f"127.0.0.1:{self.node_port(index)}",
+            PORT=str(self.node_port(index)),
             REDIS_URL=self.redis_url,
             PYTHONUNBUFFERED="1",
         )
         env.setdefault("ALLOWED_ORIGINS", f"http://127.0.0.1:{self.port},http://localhost:{self.port}")
         return env
 
+    def node_argv(self) -> list[str]:
+        if self.node_command == "gunicorn":
+            gunicorn = VENV_BIN / "gunicorn"
+            return [str(gunicorn) if gunicorn.exists() else "gunicorn",
+                    "-c", str(ROOT / "service" / "gunicorn_conf.py"), "service.wsgi:app"]
+        if self.node_command == "eventlet":
+            python = VENV_BIN / "python"
+            return [str(python) if python.exists() else sys.executable, "-m",
+                    "service.eventlet_server"]
+        if isinstance(self.node_command, str):
+            raise SystemExit(f"node command must be gunicorn, eventlet or a command list, got "
+                             f"{self.node_command!r}")
+        return list(self.node_command)
+
     def start_node(self, index: int, wait: bool = True) -> None:
         env = self.node_env(index)
-        gunicorn = VENV_BIN / "gunicorn"
-        argv = [str(gunicorn) if gunicorn.exists() else "gunicorn",
-                "-c", str(ROOT / "service" / "gunicorn_conf.py"), "service.wsgi:app"]
-        self._spawn(self.node_name(index), argv, env)
+        if self.node_command == "eventlet":
+            env["ASYNC_MODE"] = "eventlet"
+        self._spawn(self.node_name(index), self.node_argv(), env)
         if wait:
             self.wait_node_ready(index)
             if "nginx" in self.processes:

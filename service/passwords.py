@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -13,7 +14,15 @@ _ABSENT_USER_HASH = generate_password_hash("absent-user-placeholder")
 
 
 def _off_loop(fn: Callable[..., T], *args: object) -> T:
-    """Run CPU-heavy work in gevent's thread pool so other connections keep being served."""
+    """Run CPU-heavy work in a real thread so other connections keep being served (gevent's
+    thread pool, or eventlet's tpool when the node runs under eventlet)."""
+    if "eventlet" in sys.modules:
+        from eventlet.patcher import is_monkey_patched
+
+        if is_monkey_patched("socket"):
+            from eventlet import tpool
+
+            return tpool.execute(fn, *args)
     try:
         from gevent import get_hub
         from gevent.monkey import is_module_patched
