@@ -11,6 +11,7 @@ Exits non-zero when any message was lost, duplicated or delivered out of order.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -112,10 +113,20 @@ class CpuSampler(threading.Thread):
         self.stop = threading.Event()
         self.loadgen_cpu_s = 0.0
         self.server_cpu_s = 0.0
+        self.server_rss_idle = self.rss_of(nodes)  # before any user connects
+        self.server_rss_peak = self.server_rss_idle
         # the busiest locust process once every user is connected: one process cannot use more
         # than one core, so near 1.0 the load generator, not the service, sets the figures
         self.busiest_process_cores = 0.0
         self.samples: list[tuple[float, float]] = []  # (time, load generator cores busy)
+
+    @staticmethod
+    def rss_of(processes: list[psutil.Process]) -> int:
+        total = 0
+        for process in processes:
+            with contextlib.suppress(psutil.Error):
+                total += process.memory_info().rss
+        return total
 
     @staticmethod
     def cpu_of(processes: list[psutil.Process]) -> float:
@@ -152,6 +163,7 @@ class CpuSampler(threading.Thread):
             last_t = now
             self.loadgen_cpu_s = sum(seen.values())
             self.server_cpu_s = self.cpu_of(self.nodes) - server_start
+            self.server_rss_peak = max(self.server_rss_peak, self.rss_of(self.nodes))
 
 
 def cpu_list(name: str) -> set[int] | None:
@@ -170,6 +182,18 @@ def cpu_list(name: str) -> set[int] | None:
 
 def pin_to(cpus: set[int] | None):
     return None if cpus is None else (lambda: os.sched_setaffinity(0, cpus))
+
+
+def server_processes() -> list[psutil.Process]:
+    """SERVER_PIDS (comma-separated) and their children: the whole system under test."""
+    found: list[psutil.Process] = []
+    for pid in filter(None, (os.environ.get("SERVER_PIDS") or "").split(",")):
+        try:
+            process = psutil.Process(int(pid))
+            found += [process, *process.children(recursive=True)]
+        except (psutil.Error, ValueError):
+            raise SystemExit(f"SERVER_PIDS: no process {pid!r}") from None
+    return found
 
 
 def node_processes() -> list[psutil.Process]:
@@ -228,7 +252,7 @@ def main() -> int:
             argv += ["--processes", str(processes)]
         print(f"{scenario}: {users} users over {ramp:.0f} s, then {duration} s of load "
               f"against {host} with {processes} locust processes; results in {folder}", flush=True)
-        nodes = node_processes() if host == LOCAL_HOST else []
+        nodes = server_processes() or (node_processes() if host == LOCAL_HOST else [])
         started = time.monotonic()
         locust = subprocess.Popen(argv, env=env, cwd=ROOT, preexec_fn=pin_to(loadgen_cpus))
         sampler = CpuSampler(psutil.Process(locust.pid), nodes, steady_after=started + ramp + 3)

@@ -1,0 +1,205 @@
+"""`make bench`: the same locust scenarios, the same load, against every system, in one run.
+
+Systems: this service with 1, 2 and 3 nodes (gevent), with 3 nodes in eventlet mode, the Node.js
+Socket.IO + @socket.io/redis-adapter reference with 3 nodes (loadtests/reference/node), and the
+naive single Flask-SocketIO process without a message queue (loadtests/reference/naive_app.py).
+Each runs behind the same nginx template with its own Redis, started and stopped by the launcher.
+
+Writes bench-results/<time>/: summary.json (a row per system and scenario), bench.png, and each
+run's own load-test folder; prints a table with each row's ratio to the Node reference. Exits
+non-zero if any run lost a message.
+
+Knobs: SCENARIOS (chat,fanout), SYSTEMS (names, comma-separated), USERS (100), DURATION (30),
+SPAWN_RATE (50), PROCESSES (load-generating processes, default all cores).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+import psutil
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
+
+from cluster import VENV_BIN, Cluster  # noqa: E402
+
+REFERENCE = "node-reference-3"
+NAIVE_COMMAND = ["sh", "-c", f'exec "{VENV_BIN / "gunicorn"}" -k gevent -w 1 -b "$BIND" '
+                 "loadtests.reference.naive_app:app"]
+
+
+@dataclass(frozen=True)
+class System:
+    name: str
+    nodes: int
+    command: str | list[str]
+    description: str
+
+
+SYSTEMS = [
+    System("rooms-1", 1, "gunicorn", "this service, 1 node (gevent)"),
+    System("rooms-2", 2, "gunicorn", "this service, 2 nodes (gevent)"),
+    System("rooms-3", 3, "gunicorn", "this service, 3 nodes (gevent)"),
+    System("rooms-eventlet-3", 3, "eventlet", "this service, 3 nodes, eventlet mode"),
+    System(REFERENCE, 3, ["node", str(ROOT / "loadtests/reference/node/server.js")],
+           "Node.js Socket.IO 4.8 + @socket.io/redis-adapter 8.3, 3 nodes"),
+    System("naive-1", 1, NAIVE_COMMAND, "one Flask-SocketIO process, no message queue"),
+]
+
+
+def choose(names: str | None) -> list[System]:
+    if not names:
+        return SYSTEMS
+    wanted = [name.strip() for name in names.split(",")]
+    unknown = set(wanted) - {system.name for system in SYSTEMS}
+    if unknown:
+        raise SystemExit(f"SYSTEMS: unknown {sorted(unknown)}; choose from "
+                         f"{[system.name for system in SYSTEMS]}")
+    return [system for system in SYSTEMS if system.name in wanted]
+
+
+def cluster_pids(cluster: Cluster) -> list[int]:
+    return [process.pid for process in cluster.processes.values()]
+
+
+def run_scenario(system: System, cluster: Cluster, scenario: str, folder: Path) -> dict:
+    env = dict(os.environ, SCENARIO=scenario, HOST=cluster.url, RESULTS_DIR=str(folder),
+               SERVER_PIDS=",".join(map(str, cluster_pids(cluster))),
+               USERS=os.environ.get("USERS") or "100",
+               DURATION=os.environ.get("DURATION") or "30",
+               SPAWN_RATE=os.environ.get("SPAWN_RATE") or "50")
+    run = subprocess.run([sys.executable, str(ROOT / "loadtests" / "run.py")], env=env, cwd=ROOT,
+                         capture_output=True, text=True)
+    path = folder / "summary.json"
+    if not path.exists():
+        print(run.stdout[-3000:], run.stderr[-3000:], sep="\n")
+        raise SystemExit(f"{system.name} {scenario}: no summary (exit {run.returncode})")
+    summary = json.loads(path.read_text())
+    latency = summary["latency_ms"]["cross_node"]
+    if latency["p50"] is None:  # one node: every delivery is same-node
+        latency = summary["latency_ms"]["same_node"]
+    delivered = max(summary["delivered"], 1)
+    return {
+        "system": system.name,
+        "description": system.description,
+        "nodes": system.nodes,
+        "scenario": scenario,
+        "users": summary["users"],
+        "deliveries_per_s": summary["deliveries_per_s"],
+        "p50_ms": latency["p50"],
+        "p99_ms": latency["p99"],
+        "lost": summary["lost"],
+        "duplicates": summary["duplicates"],
+        "out_of_order": summary["out_of_order"],
+        "server_cpu_s_per_1000": round(summary["server_cpu_s"] / delivered * 1000, 3),
+        "server_cpu_s": summary["server_cpu_s"],
+        "deliveries_per_server_cpu_s": round(delivered / max(summary["server_cpu_s"], 0.001)),
+        "rss_kb_per_connection": round((summary["server_rss_mb_peak"]
+                                        - summary["server_rss_mb_idle"]) * 1024
+                                       / summary["users"], 1),
+        "load_generator_busiest_process_cores": summary["load_generator_busiest_process_cores"],
+    }
+
+
+def bench_system(system: System, index: int, scenarios: list[str], folder: Path) -> list[dict]:
+    cluster = Cluster(nodes=system.nodes, port=18400 + index, redis_port=16400 + index,
+                      node_base_port=15400 + 10 * index, run_dir=folder / "systems" / system.name,
+                      env={"RATE_LIMIT_PER_S": "1000", "RATE_LIMIT_BURST": "2000"},
+                      node_command=system.command)
+    cluster.start()
+    rows = []
+    try:
+        for scenario in scenarios:
+            started = time.monotonic()
+            row = run_scenario(system, cluster, scenario, folder / f"{system.name}-{scenario}")
+            rows.append(row)
+            print(f"  {system.name:18} {scenario:7} {row['deliveries_per_s']:9.1f} deliveries/s  "
+                  f"p50 {row['p50_ms']} ms  p99 {row['p99_ms']} ms  lost {row['lost']}  "
+                  f"out of order {row['out_of_order']}  ({time.monotonic() - started:.0f} s)",
+                  flush=True)
+    finally:
+        cluster.stop()
+    return rows
+
+
+def with_ratios(rows: list[dict]) -> list[dict]:
+    """Each row's ratio to the Node reference in the same scenario (higher is better)."""
+    reference = {row["scenario"]: row for row in rows if row["system"] == REFERENCE}
+    for row in rows:
+        ref = reference.get(row["scenario"])
+        if ref is None:
+            continue
+        row["ratio_deliveries_per_s"] = round(row["deliveries_per_s"] / ref["deliveries_per_s"], 2)
+        row["ratio_deliveries_per_cpu"] = round(row["deliveries_per_server_cpu_s"]
+                                                / max(ref["deliveries_per_server_cpu_s"], 1), 2)
+        row["ratio_p99"] = round(ref["p99_ms"] / row["p99_ms"], 2) if row["p99_ms"] else None
+    return rows
+
+
+def print_table(rows: list[dict]) -> None:
+    header = (f"{'system':18} {'scenario':8} {'deliv/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
+              f"{'lost':>4} {'disorder':>8} {'cpu s/1k':>8} {'KB/conn':>7} {'x deliv/s':>9} "
+              f"{'x per cpu':>9} {'x p99':>6}")
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        print(f"{row['system']:18} {row['scenario']:8} {row['deliveries_per_s']:8.0f} "
+              f"{row['p50_ms']:7.1f} {row['p99_ms']:7.1f} {row['lost']:4d} "
+              f"{row['out_of_order']:8d} {row['server_cpu_s_per_1000']:8.3f} "
+              f"{row['rss_kb_per_connection']:7.1f} {row.get('ratio_deliveries_per_s', '-'):>9} "
+              f"{row.get('ratio_deliveries_per_cpu', '-'):>9} {row.get('ratio_p99', '-'):>6}")
+
+
+def chart(rows: list[dict], scenarios: list[str], path: Path) -> None:
+    figure, axes = plt.subplots(len(scenarios), 3, figsize=(15, 4 * len(scenarios)),
+                                squeeze=False)
+    for line, scenario in zip(axes, scenarios, strict=True):
+        subset = [row for row in rows if row["scenario"] == scenario]
+        names = [row["system"] for row in subset]
+        colors = ["tab:gray" if name == REFERENCE else "tab:blue" for name in names]
+        for axis, key, label in zip(line, ("deliveries_per_s", "deliveries_per_server_cpu_s",
+                                           "p99_ms"),
+                                    ("deliveries / s", "deliveries per server CPU second",
+                                     "cross-node p99 (ms)"), strict=True):
+            axis.bar(names, [row[key] for row in subset], color=colors)
+            axis.set_title(f"{scenario}: {label}")
+            axis.tick_params(axis="x", rotation=30, labelsize=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+
+
+def main() -> int:
+    scenarios = (os.environ.get("SCENARIOS") or "chat,fanout").split(",")
+    systems = choose(os.environ.get("SYSTEMS"))
+    folder = ROOT / "bench-results" / time.strftime("%Y%m%d-%H%M%S")
+    folder.mkdir(parents=True)
+    print(f"bench: {len(systems)} systems x {scenarios}, {os.environ.get('USERS') or 100} users, "
+          f"{os.environ.get('DURATION') or 30} s each, on {psutil.cpu_count()} cores; results in "
+          f"{folder}", flush=True)
+    rows: list[dict] = []
+    for index, system in enumerate(systems):
+        rows += bench_system(system, index, scenarios, folder)
+    rows = with_ratios(rows)
+    (folder / "summary.json").write_text(json.dumps(rows, indent=2) + "\n")
+    chart(rows, scenarios, folder / "bench.png")
+    print_table(rows)
+    if any(row["lost"] for row in rows):
+        print("FAILED: a run lost messages")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
