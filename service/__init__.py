@@ -8,8 +8,9 @@ from flask import Flask
 from flask_session import Session
 from flask_socketio import SocketIO
 
-from . import api, auth, drain, health, http_errors, web
+from . import api, auth, drain, fast_websocket, health, http_errors, web
 from .node import Node
+from .packet_guard import PollingBodyGuard
 from .realtime import register_handlers
 from .settings import DEV_API_KEY, DEV_SECRET_KEY, Settings, load_settings
 
@@ -61,6 +62,8 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
         engineio_logger=False,
     )
     register_handlers(socketio, node)
+    fast_websocket.install(socketio.server)
+    app.wsgi_app = PollingBodyGuard(app.wsgi_app, settings.max_frame_bytes)  # type: ignore[method-assign]
     drain.init_app(app, node)
     if background:
         server = socketio.server

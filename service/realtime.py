@@ -30,21 +30,39 @@ SERVER_ONLY_EVENTS = frozenset({"connect", "disconnect", "connect_error", "disco
                                 "__disconnect_final", "*"})
 
 
-def refuse_server_only_events(server: Any) -> None:
-    """Route client events named like server-only handlers to the catch-all (`bad_request`)."""
-    handle_event = server._handle_event
+def guard_incoming_packets(server: Any, node_name: str) -> None:
+    """Harden python-socketio's entry points against what hostile clients send.
 
-    def guarded(eio_sid: str, namespace: str | None, ack_id: int | None, data: list[Any]):
-        if data and isinstance(data[0], str) and data[0] in SERVER_ONLY_EVENTS:
+    - A client event named like a server-only handler goes to the catch-all (`bad_request`).
+    - An event packet without an event name is dropped.
+    - A packet python-socketio cannot decode is dropped with one log line, not a traceback per
+      packet (which a client could use to flood the logs).
+    """
+    handle_event = server._handle_event
+    handle_message = server._handle_eio_message
+
+    def guarded_event(eio_sid: str, namespace: str | None, ack_id: int | None, data: Any):
+        if not isinstance(data, list) or not data:
+            return None
+        if isinstance(data[0], str) and data[0] in SERVER_ONLY_EVENTS:
             data = [f"reserved:{data[0]}", *data[1:]]
         return handle_event(eio_sid, namespace, ack_id, data)
 
-    server._handle_event = guarded
+    def guarded_message(eio_sid: str, data: Any):
+        try:
+            return handle_message(eio_sid, data)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as error:
+            log.warning("node=%s dropped a malformed Socket.IO packet from %s (%s)", node_name,
+                        eio_sid, error.__class__.__name__)
+            return None
+
+    server._handle_event = guarded_event
+    server.eio.on("message", guarded_message)  # engineio holds the handler registered at init
 
 
 def register_handlers(socketio: SocketIO, node: Node) -> None:
     settings = node.settings
-    refuse_server_only_events(socketio.server)
+    guard_incoming_packets(socketio.server, node.name)
     max_text = settings.max_text_chars
 
     def authenticate(auth: Any) -> Connection:

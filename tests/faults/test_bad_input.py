@@ -124,9 +124,7 @@ def test_malformed_packets_never_crash_the_node_or_reach_other_users(cluster, us
     assert witness.drain("message") == []  # no garbage reached the room
     raw_node = requests.get(f"{cluster.url}/healthz?node_key=raw1", timeout=5).json()["node"]
     node_log = (cluster.log_dir / f"{raw_node}.log").read_text()
-    # no event handler failed (python-engineio itself still logs its error for an empty or
-    # non-numeric WebSocket frame before closing that one connection)
-    assert "_handle_event_internal" not in node_log
+    assert "Traceback" not in node_log, node_log[-3000:]  # junk frames end quietly
 
 
 def test_oversized_frames_are_refused_and_the_node_carries_on(cluster, users):
