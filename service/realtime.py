@@ -11,7 +11,7 @@ from typing import Any
 from flask import current_app, request
 from flask_login import current_user
 from flask_socketio import ConnectionRefusedError as Refused
-from flask_socketio import SocketIO, disconnect, join_room, leave_room
+from flask_socketio import SocketIO, join_room
 
 from . import validation
 from .errors import ServiceError
@@ -20,7 +20,7 @@ from .store import socketio_room, user_room
 
 log = logging.getLogger("service")
 Ack = dict[str, Any]
-Handler = Callable[["Connection", Any], Ack]
+Handler = Callable[["Connection", str, Any], Ack]
 
 
 # Names of the server's own handlers that no client may call: python-socketio would run the
@@ -107,30 +107,35 @@ def register_handlers(socketio: SocketIO, node: Node) -> None:
             with suppress(ServiceError):  # the set expires by itself
                 node.store.remove_session_socket(connection.session_id, sid)
 
+    server = socketio.server
+
     def event(name: str) -> Callable[[Handler], Handler]:
-        """Register a handler behind `dispatch`; `*` catches events nobody else handles."""
+        """Register a handler behind `dispatch`; `*` catches events nobody else handles.
+
+        Events go to python-socketio directly, not through Flask-SocketIO, which would build a
+        Flask request context and open the HTTP session (a Redis read for browser clients) for
+        every event; they need neither: the connection was authenticated at connect."""
 
         def decorate(handler: Handler) -> Handler:
             if name == "*":
-                socketio.on_event("*", lambda event_name, *args: dispatch(
-                    str(event_name)[:64], handler, args))
+                server.on("*", lambda event_name, sid, *args: dispatch(
+                    str(event_name)[:64], handler, sid, args))
             else:
-                socketio.on_event(name, lambda *args: dispatch(name, handler, args))
+                server.on(name, lambda sid, *args: dispatch(name, handler, sid, args))
             return handler
 
         return decorate
 
-    def dispatch(name: str, handler: Handler, args: tuple[Any, ...]) -> Ack:
+    def dispatch(name: str, handler: Handler, sid: str, args: tuple[Any, ...]) -> Ack:
         """Rate limit, token expiry, then the handler; failures become acks, never tracebacks."""
         node.in_flight += 1
         try:
-            return checked_dispatch(name, handler, args)
+            return checked_dispatch(name, handler, sid, args)
         finally:
             node.in_flight -= 1
 
-    def checked_dispatch(name: str, handler: Handler, args: tuple[Any, ...]) -> Ack:
+    def checked_dispatch(name: str, handler: Handler, sid: str, args: tuple[Any, ...]) -> Ack:
         payload = args[0] if args else None
-        sid = request.sid
         connection = node.connections.get(sid)
         try:
             if connection is None:
@@ -139,11 +144,11 @@ def register_handlers(socketio: SocketIO, node: Node) -> None:
                 if connection.bucket.flooding:
                     log.warning("node=%s disconnecting %s for flooding", node.name,
                                 connection.user)
-                    disconnect(sid)
+                    server.disconnect(sid)
                 raise ServiceError("rate_limited", "too many events, slow down")
             if connection.expires_at is not None and time.time() >= connection.expires_at:
                 raise ServiceError("unauthorized", "token expired, connect with a new token")
-            return handler(connection, payload)
+            return handler(connection, sid, payload)
         except ServiceError as error:
             if error.code == "unavailable":
                 log.warning("node=%s %s failed: %s", node.name, name, error.message)
@@ -153,18 +158,17 @@ def register_handlers(socketio: SocketIO, node: Node) -> None:
             return ServiceError("unavailable", "internal error, try again").ack()
 
     @event("join")
-    def on_join(connection: Connection, payload: Any) -> Ack:
+    def on_join(connection: Connection, sid: str, payload: Any) -> Ack:
         join = validation.join(payload)
-        sid = request.sid
         if join.since:
             node.manager.hold(sid, join.room)
-        join_room(socketio_room(join.room))
+        server.enter_room(sid, socketio_room(join.room))
         try:
             result = node.store.join(join.room, connection.user, sid, join.since)
         except Exception:
             node.manager.forget(sid)
             if join.room not in connection.rooms:
-                leave_room(socketio_room(join.room))
+                server.leave_room(sid, socketio_room(join.room))
             raise
         connection.rooms.add(join.room)
         if join.since:
@@ -175,16 +179,16 @@ def register_handlers(socketio: SocketIO, node: Node) -> None:
                 "missed": result.missed, "truncated": result.truncated}
 
     @event("leave")
-    def on_leave(connection: Connection, payload: Any) -> Ack:
+    def on_leave(connection: Connection, sid: str, payload: Any) -> Ack:
         room = validation.room_only(payload)
         if room in connection.rooms:
-            leave_room(socketio_room(room))
+            server.leave_room(sid, socketio_room(room))
             connection.rooms.discard(room)
-            node.leave_presence(room, connection.user, request.sid)
+            node.leave_presence(room, connection.user, sid)
         return {"ok": True, "room": room}
 
     @event("send")
-    def on_send(connection: Connection, payload: Any) -> Ack:
+    def on_send(connection: Connection, _sid: str, payload: Any) -> Ack:
         send = validation.send(payload, max_text)
         if send.room not in connection.rooms:
             raise ServiceError("forbidden", f"join room {send.room} before sending to it")
@@ -192,23 +196,23 @@ def register_handlers(socketio: SocketIO, node: Node) -> None:
         return {"ok": True, "id": stored.id, "ts": stored.ts}
 
     @event("direct")
-    def on_direct(connection: Connection, payload: Any) -> Ack:
+    def on_direct(connection: Connection, sid: str, payload: Any) -> Ack:
         direct = validation.direct(payload, max_text)
         stored = node.store.direct(connection.user, direct.to, direct.text, direct.client_id,
-                                   request.sid)
+                                   sid)
         return {"ok": True, "id": stored.id, "ts": stored.ts}
 
     @event("presence")
-    def on_presence(_connection: Connection, payload: Any) -> Ack:
+    def on_presence(_connection: Connection, _sid: str, payload: Any) -> Ack:
         room = validation.room_only(payload)
         return {"ok": True, "room": room, "members": node.store.members(room)}
 
     @event("history")
-    def on_history(_connection: Connection, payload: Any) -> Ack:
+    def on_history(_connection: Connection, _sid: str, payload: Any) -> Ack:
         query = validation.history(payload)
         messages = node.store.history(query.room, query.before, query.limit)
         return {"ok": True, "room": query.room, "messages": messages}
 
     @event("*")
-    def on_unknown(_connection: Connection, _payload: Any) -> Ack:
+    def on_unknown(_connection: Connection, _sid: str, _payload: Any) -> Ack:
         raise ServiceError("bad_request", "unknown event")

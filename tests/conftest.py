@@ -42,6 +42,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
                 item.add_marker(skip)
 
 
+# Test clusters use ports below the kernel's ephemeral range (32768 and up here), which outgoing
+# connections may hold at any moment.
+
+
 @pytest.fixture(scope="session")
 def cluster() -> Iterator[Cluster | ExternalCluster]:
     if EXTERNAL_URL:

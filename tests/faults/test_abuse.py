@@ -61,7 +61,7 @@ def test_flooding_is_rate_limited_then_cut_off_while_others_carry_on(users, room
 @pytest.fixture(scope="module")
 def limited_cluster():
     shutil.rmtree(RESULTS / "limited-cluster", ignore_errors=True)
-    instance = Cluster(nodes=1, port=48080, redis_port=46379, node_base_port=45001,
+    instance = Cluster(nodes=1, port=22080, redis_port=22379, node_base_port=22001,
                        run_dir=RESULTS / "limited-cluster",
                        env={**TEST_ENV, "CONNECT_RATE_PER_S": "10", "CONNECT_BURST": "10",
                             "CONNECTIONS_PER_ADDRESS": "15"})

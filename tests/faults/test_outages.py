@@ -123,7 +123,7 @@ def test_redis_restarting_under_traffic_loses_no_acknowledged_message(pair_clust
 
 
 def test_a_bad_setting_stops_the_start_with_a_message_naming_it():
-    bad = Cluster(nodes=1, port=38080, redis_port=36379, node_base_port=35001,
+    bad = Cluster(nodes=1, port=21080, redis_port=21379, node_base_port=21001,
                   run_dir=RESULTS / "bad-settings", env={"MAX_TEXT_CHARS": "lots"})
     with pytest.raises(SystemExit) as info:
         bad.start()

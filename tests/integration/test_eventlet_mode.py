@@ -15,7 +15,7 @@ pytestmark = pytest.mark.local_cluster
 @pytest.fixture(scope="module")
 def eventlet_cluster():
     shutil.rmtree(RESULTS / "eventlet-cluster", ignore_errors=True)
-    instance = Cluster(nodes=2, port=58080, redis_port=56379, node_base_port=55001,
+    instance = Cluster(nodes=2, port=23080, redis_port=23379, node_base_port=23001,
                        run_dir=RESULTS / "eventlet-cluster", env=dict(TEST_ENV),
                        node_command="eventlet")
     instance.start()
