@@ -62,7 +62,6 @@ loadtest-capacity: setup
 	$(VENV)/python loadtests/capacity.py
 
 bench: setup
-	npm ci --prefix loadtests/reference/node --no-audit --no-fund --loglevel=error
 	$(VENV)/python loadtests/bench.py
 
 loadtest-ui: setup

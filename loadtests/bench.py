@@ -5,9 +5,9 @@ Socket.IO + @socket.io/redis-adapter reference with 3 nodes (loadtests/reference
 naive single Flask-SocketIO process without a message queue (loadtests/reference/naive_app.py).
 Each runs behind the same nginx template with its own Redis, started and stopped by the launcher.
 
-Writes bench-results/<time>/: summary.json (a row per system and scenario), bench.png, and each
-run's own load-test folder; prints a table with each row's ratio to the Node reference. Exits
-non-zero if any run lost a message.
+Writes bench-results/<time>/ (or BENCH_RESULTS): summary.json (a row per system and scenario),
+bench.png, and each run's own load-test folder; prints a table with each row's ratio to the Node
+reference. Exits non-zero if any run lost a message.
 
 Knobs: SCENARIOS (chat,fanout), SYSTEMS (names, comma-separated), USERS (100), DURATION (30),
 SPAWN_RATE (50), PROCESSES (load-generating processes, default all cores); `make bench` passes
@@ -184,8 +184,9 @@ def chart(rows: list[dict], scenarios: list[str], path: Path) -> None:
 def main() -> int:
     scenarios = (os.environ.get("SCENARIOS") or "chat,fanout").split(",")
     systems = choose(os.environ.get("SYSTEMS"))
-    folder = ROOT / "bench-results" / time.strftime("%Y%m%d-%H%M%S")
-    folder.mkdir(parents=True)
+    folder = Path(os.environ.get("BENCH_RESULTS") or ROOT / "bench-results" /
+                  time.strftime("%Y%m%d-%H%M%S"))
+    folder.mkdir(parents=True, exist_ok=True)
     print(f"bench: {len(systems)} systems x {scenarios}, {os.environ.get('USERS') or 100} users, "
           f"{os.environ.get('DURATION') or 30} s each, on {psutil.cpu_count()} cores; results in "
           f"{folder}", flush=True)

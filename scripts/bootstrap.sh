@@ -43,5 +43,11 @@ if [ ! -f "$npm_stamp" ]; then
   npm ci --no-audit --no-fund --loglevel=error
   touch "$npm_stamp"
 fi
+reference_stamp="loadtests/reference/node/node_modules/.installed-$(sha256sum loadtests/reference/node/package-lock.json | cut -c1-16)"
+if [ ! -f "$reference_stamp" ]; then
+  echo "==> installing the bench's Node.js reference (loadtests/reference/node) from its lock file"
+  npm ci --prefix loadtests/reference/node --no-audit --no-fund --loglevel=error
+  touch "$reference_stamp"
+fi
 mkdir -p service/static/vendor
 cp node_modules/socket.io-client/dist/socket.io.min.js service/static/vendor/socket.io.min.js

@@ -87,9 +87,10 @@ def test_a_page_that_may_only_long_poll_works(pages, room):
     expected = ["sent over long-polling", "received over long-polling"]
     for page in (polling, other):
         expect(page.locator("#messages li .text")).to_have_text(expected)
+    expect(other.locator("body")).to_have_attribute("data-transport", "websocket")
+    assert pages.websockets[other], "the other page should have upgraded to a WebSocket"
     assert polling.locator("body").get_attribute("data-transport") == "polling"
     assert pages.websockets[polling] == []
-    assert pages.websockets[other], "the other page should have upgraded to a WebSocket"
 
 
 def test_the_page_loads_nothing_from_elsewhere_and_fits_a_phone(pages, room):

@@ -1,0 +1,32 @@
+"""A short `make bench` over three of its systems: each serves the scenario, nothing is lost, and
+every row carries its ratio to the Node.js reference."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import RESULTS
+
+pytestmark = pytest.mark.local_cluster
+
+
+def test_bench_runs_this_service_the_node_reference_and_the_naive_app():
+    folder = RESULTS / "bench"
+    env = dict(os.environ, SYSTEMS="rooms-1,node-reference-3,naive-1", SCENARIOS="chat",
+               USERS="20", DURATION="5", SPAWN_RATE="20", PROCESSES="1",
+               BENCH_RESULTS=str(folder))
+    run = subprocess.run([sys.executable, "loadtests/bench.py"], env=env, capture_output=True,
+                         text=True, timeout=400, check=False)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    rows = {row["system"]: row for row in json.loads((folder / "summary.json").read_text())}
+    assert set(rows) == {"rooms-1", "node-reference-3", "naive-1"}
+    for row in rows.values():
+        assert row["lost"] == 0 and row["deliveries_per_s"] > 0
+        assert row["server_cpu_s_per_1000"] > 0 and row["p99_ms"] is not None
+        assert row["ratio_deliveries_per_cpu"] > 0
+    assert rows["node-reference-3"]["ratio_deliveries_per_s"] == 1.0
+    assert (folder / "bench.png").stat().st_size > 10_000
+    assert "x per cpu" in run.stdout
