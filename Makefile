@@ -12,7 +12,7 @@ HOST ?= http://127.0.0.1:8080
 export SCENARIO USERS SPAWN_RATE DURATION HOST
 
 .PHONY: help setup run test test-unit test-integration test-browser test-faults compose-test loadtest loadtest-capacity \
-	loadtest-ui bench lint clean
+	loadtest-ui bench profile lint clean
 
 help:
 	@echo "make run        start redis, $(NODES) nodes and nginx on http://127.0.0.1:$(PORT) (NODES=N)"
@@ -25,6 +25,7 @@ help:
 	@echo "make loadtest-capacity  users one locust process holds before it is the bottleneck"
 	@echo "make loadtest-ui  locust's web UI on http://127.0.0.1:8089 against HOST"
 	@echo "make bench      this service (1-3 nodes, eventlet) against Node Socket.IO and naive Flask-SocketIO"
+	@echo "make profile    py-spy on every node under one load test: top costs per delivery, chart"
 	@echo "make lint       ruff"
 	@echo "make setup      install what is missing (apt packages, .venv, npm packages)"
 
@@ -63,6 +64,9 @@ loadtest-capacity: setup
 
 bench: setup
 	$(VENV)/python loadtests/bench.py
+
+profile: setup
+	$(VENV)/python loadtests/profile.py
 
 loadtest-ui: setup
 	PYTHONPATH=. $(VENV)/locust -f loadtests/locustfile.py --class-picker --host $(HOST) \

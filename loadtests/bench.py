@@ -105,6 +105,7 @@ def run_scenario(system: System, cluster: Cluster, scenario: str, folder: Path) 
         "out_of_order": summary["out_of_order"],
         "server_cpu_s_per_1000": round(summary["server_cpu_s"] / delivered * 1000, 3),
         "server_cpu_s": summary["server_cpu_s"],
+        "server_cpu_s_by_program": summary["server_cpu_s_by_program"],
         "deliveries_per_server_cpu_s": round(delivered / max(summary["server_cpu_s"], 0.001)),
         "rss_kb_per_connection": round((summary["server_rss_mb_peak"]
                                         - summary["server_rss_mb_idle"]) * 1024

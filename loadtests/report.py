@@ -102,6 +102,7 @@ def write_report(folder: Path, *, scenario: str, users: int, nodes: int, duratio
         "load_generator_processes": processes,
         "load_generator_busiest_process_cores": round(sampler.busiest_process_cores, 2),
         "server_cpu_s": round(sampler.server_cpu_s, 1) if sampler.nodes else None,
+        "server_cpu_s_by_program": sampler.server_cpu_by_program if sampler.nodes else None,
         "server_rss_mb_idle": round(sampler.server_rss_idle / 2**20, 1) if sampler.nodes else None,
         "server_rss_mb_peak": round(sampler.server_rss_peak / 2**20, 1) if sampler.nodes else None,
     }

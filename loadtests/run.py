@@ -113,6 +113,7 @@ class CpuSampler(threading.Thread):
         self.stop = threading.Event()
         self.loadgen_cpu_s = 0.0
         self.server_cpu_s = 0.0
+        self.server_cpu_by_program: dict[str, float] = {}
         self.server_rss_idle = self.rss_of(nodes)  # before any user connects
         self.server_rss_peak = self.server_rss_idle
         # the busiest locust process once every user is connected: one process cannot use more
@@ -139,6 +140,22 @@ class CpuSampler(threading.Thread):
                 pass
         return total
 
+    @staticmethod
+    def program(process: psutil.Process) -> str:
+        """`redis-server`, `nginx`, `node`, or `python` for gunicorn and eventlet nodes."""
+        try:
+            name = process.name()
+        except psutil.Error:
+            return "gone"
+        return "python" if name.startswith(("python", "gunicorn")) else name
+
+    def cpu_by_program(self) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        for process in self.nodes:
+            name = self.program(process)
+            totals[name] = totals.get(name, 0.0) + self.cpu_of([process])
+        return totals
+
     def tree(self) -> list[psutil.Process]:
         try:
             return [self.locust, *self.locust.children(recursive=True)]
@@ -149,6 +166,7 @@ class CpuSampler(threading.Thread):
         last_t = time.monotonic()
         seen: dict[int, float] = {}
         server_start = self.cpu_of(self.nodes)
+        by_program_start = self.cpu_by_program()
         while not self.stop.wait(1.0):
             now = time.monotonic()
             previous = dict(seen)
@@ -163,6 +181,9 @@ class CpuSampler(threading.Thread):
             last_t = now
             self.loadgen_cpu_s = sum(seen.values())
             self.server_cpu_s = self.cpu_of(self.nodes) - server_start
+            self.server_cpu_by_program = {
+                name: round(cpu - by_program_start.get(name, 0.0), 1)
+                for name, cpu in self.cpu_by_program().items()}
             self.server_rss_peak = max(self.server_rss_peak, self.rss_of(self.nodes))
 
 

@@ -8,7 +8,7 @@ from flask import Flask
 from flask_session import Session
 from flask_socketio import SocketIO
 
-from . import api, auth, drain, fast_websocket, health, http_errors, web
+from . import api, auth, drain, fast_json, fast_websocket, health, http_errors, web
 from .node import Node
 from .packet_guard import PollingBodyGuard
 from .realtime import register_handlers
@@ -60,6 +60,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
         ping_timeout=20,
         logger=False,
         engineio_logger=False,
+        json=fast_json,
     )
     register_handlers(socketio, node)
     fast_websocket.install(socketio.server)

@@ -25,8 +25,10 @@ from typing import Any
 import socketio
 from redis import exceptions as redis_exceptions
 
+from . import fast_json
 from .errors import ServiceError
 from .store import Store, parse_id, socketio_room
+from .subscription import Subscription
 
 RESUBSCRIBE_EVERY_S = 1.0
 RECOVERY_MARGIN_MS = 2000
@@ -35,31 +37,31 @@ log = logging.getLogger("service.queue")
 
 
 class ClusterManager(socketio.RedisManager):
-    def __init__(self, url: str, channel: str, node: str, store: Store):
+    def __init__(self, url: str, channel: str, node: str, store: Store,
+                 redis_options: dict[str, Any] | None = None):
         self.node = node
         self.store = store
         self.client_name = f"{node}:queue"
-        super().__init__(url, channel=channel, logger=log,
-                         redis_options={"client_name": self.client_name})
+        super().__init__(url, channel=channel, logger=log, json=fast_json,
+                         redis_options={**(redis_options or {}), "client_name": self.client_name})
         self._held: dict[str, dict[str, list[dict[str, Any]]]] = {}  # socketio room -> sid -> held
         self._delivered: dict[str, str] = {}  # socketio room -> newest id this node delivered
         self._answered: dict[str, dict[str, str]] = {}  # socketio room -> sid -> newest id in join
         self._lost_at_ms: int | None = None
 
-    def _redis_listen_with_retries(self) -> Iterator[dict[str, Any]]:
-        subscribed = False
+    def _listen(self) -> Iterator[bytes]:
+        subscription: Subscription | None = None
         failures = 0
         while True:
             try:
-                if not subscribed:
-                    self._redis_connect()
-                    self.pubsub.subscribe(self.channel)
-                    subscribed = True
+                if subscription is None:
+                    self._redis_connect()  # the client python-socketio publishes with
+                    subscription = Subscription(self.redis, self.channel)
                     if self._lost_at_ms is not None:
                         self._recover_or_log(self._lost_at_ms)
                         self._lost_at_ms = None
                     failures = 0
-                yield from self.pubsub.listen()
+                yield from subscription.payloads()
             except Exception as exc:  # any failure means: connect again
                 if failures == 0:
                     log.error("node=%s lost the message queue (%s); resubscribing every %.0f s",
@@ -67,7 +69,9 @@ class ClusterManager(socketio.RedisManager):
                 if self._lost_at_ms is None:
                     self._lost_at_ms = int(time.time() * 1000)
                 failures += 1
-                subscribed = False
+                if subscription is not None:
+                    subscription.close()
+                    subscription = None
                 time.sleep(RESUBSCRIBE_EVERY_S)
 
     def hold(self, sid: str, room: str) -> None:

@@ -1,14 +1,24 @@
-"""WebSocket data frames written straight to the socket, and junk frames refused quietly.
+"""WebSocket output written by the emitting task itself, framed once per broadcast.
 
-In gevent mode python-engineio sends every packet through simple-websocket, which builds each
-frame with wsproto's event machinery: about a fifth of a node's CPU in a fan-out (py-spy, see
-README, performance). A server's data frame is only a short unmasked header and the payload
-(RFC 6455, 5.2), so `send` writes it directly. The handshake, incoming frames, pings and the
-close handshake stay with simple-websocket. Frames sent without compression are valid on a
-connection that negotiated permessage-deflate (RFC 7692, 6).
+In gevent mode python-engineio sends every packet of an upgraded connection through a queue to
+a writer task per connection, which frames it with simple-websocket's wsproto machinery: a
+queue put, a task switch, a timeout armed and cancelled and a frame built, per recipient of every
+broadcast. py-spy put that path at over a third of a node's CPU in a fan-out (README,
+performance). Here:
 
-A text frame that is not an Engine.IO packet (packet_guard.py) ends that one connection here,
-instead of raising inside python-engineio's handler.
+- A packet for a connection whose writer has nothing pending is written by the task that emits it,
+  with one non-blocking send of a frame built once per packet: a broadcast's recipients share one
+  packet object, so they share one frame. Frames are short unmasked headers and the payload
+  (RFC 6455, 5.2); frames sent without compression are valid on a connection that negotiated
+  permessage-deflate (RFC 7692, 6).
+- If the kernel takes only part of the frame (a slow reader), the rest goes to python-engineio's
+  queue and every later packet follows it there until the writer task has caught up, so a slow
+  client never blocks the emitting task and packets stay in order.
+- Before the upgrade completes, while the queue holds anything and while the writer task is
+  writing, packets take python-engineio's queue as before. Handshakes, incoming frames, pings and
+  the close handshake stay with simple-websocket.
+- A text frame that is not an Engine.IO packet (packet_guard.py) ends that one connection here,
+  instead of raising inside python-engineio's handler.
 """
 
 from __future__ import annotations
@@ -17,6 +27,7 @@ import struct
 from typing import Any
 
 from engineio.async_drivers import gevent as gevent_driver
+from engineio.socket import Socket as EngineIOSocket
 
 from .packet_guard import acceptable
 
@@ -33,12 +44,74 @@ def frame(payload: bytes, opcode: int) -> bytes:
     return struct.pack("!BBQ", FINAL | opcode, 127, length) + payload
 
 
+def framed(message: str | bytes) -> bytes:
+    return frame(message, BINARY) if isinstance(message, bytes) else frame(message.encode(), TEXT)
+
+
+def packet_frame(pkt: Any) -> bytes:
+    """The WebSocket frame of an Engine.IO packet, built once and kept on the packet."""
+    data = pkt.__dict__.get("_frame")
+    if data is None:
+        data = pkt._frame = framed(pkt.encode())
+    return data
+
+
+class Framed(bytes):
+    """Bytes that are already WebSocket frames (or a frame's unsent rest): written as they are."""
+
+
+class QueuedFrame:
+    """A python-engineio queue item for bytes already framed (the writer calls `encode()`)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes):
+        self.data = data
+
+    def encode(self) -> Framed:
+        return Framed(self.data)
+
+
 class DirectFrameWebSocket(gevent_driver.WebSocketWSGI):  # type: ignore[misc, name-defined]
+    def __init__(self, handler: Any, server: Any):
+        super().__init__(handler, server)
+        self.writer_busy = False
+        self.eio_socket: EngineIOSocket | None = getattr(handler, "__self__", None)
+        if isinstance(self.eio_socket, EngineIOSocket):
+            self.eio_socket.send = self.send_packet  # type: ignore[method-assign]
+            self.eio_socket.poll = self.poll  # type: ignore[method-assign]
+
+    def poll(self) -> list[Any]:
+        """python-engineio's wait for queued packets; the writer is busy until it polls again."""
+        self.writer_busy = False
+        packets = EngineIOSocket.poll(self.eio_socket)
+        self.writer_busy = bool(packets)
+        return packets
+
+    def send_packet(self, pkt: Any) -> None:
+        """python-engineio's Socket.send: written now if nothing is ahead of it, else queued."""
+        eio_socket = self.eio_socket
+        if not eio_socket.check_ping_timeout():
+            return
+        ws = getattr(self, "ws", None)
+        raw = getattr(getattr(ws, "sock", None), "_sock", None)  # gevent's non-blocking socket
+        if (raw is None or not eio_socket.upgraded or self.writer_busy
+                or not eio_socket.queue.empty() or not ws.connected):
+            eio_socket.queue.put(pkt)
+            return
+        data = packet_frame(pkt)
+        try:
+            sent = raw.send(data)
+        except OSError:  # full (BlockingIOError) or broken: the writer task sends or fails
+            sent = 0
+        if sent < len(data):
+            eio_socket.queue.put(QueuedFrame(data[sent:]))
+
     def send(self, message: str | bytes) -> None:
+        """The writer task's send (and the upgrade's probe answer): blocks only this task."""
         if not self.ws.connected:
             raise OSError("the WebSocket is closed")
-        data = frame(message, BINARY) if isinstance(message, bytes) else frame(
-            message.encode(), TEXT)
+        data = message if isinstance(message, Framed) else framed(message)
         sock = self.ws.sock
         sent = sock.send(data)  # gevent's sendall asks the kernel for SO_SNDBUF on every call
         if sent < len(data):

@@ -12,7 +12,7 @@ from .cluster_manager import ClusterManager
 from .errors import ServiceError
 from .ratelimit import TokenBucket
 from .settings import Settings
-from .store import Store
+from .store import Store, client_options
 from .tokens import TokenSigner
 
 QUEUE_CHANNEL = "flask-socketio"
@@ -36,9 +36,9 @@ class Node:
         self.name = settings.node_name
         self.started_ms = int(time.time() * 1000)
         self.store = Store(settings.redis_url, settings.node_name, QUEUE_CHANNEL,
-                           settings.room_history_max)
+                           settings.room_history_max, settings.async_mode)
         self.manager = ClusterManager(settings.redis_url, QUEUE_CHANNEL, settings.node_name,
-                                      self.store)
+                                      self.store, client_options(settings.async_mode))
         self.signer = TokenSigner(settings.secret_key, settings.token_ttl_s)
         self.connections: dict[str, Connection] = {}
         self.pending_leaves: list[tuple[str, str, str]] = []  # (room, user, sid) to retry

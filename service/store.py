@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from redis._parsers import _RESP2Parser
 
 from .errors import ServiceError
 
@@ -35,6 +36,15 @@ SCRIPTS = Path(__file__).with_name("lua")
 STORE_HOST_ID = "redis-store"  # the publisher of scripted emits: a host id no node has
 ROOM_PREFIX = "room:"
 NODES_KEY = "nodes"
+
+
+def client_options(async_mode: str) -> dict[str, Any]:
+    """redis-py options for a node's clients in this async mode.
+
+    redis-py's hiredis parser polls sockets with `select.poll`, which eventlet's monkey patching
+    removes; eventlet nodes therefore parse replies in Python (gevent and threads keep hiredis).
+    """
+    return {"parser_class": _RESP2Parser} if async_mode == "eventlet" else {}
 
 
 def socketio_room(room: str) -> str:
@@ -81,7 +91,8 @@ class JoinResult:
 class Store:
     """Redis access for one node. Every method raises ServiceError('unavailable') if Redis fails."""
 
-    def __init__(self, url: str, node: str, channel: str, history_max: int):
+    def __init__(self, url: str, node: str, channel: str, history_max: int,
+                 async_mode: str = "gevent"):
         self.node = node
         self.channel = channel
         self.history_max = history_max
@@ -92,10 +103,12 @@ class Store:
             socket_timeout=5,
             socket_connect_timeout=3,
             health_check_interval=15,
+            **client_options(async_mode),
         )
         # Flask-Session stores pickled/msgpack bytes, so it gets a client that does not decode.
         self.raw = redis.Redis.from_url(
-            url, client_name=f"{node}:sessions", socket_timeout=5, socket_connect_timeout=3
+            url, client_name=f"{node}:sessions", socket_timeout=5, socket_connect_timeout=3,
+            **client_options(async_mode),
         )
         self._scripts = {
             name: self.redis.register_script((SCRIPTS / f"{name}.lua").read_text())

@@ -8,16 +8,9 @@ import redis
 
 from service.errors import ServiceError
 from service.store import STORE_HOST_ID, Store
-from tests.redis_server import RedisServer, free_port
+from tests.redis_server import free_port
 
 CHANNEL = "test-channel"
-
-
-@pytest.fixture(scope="module")
-def redis_server(tmp_path_factory):
-    server = RedisServer(tmp_path_factory.mktemp("redis"))
-    yield server
-    server.stop()
 
 
 @pytest.fixture
