@@ -173,7 +173,7 @@ def main() -> int:
             recorders.append(subprocess.Popen(
                 [str(VENV_BIN / "py-spy"), "record", "--pid", str(pid), "--gil", "--rate", "250",
                  "--duration", str(max(5, int(duration - SETTLE_S))), "--format", "raw",
-                 "--output", str(folder / f"{name}.collapsed"), "--nonblocking"],
+                 "--output", str(folder / f"{name}.collapsed"),],
                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
         print(f"profile: py-spy on {len(recorders)} node workers after {settle_s:.0f} s",
               flush=True)

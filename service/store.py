@@ -31,6 +31,7 @@ import redis
 from redis._parsers import _RESP2Parser
 
 from .errors import ServiceError
+from .pipeline import Pipeline
 
 SCRIPTS = Path(__file__).with_name("lua")
 STORE_HOST_ID = "redis-store"  # the publisher of scripted emits: a host id no node has
@@ -110,14 +111,23 @@ class Store:
             url, client_name=f"{node}:sessions", socket_timeout=5, socket_connect_timeout=3,
             **client_options(async_mode),
         )
+        self.pipeline = Pipeline(self.redis, timeout_s=5)  # the scripts: every message runs one
         self._scripts = {
             name: self.redis.register_script((SCRIPTS / f"{name}.lua").read_text())
             for name in ("publish", "direct", "join", "leave", "reap")
         }
 
     def _run(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        script = self._scripts[name]
+        command = ("EVALSHA", script.sha, len(keys), *keys, *args)
         with redis_errors():
-            return self._scripts[name](keys=keys, args=args)
+            try:
+                return self.pipeline.execute(*command)
+            except redis.ResponseError as exc:
+                if not str(exc).startswith("NOSCRIPT"):
+                    raise
+                self.redis.script_load(script.script)  # a restarted or flushed Redis forgot it
+                return self.pipeline.execute(*command)
 
     def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         with redis_errors():

@@ -179,3 +179,11 @@ def test_redis_down_is_unavailable():
             call()
         assert info.value.code == "unavailable"
     assert down.ping() is False
+
+
+def test_a_redis_that_forgot_the_scripts_gets_them_again(redis_server, store):
+    store.publish("r", "a", "before", None)
+    redis.Redis.from_url(redis_server.url).script_flush()
+    stored = store.publish("r", "a", "after", None)
+    assert [m["text"] for m in store.history("r", None, 10)] == ["before", "after"]
+    assert stored.id == store.history("r", None, 1)[0]["id"]

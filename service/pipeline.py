@@ -1,0 +1,127 @@
+"""One Redis connection that every task of a node shares, its commands pipelined.
+
+redis-py checks a connection out of its pool for every command, polls it for stray data, runs the
+call through retry and deprecation layers and reads the reply in the calling task: about 150 us
+of CPU per call on these machines, and a quarter of a node's CPU in the chat load test (py-spy,
+README, performance). The store's scripts, which every sent message runs, go through this
+instead: the calling task writes its command, packed by hiredis, and waits; one reader task parses
+the replies with hiredis and hands each to its caller. Commands of concurrent tasks share the
+connection without waiting for each other's replies.
+
+Guarantees
+- Redis answers a connection's commands in the order they were sent, so each caller gets the reply
+  to its own command.
+- A caller waits at most `timeout_s`. If the connection fails or a reply is late, every command
+  still waiting fails with redis.ConnectionError or redis.TimeoutError (whether Redis ran it is
+  unknown, as with any client), the connection is dropped and the next command opens a new one.
+- An error reply raises redis.ResponseError, as redis-py does; replies are decoded as UTF-8.
+- The connection is opened by redis-py from the client's settings (URL, TLS, password, client
+  name). Blocking happens through `threading`, which gevent and eventlet make cooperative.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections import deque
+from typing import Any
+
+import hiredis
+import redis
+
+READ_BYTES = 65536
+
+
+class _Call:
+    __slots__ = ("done", "error", "reply")
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.reply: Any = None
+        self.error: BaseException | None = None
+
+    def resolve(self, reply: Any) -> None:
+        if isinstance(reply, hiredis.ReplyError):
+            self.error = redis.ResponseError(str(reply))
+        else:
+            self.reply = reply
+        self.done.set()
+
+    def reject(self, error: BaseException) -> None:
+        self.error = error
+        self.done.set()
+
+
+class _Link:
+    """One open connection, the calls waiting on it in order, and the task reading its replies."""
+
+    def __init__(self, client: redis.Redis):
+        pool = client.connection_pool
+        self.connection = pool.connection_class(**pool.connection_kwargs)
+        self.connection.connect()
+        self.sock = self.connection._sock
+        self.sock.settimeout(None)  # lateness is each caller's timeout, not the socket's
+        self.waiting: deque[_Call] = deque()
+        self.failure: BaseException | None = None
+        threading.Thread(target=self._read_replies, name="redis-pipeline", daemon=True).start()
+
+    def send(self, call: _Call, command: bytes) -> None:
+        self.waiting.append(call)
+        try:
+            self.sock.sendall(command)
+        except OSError as exc:
+            self.fail(redis.ConnectionError(f"writing to Redis failed: {exc}"))
+
+    def _read_replies(self) -> None:
+        reader = hiredis.Reader(encoding="utf-8")
+        try:
+            while True:
+                data = self.sock.recv(READ_BYTES)
+                if not data:
+                    raise redis.ConnectionError("Redis closed the connection")
+                reader.feed(data)
+                while (reply := reader.gets()) is not False:
+                    self.waiting.popleft().resolve(reply)
+        except Exception as exc:  # whatever ends the connection fails its calls
+            if not isinstance(exc, redis.RedisError):
+                exc = redis.ConnectionError(f"reading from Redis failed: {exc}")
+            self.fail(exc)
+
+    def fail(self, error: BaseException) -> None:
+        if self.failure is None:
+            self.failure = error
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_RDWR)  # wakes the reader, in any async mode
+            self.connection.disconnect()
+        while self.waiting:
+            self.waiting.popleft().reject(error)
+
+
+class Pipeline:
+    def __init__(self, client: redis.Redis, timeout_s: float):
+        self.client = client
+        self.timeout_s = timeout_s
+        self._lock = threading.Lock()
+        self._link: _Link | None = None
+
+    def execute(self, *args: Any) -> Any:
+        """Run one command and return its reply (see the module's guarantees)."""
+        call = _Call()
+        command = hiredis.pack_command(args)
+        with self._lock:  # one writer at a time keeps commands and waiting calls in step
+            link = self._link
+            if link is None or link.failure is not None:
+                link = self._link = _Link(self.client)
+            link.send(call, command)
+        if not call.done.wait(self.timeout_s):
+            link.fail(redis.TimeoutError(f"Redis did not answer within {self.timeout_s:g} s"))
+        if call.error is not None:
+            raise call.error
+        return call.reply
+
+    def close(self) -> None:
+        with self._lock:
+            if self._link is not None:
+                self._link.fail(redis.ConnectionError("the pipeline was closed"))
+                self._link = None
