@@ -1,0 +1,340 @@
+"""`make capacity`: how many idle connections one node holds, at what memory per connection, and
+the largest fan-out room whose cross-node deliveries keep p99 under 200 ms.
+
+- idle: a one-node cluster; lean clients (lean_client.py) connect straight to the node in steps
+  of IDLE_STEP (1000) up to IDLE_MAX (10000) connections and stay idle, answering pings. After each
+  step the node's resident memory is read; memory per connection is the slope over all steps. A
+  step whose connections fail ends the probe there, with the reason.
+- fanout: a three-node cluster behind nginx; receivers, spread over the nodes by their sticky keys,
+  join one room in steps (ROOM_SIZES, default 250,500,1000,2000,4000). At each step one sender on
+  node-1 sends RATE (2) messages/s for SEND_S (10) s; every receiver times every message from the
+  send time it carries in client_id, and counts what it missed. The answer is the largest room
+  whose cross-node p99 stays under P99_LIMIT_MS (200) with nothing lost; the probe stops at the
+  first step over the limit.
+
+The receivers run in RECEIVER_PROCESSES (2) processes on this machine, so they share its cores
+with the cluster: on a small machine the figures bound the whole system, not the node alone.
+Writes CAPACITY_RESULTS (default bench-results/capacity-<time>/): capacity.json, capacity.png.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
+
+ACCOUNTS = 50  # connections share accounts: presence and joins stay cheap, deliveries do not
+
+
+def env_number(name: str, default: float) -> float:
+    value = os.environ.get(name) or str(default)
+    try:
+        number = float(value)
+    except ValueError:
+        raise SystemExit(f"{name} must be a number, got {value!r}") from None
+    if number <= 0:
+        raise SystemExit(f"{name} must be positive, got {value!r}")
+    return number
+
+
+# ---- receiver processes: `python loadtests/node_capacity.py receiver`, commands on stdin --------
+
+def receiver_main() -> None:
+    from gevent import monkey
+
+    monkey.patch_all()
+    import gevent
+
+    from loadtests.lean_client import LeanClient
+
+    clients: list[LeanClient] = []
+    seen: list[dict[str, list[tuple[str, float]]]] = []  # per client: client_id -> receipts
+
+    def grow(url: str, tokens: list[str], count: int, room: str | None, first: int) -> dict:
+        def one(index: int) -> None:
+            got: dict[str, list[tuple[str, float]]] = {}
+
+            def on_message(message: dict[str, Any], received: float) -> None:
+                got.setdefault(message.get("client_id", ""), []).append(
+                    (message["node"], received))
+
+            client = LeanClient(url, tokens[index % len(tokens)], node_key=f"cap{index}",
+                                on_message=on_message)
+            client.connect()
+            if room is not None:
+                answer = client.call("join", {"room": room})
+                if not answer.get("ok"):
+                    raise RuntimeError(f"join refused: {answer}")
+            clients.append(client)
+            seen.append(got)
+
+        jobs = [gevent.spawn(one, first + i) for i in range(count)]
+        gevent.joinall(jobs, timeout=300)
+        errors = [str(job.exception) for job in jobs if job.exception is not None]
+        nodes: dict[str, int] = {}
+        for client in clients:
+            nodes[client.node or "?"] = nodes.get(client.node or "?", 0) + 1
+        return {"connected": len(clients), "open": sum(not c.closed for c in clients),
+                "errors": errors[:5], "failed": len(errors), "nodes": nodes}
+
+    def collect(client_ids: list[str], sender_node: str) -> dict:
+        """These messages' latencies (cross-node, same-node) and how many receipts are missing."""
+        cross, same, missing = [], [], 0
+        for client, got in zip(clients, seen, strict=True):
+            for client_id in client_ids:
+                receipts = got.pop(client_id, [])
+                if not receipts:
+                    missing += 1
+                for _node, received in receipts:
+                    latency = (received - float(client_id.split(":")[1])) * 1000
+                    (same if client.node == sender_node else cross).append(round(latency, 2))
+        return {"cross": cross, "same": same, "missing": missing}
+
+    from gevent.fileobject import FileObject
+
+    for line in FileObject(sys.stdin.fileno(), "r"):  # cooperative: receivers read meanwhile
+        command = json.loads(line)
+        if command["cmd"] == "grow":
+            answer = grow(command["url"], command["tokens"], command["count"], command["room"],
+                          command["first"])
+        elif command["cmd"] == "collect":
+            answer = collect(command["client_ids"], command["sender_node"])
+        else:
+            break
+        sys.stdout.write(json.dumps(answer) + "\n")
+        sys.stdout.flush()
+
+
+# ---- the probes ----------------------------------------------------------------------------
+
+def main() -> int:
+    if sys.argv[1:] == ["receiver"]:
+        receiver_main()
+        return 0
+    from gevent import monkey
+
+    monkey.patch_all()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import gevent
+    import matplotlib.pyplot as plt
+    import psutil
+    from cluster import Cluster
+
+    from loadtests.lean_client import LeanClient
+    from loadtests.run import prepare_tokens
+
+    folder = Path(os.environ.get("CAPACITY_RESULTS") or ROOT / "bench-results" /
+                  time.strftime("capacity-%Y%m%d-%H%M%S"))
+    folder.mkdir(parents=True, exist_ok=True)
+    probes = (os.environ.get("PROBES") or "idle,fanout").split(",")
+    processes = int(env_number("RECEIVER_PROCESSES", 2))
+    results: dict[str, Any] = {"machine_cores": psutil.cpu_count()}
+
+    class Receivers:
+        """The receiver processes, each holding a share of the connections."""
+
+        def __init__(self) -> None:
+            from gevent import subprocess
+
+            self.children = [subprocess.Popen([sys.executable, __file__, "receiver"],
+                                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                              cwd=ROOT, text=True) for _ in range(processes)]
+            self.total = 0
+
+        def ask(self, commands: list[dict]) -> list[dict]:
+            for child, command in zip(self.children, commands, strict=True):
+                child.stdin.write(json.dumps(command) + "\n")
+                child.stdin.flush()
+            return [json.loads(child.stdout.readline()) for child in self.children]
+
+        def grow(self, url: str, tokens: list[str], count: int, room: str | None) -> dict:
+            shares = [count // processes + (1 if i < count % processes else 0)
+                      for i in range(processes)]
+            answers = self.ask([{"cmd": "grow", "url": url, "tokens": tokens, "count": share,
+                                 "room": room, "first": self.total + sum(shares[:i])}
+                                for i, share in enumerate(shares)])
+            self.total += count
+            nodes: dict[str, int] = {}
+            for answer in answers:
+                for node, n in answer["nodes"].items():
+                    nodes[node] = nodes.get(node, 0) + n
+            return {"connected": sum(a["connected"] for a in answers),
+                    "open": sum(a["open"] for a in answers),
+                    "failed": sum(a["failed"] for a in answers),
+                    "errors": [e for a in answers for e in a["errors"]][:5], "nodes": nodes}
+
+        def collect(self, client_ids: list[str], sender_node: str) -> dict:
+            answers = self.ask([{"cmd": "collect", "client_ids": client_ids,
+                                 "sender_node": sender_node}] * processes)
+            return {"cross": [x for a in answers for x in a["cross"]],
+                    "same": [x for a in answers for x in a["same"]],
+                    "missing": sum(a["missing"] for a in answers)}
+
+        def stop(self) -> None:
+            for child in self.children:
+                child.stdin.close()
+                child.wait(timeout=30)
+
+    def rss_mb(pid: int) -> float:
+        process = psutil.Process(pid)
+        return sum(p.memory_info().rss for p in [process, *process.children(recursive=True)]
+                   ) / 2**20
+
+    def percentile(values: list[float], share: float) -> float | None:
+        if not values:
+            return None
+        ordered = sorted(values)
+        return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+
+    limits = {"CONNECT_RATE_PER_S": "5000", "CONNECT_BURST": "20000",
+              "CONNECTIONS_PER_ADDRESS": "50000", "RATE_LIMIT_PER_S": "1000",
+              "RATE_LIMIT_BURST": "2000"}
+
+    if "idle" in probes:
+        step, most = int(env_number("IDLE_STEP", 1000)), int(env_number("IDLE_MAX", 10000))
+        cluster = Cluster(nodes=1, port=18380, redis_port=16380, node_base_port=15380,
+                          run_dir=folder / "idle-cluster",
+                          env={**limits, "WORKER_CONNECTIONS": str(most + 1000)})
+        cluster.start()
+        receivers = Receivers()
+        steps = []
+        try:
+            tokens = json.loads(prepare_tokens(cluster.url, ACCOUNTS, folder).read_text())
+            node_pid = cluster.processes["node-1"].pid
+            steps.append({"connections": 0, "rss_mb": round(rss_mb(node_pid), 1)})
+            print(f"idle: 0 connections, node RSS {steps[0]['rss_mb']} MB", flush=True)
+            while receivers.total < most:
+                started = time.monotonic()
+                grown = receivers.grow(cluster.node_url(1), tokens, step, None)
+                time.sleep(2)  # let the node settle before reading its memory
+                row = {"connections": grown["open"], "rss_mb": round(rss_mb(node_pid), 1),
+                       "connect_s": round(time.monotonic() - started, 1),
+                       "failed": grown["failed"]}
+                steps.append(row)
+                print(f"idle: {row['connections']} connections open, node RSS {row['rss_mb']} MB"
+                      f", {step} connected in {row['connect_s']} s, {row['failed']} failed",
+                      flush=True)
+                if grown["failed"] or grown["open"] < receivers.total:
+                    row["stopped_because"] = grown["errors"] or ["connections closed"]
+                    break
+        finally:
+            receivers.stop()
+            cluster.stop()
+        first, last = steps[0], steps[-1]
+        per_connection_kb = ((last["rss_mb"] - first["rss_mb"]) * 1024
+                             / max(last["connections"], 1))
+        results["idle"] = {"steps": steps, "held": last["connections"],
+                           "cap": most, "rss_kb_per_connection": round(per_connection_kb, 1)}
+        print(f"idle: one node held {last['connections']} connections (cap {most}); "
+              f"{per_connection_kb:.1f} KB per connection", flush=True)
+
+    if "fanout" in probes:
+        sizes = [int(size) for size in (os.environ.get("ROOM_SIZES")
+                                        or "250,500,1000,2000,4000").split(",")]
+        rate, send_s = env_number("RATE", 2), env_number("SEND_S", 10)
+        limit_ms = env_number("P99_LIMIT_MS", 200)
+        cluster = Cluster(nodes=3, port=18370, redis_port=16370, node_base_port=15370,
+                          run_dir=folder / "fanout-cluster", env=limits)
+        cluster.start()
+        receivers = Receivers()
+        steps = []
+        try:
+            tokens = json.loads(prepare_tokens(cluster.url, ACCOUNTS, folder).read_text())
+            sender = LeanClient(cluster.url, tokens[0], node_key="capacity-sender")
+            sender.connect()
+            room = f"capacity-{os.getpid()}"
+            sender.call("join", {"room": room})
+            for size in sizes:
+                grown = receivers.grow(cluster.url, tokens, size - receivers.total, room)
+                if grown["failed"]:
+                    steps.append({"room_size": size, "failed_connections": grown["failed"],
+                                  "errors": grown["errors"]})
+                    print(f"fanout: {size}: {grown['failed']} receivers could not connect: "
+                          f"{grown['errors'][:2]}", flush=True)
+                    break
+                client_ids, refused = [], []
+                try:
+                    for index in range(int(rate * send_s)):
+                        client_id = f"cap{index}:{time.time():.6f}"
+                        answer = sender.call("send", {"room": room, "text": "capacity probe",
+                                                      "client_id": client_id})
+                        (client_ids if answer.get("ok") else refused).append(client_id)
+                        time.sleep(1 / rate)
+                except (ConnectionError, gevent.Timeout) as exc:
+                    steps.append({"room_size": size, "sender_failed": repr(exc)})
+                    print(f"fanout: {size}: the sender failed: {exc!r}", flush=True)
+                    break
+                time.sleep(2)  # the last broadcast reaches everyone
+                got = receivers.collect(client_ids, sender.node)
+                row = {"room_size": size, "nodes": grown["nodes"], "messages": len(client_ids),
+                       "sends_refused": len(refused),
+                       "deliveries": len(got["cross"]) + len(got["same"]),
+                       "missing": got["missing"],
+                       "cross_node_p50_ms": percentile(got["cross"], 0.50),
+                       "cross_node_p99_ms": percentile(got["cross"], 0.99),
+                       "same_node_p99_ms": percentile(got["same"], 0.99)}
+                steps.append(row)
+                print(f"fanout: room of {size} ({grown['nodes']}): cross-node p50 "
+                      f"{row['cross_node_p50_ms']} ms, p99 {row['cross_node_p99_ms']} ms, "
+                      f"{row['missing']} missing", flush=True)
+                if row["missing"] or (row["cross_node_p99_ms"] or 0) > limit_ms:
+                    break
+            sender.close()
+        finally:
+            receivers.stop()
+            cluster.stop()
+        within = [row["room_size"] for row in steps if "missing" in row and not row["missing"]
+                  and (row["cross_node_p99_ms"] or 0) <= limit_ms]
+        results["fanout"] = {"steps": steps, "p99_limit_ms": limit_ms, "rate_per_s": rate,
+                             "largest_room_within_limit": max(within, default=0),
+                             "largest_size_tried": sizes[-1]}
+        print(f"fanout: the largest room within {limit_ms:g} ms cross-node p99: "
+              f"{max(within, default=0)} (sizes tried up to {steps[-1]['room_size']})",
+              flush=True)
+
+    (folder / "capacity.json").write_text(json.dumps(results, indent=2) + "\n")
+    chart(plt, results, folder / "capacity.png")
+    print(f"written to {folder}")
+    lost = any(row.get("missing") for row in results.get("fanout", {}).get("steps", []))
+    return 1 if lost else 0
+
+
+def chart(plt: Any, results: dict[str, Any], path: Path) -> None:
+    panels = [name for name in ("idle", "fanout") if name in results]
+    figure, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 4.5), squeeze=False)
+    for axis, name in zip(axes[0], panels, strict=True):
+        steps = results[name]["steps"]
+        if name == "idle":
+            axis.plot([s["connections"] for s in steps], [s["rss_mb"] for s in steps], "o-")
+            axis.set_xlabel("idle connections on one node")
+            axis.set_ylabel("node resident memory (MB)")
+            axis.set_title(f"idle: {results['idle']['rss_kb_per_connection']} KB per connection")
+        else:
+            rows = [s for s in steps if s.get("cross_node_p99_ms") is not None]
+            axis.plot([s["room_size"] for s in rows], [s["cross_node_p99_ms"] for s in rows],
+                      "o-", label="cross-node p99")
+            axis.plot([s["room_size"] for s in rows], [s["cross_node_p50_ms"] for s in rows],
+                      "o-", label="cross-node p50")
+            axis.axhline(results["fanout"]["p99_limit_ms"], color="tab:red", linestyle="--",
+                         label="limit")
+            if rows:
+                axis.set_xscale("log")
+            axis.set_xlabel("room size (receivers, 3 nodes)")
+            axis.set_ylabel("delivery latency (ms)")
+            axis.set_title(f"fan-out at {results['fanout']['rate_per_s']:g} messages/s")
+            axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
