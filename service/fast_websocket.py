@@ -18,14 +18,19 @@ performance). Here:
   writing, packets take python-engineio's queue as before. Handshakes, incoming frames, pings and
   the close handshake stay with simple-websocket.
 - A text frame that is not an Engine.IO packet (packet_guard.py) ends that one connection here,
-  instead of raising inside python-engineio's handler.
+  instead of raising inside python-engineio's handler; so does a message larger than the
+  server's max_http_buffer_size (MAX_FRAME_BYTES), before it is buffered whole.
+- Liveness stays python-engineio's: a client that leaves a ping unanswered for longer than the
+  ping timeout is cut off (see `poll`); idle clients that answer pings stay connected.
 """
 
 from __future__ import annotations
 
 import struct
+import time
 from typing import Any
 
+from engineio import exceptions as engineio_exceptions
 from engineio.async_drivers import gevent as gevent_driver
 from engineio.socket import Socket as EngineIOSocket
 
@@ -75,6 +80,9 @@ class QueuedFrame:
 class DirectFrameWebSocket(gevent_driver.WebSocketWSGI):  # type: ignore[misc, name-defined]
     def __init__(self, handler: Any, server: Any):
         super().__init__(handler, server)
+        # simple-websocket buffers a whole message before python-engineio can refuse it as too
+        # large; with a limit it closes the connection (1009) as soon as a message outgrows it
+        self.server_args["max_message_size"] = server.max_http_buffer_size
         self.writer_busy = False
         self.eio_socket: EngineIOSocket | None = getattr(handler, "__self__", None)
         if isinstance(self.eio_socket, EngineIOSocket):
@@ -82,11 +90,27 @@ class DirectFrameWebSocket(gevent_driver.WebSocketWSGI):  # type: ignore[misc, n
             self.eio_socket.poll = self.poll  # type: ignore[method-assign]
 
     def poll(self) -> list[Any]:
-        """python-engineio's wait for queued packets; the writer is busy until it polls again."""
+        """python-engineio's wait for queued packets; the writer is busy until it polls again.
+
+        Upstream, a writer that waits ping interval + ping timeout without a packet ends the
+        connection: pings go through the queue, so silence meant a client that stopped answering
+        them. Pings are written directly here, so the writer ends the connection only when a ping
+        is actually unanswered for longer than the ping timeout.
+        """
         self.writer_busy = False
-        packets = EngineIOSocket.poll(self.eio_socket)
-        self.writer_busy = bool(packets)
-        return packets
+        eio_socket = self.eio_socket
+        while True:
+            try:
+                packets = EngineIOSocket.poll(eio_socket)
+            except engineio_exceptions.QueueEmpty:
+                last_ping = eio_socket.last_ping
+                unanswered = (last_ping is not None
+                              and time.time() - last_ping > eio_socket.server.ping_timeout)
+                if eio_socket.closed or unanswered:
+                    raise
+                continue
+            self.writer_busy = bool(packets)
+            return packets
 
     def send_packet(self, pkt: Any) -> None:
         """python-engineio's Socket.send: written now if nothing is ahead of it, else queued."""

@@ -40,6 +40,8 @@ class Settings:
     drain_timeout_s: float = 5.0
     session_cookie_secure: bool = False
     max_frame_bytes: int = 64 * 1024
+    ping_interval_s: int = 25
+    ping_timeout_s: int = 20
 
     @property
     def production(self) -> bool:
@@ -186,4 +188,6 @@ def load_settings(environ: dict[str, str] | None = None, dotenv: Path | None = N
         drain_timeout_s=drain_timeout,
         session_cookie_secure=_bool(source, "SESSION_COOKIE_SECURE", env == "production"),
         max_frame_bytes=_int(source, "MAX_FRAME_BYTES", Settings.max_frame_bytes, 4096, 16 << 20),
+        ping_interval_s=_int(source, "PING_INTERVAL_S", Settings.ping_interval_s, 1, 600),
+        ping_timeout_s=_int(source, "PING_TIMEOUT_S", Settings.ping_timeout_s, 1, 600),
     )

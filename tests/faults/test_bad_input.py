@@ -131,8 +131,8 @@ def test_oversized_frames_are_refused_and_the_node_carries_on(cluster, users):
     _, token = users.register("big")
     connection = raw_socket(cluster.url, token)
     try:
-        connection.send('42["send",{"room":"big","text":"' + "x" * (1 << 20) + '"}]')
-        with pytest.raises(websocket.WebSocketException):
+        with pytest.raises((websocket.WebSocketConnectionClosedException, OSError)):
+            connection.send('42["send",{"room":"big","text":"' + "x" * (1 << 20) + '"}]')
             for _ in range(5):
                 connection.recv()  # the node closes the connection instead of answering
     finally:
@@ -143,6 +143,36 @@ def test_oversized_frames_are_refused_and_the_node_carries_on(cluster, users):
         assert answer.status_code == 413, (size, answer.status_code)
         assert answer.json()["error"]["code"] == "too_large"
     assert requests.get(cluster.url + "/readyz", timeout=5).status_code == 200
+
+
+def test_a_message_announced_as_huge_is_cut_off_before_it_is_buffered(cluster, users):
+    _, token = users.register("huge")
+    connection = raw_socket(cluster.url, token)
+    try:
+        header = bytes((0x81, 0xFF)) + (100 << 20).to_bytes(8, "big") + bytes(4)  # 100 MB, mask 0
+        connection.sock.sendall(header)
+        closed_by_node = False
+        started = time.monotonic()
+        for _ in range(128):  # at most 8 MB of the announced 100 MB
+            try:
+                connection.sock.sendall(b"x" * 65536)
+            except OSError:
+                closed_by_node = True
+                break
+            if time.monotonic() - started > 20:
+                break
+        if not closed_by_node:
+            try:
+                opcode, _ = connection.recv_data(control_frame=True)
+                closed_by_node = opcode == websocket.ABNF.OPCODE_CLOSE
+            except websocket.WebSocketConnectionClosedException:
+                closed_by_node = True
+            except websocket.WebSocketTimeoutException:
+                pass  # still reading: the node would buffer the whole message
+        assert closed_by_node
+    finally:
+        connection.close()
+    assert requests.get(cluster.url + "/readyz?node_key=raw1", timeout=5).status_code == 200
 
 
 @pytest.mark.parametrize("body", [b"", b"{", b"[]", b"null", b'{"username": 5}', b'"text"',

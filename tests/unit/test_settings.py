@@ -68,6 +68,8 @@ def test_production_accepts_real_secrets_and_secures_cookies():
         ("SESSION_COOKIE_SECURE", "maybe"),
         ("SECRET_KEY", "short"),
         ("TOKEN_TTL_S", "1.5"),
+        ("PING_INTERVAL_S", "0"),
+        ("PING_TIMEOUT_S", "soon"),
     ],
 )
 def test_bad_values_name_the_setting(name, value):

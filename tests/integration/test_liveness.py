@@ -1,0 +1,64 @@
+"""Engine.IO liveness with directly written pings: idle clients stay, silent clients are cut off."""
+
+import shutil
+import time
+
+import gevent
+import pytest
+from cluster import Cluster
+
+from loadtests.lean_client import LeanClient
+from tests.conftest import RESULTS, TEST_ENV
+
+from .conftest import Users
+
+pytestmark = pytest.mark.local_cluster
+
+PING_INTERVAL_S, PING_TIMEOUT_S = 1, 1
+
+
+@pytest.fixture(scope="module")
+def quick_ping_cluster():
+    shutil.rmtree(RESULTS / "ping-cluster", ignore_errors=True)
+    instance = Cluster(nodes=1, port=24080, redis_port=24379, node_base_port=24001,
+                       run_dir=RESULTS / "ping-cluster",
+                       env={**TEST_ENV, "PING_INTERVAL_S": str(PING_INTERVAL_S),
+                            "PING_TIMEOUT_S": str(PING_TIMEOUT_S)})
+    instance.start()
+    yield instance
+    instance.stop()
+
+
+def test_an_idle_client_that_answers_pings_outlives_many_ping_cycles(quick_ping_cluster):
+    pool = Users(quick_ping_cluster)
+    try:
+        _, token = pool.register("idle")
+        client = pool.connect(token)
+        time.sleep(6 * (PING_INTERVAL_S + PING_TIMEOUT_S))  # upstream's writer would give up at 2
+        assert client.sio.connected
+        client.ok("join", {"room": "still-here"})
+        sent = client.ok("send", {"room": "still-here", "text": "after the quiet"})
+        assert client.take("message", 1)[0]["id"] == sent["id"]
+    finally:
+        pool.close()
+
+
+def test_a_client_that_stops_answering_pings_is_cut_off(quick_ping_cluster):
+    pool = Users(quick_ping_cluster)
+    try:
+        _, token = pool.register("silent")
+        client = LeanClient(quick_ping_cluster.url, token, node_key="silent")
+        client.connect()
+        client._reader.kill()  # the client's process lives on but answers nothing
+        started = time.monotonic()
+        closed = False
+        while time.monotonic() - started < 15 and not closed:
+            with gevent.Timeout(15, False):
+                try:
+                    client._read_packet()
+                except ConnectionError:
+                    closed = True
+        assert closed, "the node kept a client that ignores pings"
+        assert time.monotonic() - started < 4 * (PING_INTERVAL_S + PING_TIMEOUT_S) + 2
+    finally:
+        pool.close()
