@@ -12,7 +12,7 @@ HOST ?= http://127.0.0.1:8080
 export SCENARIO USERS SPAWN_RATE DURATION HOST
 
 .PHONY: help setup run test test-unit test-integration test-browser test-faults compose-test loadtest loadtest-capacity \
-	loadtest-ui bench profile lint clean
+	loadtest-ui bench capacity profile lint clean
 
 help:
 	@echo "make run        start redis, $(NODES) nodes and nginx on http://127.0.0.1:$(PORT) (NODES=N)"
@@ -25,6 +25,7 @@ help:
 	@echo "make loadtest-capacity  users one locust process holds before it is the bottleneck"
 	@echo "make loadtest-ui  locust's web UI on http://127.0.0.1:8089 against HOST"
 	@echo "make bench      this service (1-3 nodes, eventlet) against Node Socket.IO and naive Flask-SocketIO"
+	@echo "make capacity   idle connections one node holds (memory per connection), largest fan-out room under 200 ms"
 	@echo "make profile    py-spy on every node under one load test: top costs per delivery, chart"
 	@echo "make lint       ruff"
 	@echo "make setup      install what is missing (apt packages, .venv, npm packages)"
@@ -64,6 +65,9 @@ loadtest-capacity: setup
 
 bench: setup
 	$(VENV)/python loadtests/bench.py
+
+capacity: setup
+	$(VENV)/python loadtests/node_capacity.py
 
 profile: setup
 	$(VENV)/python loadtests/profile.py

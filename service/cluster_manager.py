@@ -17,12 +17,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import socketio
+from engineio import packet as eio_packet
+from engineio.exceptions import SocketIsClosedError
 from redis import exceptions as redis_exceptions
 
 from . import fast_json
@@ -168,4 +171,29 @@ class ClusterManager(socketio.RedisManager):
             for held in held_by_sid.values():
                 held.append(message["data"][0])
             message = {**message, "skip_sid": list(held_by_sid)}
-        super()._handle_emit(message)
+        if message.get("callback") or message.get("binary") or message.get("namespace") != "/":
+            super()._handle_emit(message)
+        else:
+            self._deliver(message["event"], message["data"], message.get("room"),
+                          message.get("skip_sid"))
+
+    def _deliver(self, event: str, data: list[Any], room: Any, skip_sid: Any) -> None:
+        """python-socketio's broadcast, for the JSON events every node delivers all the time.
+
+        Upstream builds a Socket.IO packet (scanning the payload for binary parts) and hands it
+        to each recipient through three layers; here the packet is encoded once (text: these
+        payloads come from JSON, so they hold nothing binary) and given straight to each
+        recipient's Engine.IO socket, which writes it at once (fast_websocket.py).
+        """
+        if "/" not in self.rooms:
+            return
+        packet = eio_packet.Packet(eio_packet.MESSAGE, "2" + fast_json.dumps([event, *data]))
+        skip = skip_sid if isinstance(skip_sid, list) else [skip_sid]
+        sockets = self.server.eio.sockets
+        for sid, eio_sid in self.get_participants("/", room):
+            if sid in skip:
+                continue
+            eio_socket = sockets.get(eio_sid)
+            if eio_socket is not None and not eio_socket.closed:
+                with contextlib.suppress(SocketIsClosedError):  # closing meanwhile: skip it only
+                    eio_socket.send(packet)

@@ -1,0 +1,34 @@
+"""A short `make capacity`: idle connections are held and measured, and a growing fan-out room is
+delivered whole to every receiver, with latencies, across the nodes."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import RESULTS
+
+pytestmark = pytest.mark.local_cluster
+
+
+def test_capacity_probe_holds_idle_connections_and_times_a_growing_room():
+    folder = RESULTS / "capacity"
+    env = dict(os.environ, IDLE_STEP="150", IDLE_MAX="300", ROOM_SIZES="30,60", SEND_S="2",
+               RATE="2", CAPACITY_RESULTS=str(folder))
+    run = subprocess.run([sys.executable, "loadtests/node_capacity.py"], env=env,
+                         capture_output=True, text=True, timeout=400, check=False)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    results = json.loads((folder / "capacity.json").read_text())
+    idle = results["idle"]
+    assert [step["connections"] for step in idle["steps"]] == [0, 150, 300]
+    assert idle["held"] == 300 and idle["rss_kb_per_connection"] > 0
+    fanout = results["fanout"]
+    assert [step["room_size"] for step in fanout["steps"]] == [30, 60]
+    for step in fanout["steps"]:
+        assert step["missing"] == 0 and step["messages"] == 4
+        assert step["deliveries"] == step["room_size"] * 4
+        assert len(step["nodes"]) == 3 and step["cross_node_p99_ms"] is not None
+    assert fanout["largest_room_within_limit"] == 60
+    assert (folder / "capacity.png").stat().st_size > 10_000
