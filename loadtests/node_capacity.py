@@ -6,11 +6,11 @@ the largest fan-out room whose cross-node deliveries keep p99 under 200 ms.
   step the node's resident memory is read; memory per connection is the slope over all steps. A
   step whose connections fail ends the probe there, with the reason.
 - fanout: a cluster of FANOUT_NODES (3) behind nginx; receivers, spread over the nodes by their
-  sticky keys, join one room in steps (ROOM_SIZES, default 250,500,1000,2000,4000). At each step
-  one sender sends RATE (2) messages/s for SEND_S (10) s; every receiver times every message from
-  the send time it carries in client_id, and counts what it missed. The answer is the largest room
-  whose cross-node p99 (same-node with one node) stays under P99_LIMIT_MS (200) with nothing lost;
-  the probe stops at the first step over the limit.
+  sticky keys, join one room in steps (ROOM_SIZES, default 250,500,1000,2000,4000,6000,8000). At
+  each step one sender sends RATE (2) messages/s for SEND_S (10) s; every receiver times every
+  message from the send time it carries in client_id, and counts what it missed. The answer is
+  the largest room whose cross-node p99 (same-node with one node) stays under P99_LIMIT_MS (200)
+  with nothing lost; the probe stops at the first step over the limit.
 
 The receivers run in RECEIVER_PROCESSES (2) processes on this machine, so they share its cores
 with the cluster: on a small machine the figures bound the whole system, not the node alone.
@@ -238,7 +238,7 @@ def main() -> int:
 
     if "fanout" in probes:
         sizes = [int(size) for size in (os.environ.get("ROOM_SIZES")
-                                        or "250,500,1000,2000,4000").split(",")]
+                                        or "250,500,1000,2000,4000,6000,8000").split(",")]
         rate, send_s = env_number("RATE", 2), env_number("SEND_S", 10)
         limit_ms = env_number("P99_LIMIT_MS", 200)
         nodes = int(env_number("FANOUT_NODES", 3))
