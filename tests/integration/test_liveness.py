@@ -43,12 +43,16 @@ def test_an_idle_client_that_answers_pings_outlives_many_ping_cycles(quick_ping_
         pool.close()
 
 
-def test_a_client_that_stops_answering_pings_is_cut_off(quick_ping_cluster):
+def test_a_client_that_stops_answering_pings_is_cut_off_and_leaves_its_rooms(quick_ping_cluster):
     pool = Users(quick_ping_cluster)
     try:
-        _, token = pool.register("silent")
+        silent_name, token = pool.register("silent")
+        _, watcher_token = pool.register("watcher")
+        watcher = pool.connect(watcher_token)
+        watcher.ok("join", {"room": "liveness"})
         client = LeanClient(quick_ping_cluster.url, token, node_key="silent")
         client.connect()
+        assert client.call("join", {"room": "liveness"})["ok"]
         client._reader.kill()  # the client's process lives on but answers nothing
         started = time.monotonic()
         closed = False
@@ -60,5 +64,8 @@ def test_a_client_that_stops_answering_pings_is_cut_off(quick_ping_cluster):
                     closed = True
         assert closed, "the node kept a client that ignores pings"
         assert time.monotonic() - started < 4 * (PING_INTERVAL_S + PING_TIMEOUT_S) + 2
+        seen = []
+        while {"room": "liveness", "user": silent_name, "action": "leave"} not in seen:
+            seen += watcher.take("presence", 1, timeout=10)  # fails after 10 s without it
     finally:
         pool.close()
