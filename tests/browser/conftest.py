@@ -103,7 +103,10 @@ class Pages:
         login.locator("input[name=username]").fill(name)
         login.locator("input[name=password]").fill(password)
         login.locator("button[type=submit]").click()
-        if query:
+        if query:  # the log-in lands on "/", which connects with every transport: let it finish
+            expect(page.locator("#me")).to_have_text(name)
+            expect(page.locator("body")).to_have_attribute("data-transport", "websocket")
+            self.websockets[page] = []  # what the page under test opens is recorded from here
             page.goto(self.base + "/" + query)
         expect(page.locator("#me")).to_have_text(name)
         wait_connected(page, node)
