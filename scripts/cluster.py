@@ -8,6 +8,7 @@ it started and nothing else.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -161,13 +162,24 @@ class Cluster:
         running = [p for p in (self.processes.pop(n, None) for n in names)
                    if p is not None and p.poll() is None]
         for process in running:
-            process.send_signal(sig)
+            if sig == signal.SIGKILL:
+                self._kill_group(process)  # a crash takes the whole node: master and worker
+            else:
+                process.send_signal(sig)
         for process in running:
             try:
                 process.wait(timeout)
             except subprocess.TimeoutExpired:
-                process.kill()
+                self._kill_group(process)
                 process.wait(5)
+
+    @staticmethod
+    def _kill_group(process: subprocess.Popen) -> None:
+        """SIGKILL a process and its children (each child is spawned in a session of its own):
+        gunicorn's orphaned worker would otherwise serve on, and hold the port, for the
+        graceful timeout."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
 
     # ---- redis ----------------------------------------------------------------------------
 
@@ -225,6 +237,9 @@ class Cluster:
         return list(self.node_command)
 
     def start_node(self, index: int, wait: bool = True) -> None:
+        running = self.processes.get(self.node_name(index))
+        if running is not None and running.poll() is None:
+            return  # already up: a second one could only fail on the port and orphan this one
         env = self.node_env(index)
         if self.node_command == "eventlet":
             env["ASYNC_MODE"] = "eventlet"

@@ -89,13 +89,19 @@ class _Link:
             self.fail(exc)
 
     def fail(self, error: BaseException) -> None:
+        """End the link; every waiting call fails with the first reason (a late reply's timeout
+        stays a timeout even though the reader then sees the connection close)."""
         if self.failure is None:
             self.failure = error
             with contextlib.suppress(OSError):
                 self.sock.shutdown(socket.SHUT_RDWR)  # wakes the reader, in any async mode
             self.connection.disconnect()
-        while self.waiting:
-            self.waiting.popleft().reject(error)
+        while True:
+            try:
+                call = self.waiting.popleft()
+            except IndexError:  # in threading mode the reader may be emptying it too
+                return
+            call.reject(self.failure)
 
 
 class Pipeline:
@@ -116,6 +122,7 @@ class Pipeline:
             link.send(call, command)
         if not call.done.wait(self.timeout_s):
             link.fail(redis.TimeoutError(f"Redis did not answer within {self.timeout_s:g} s"))
+            call.done.wait()  # resolved now: by fail(), or by a reply that came just in time
         if call.error is not None:
             raise call.error
         return call.reply
