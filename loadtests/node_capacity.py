@@ -129,13 +129,13 @@ def main() -> int:
     from cluster import Cluster
 
     from loadtests.lean_client import LeanClient
-    from loadtests.run import prepare_tokens
+    from loadtests.run import env_int, prepare_tokens
 
     folder = Path(os.environ.get("CAPACITY_RESULTS") or ROOT / "bench-results" /
                   time.strftime("capacity-%Y%m%d-%H%M%S"))
     folder.mkdir(parents=True, exist_ok=True)
     probes = (os.environ.get("PROBES") or "idle,fanout").split(",")
-    processes = int(env_number("RECEIVER_PROCESSES", 2))
+    processes = env_int("RECEIVER_PROCESSES", 2)
     results: dict[str, Any] = {"machine_cores": psutil.cpu_count()}
 
     class Receivers:
@@ -199,7 +199,7 @@ def main() -> int:
               "RATE_LIMIT_BURST": "2000"}
 
     if "idle" in probes:
-        step, most = int(env_number("IDLE_STEP", 1000)), int(env_number("IDLE_MAX", 10000))
+        step, most = env_int("IDLE_STEP", 1000), env_int("IDLE_MAX", 10000)
         cluster = Cluster(nodes=1, port=18380, redis_port=16380, node_base_port=15380,
                           run_dir=folder / "idle-cluster",
                           env={**limits, "WORKER_CONNECTIONS": str(most + 1000)})
@@ -241,7 +241,7 @@ def main() -> int:
                                         or "250,500,1000,2000,4000,6000,8000").split(",")]
         rate, send_s = env_number("RATE", 2), env_number("SEND_S", 10)
         limit_ms = env_number("P99_LIMIT_MS", 200)
-        nodes = int(env_number("FANOUT_NODES", 3))
+        nodes = env_int("FANOUT_NODES", 3)
         cluster = Cluster(nodes=nodes, port=18370, redis_port=16370, node_base_port=15370,
                           run_dir=folder / "fanout-cluster", env=limits)
         cluster.start()

@@ -84,6 +84,7 @@ class DirectFrameWebSocket(gevent_driver.WebSocketWSGI):  # type: ignore[misc, n
         # large; with a limit it closes the connection (1009) as soon as a message outgrows it
         self.server_args["max_message_size"] = server.max_http_buffer_size
         self.writer_busy = False
+        self.raw_socket: Any = None  # gevent's non-blocking socket, found at the first packet
         self.eio_socket: EngineIOSocket | None = getattr(handler, "__self__", None)
         if isinstance(self.eio_socket, EngineIOSocket):
             self.eio_socket.send = self.send_packet  # type: ignore[method-assign]
@@ -117,10 +118,12 @@ class DirectFrameWebSocket(gevent_driver.WebSocketWSGI):  # type: ignore[misc, n
         eio_socket = self.eio_socket
         if not eio_socket.check_ping_timeout():
             return
-        ws = getattr(self, "ws", None)
-        raw = getattr(getattr(ws, "sock", None), "_sock", None)  # gevent's non-blocking socket
+        raw = self.raw_socket
+        if raw is None:
+            raw = self.raw_socket = getattr(getattr(getattr(self, "ws", None), "sock", None),
+                                            "_sock", None)
         if (raw is None or not eio_socket.upgraded or self.writer_busy
-                or not eio_socket.queue.empty() or not ws.connected):
+                or not eio_socket.queue.empty() or not self.ws.connected):
             eio_socket.queue.put(pkt)
             return
         data = packet_frame(pkt)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,12 +52,25 @@ def cluster() -> Iterator[Cluster | ExternalCluster]:
     if EXTERNAL_URL:
         yield ExternalCluster(EXTERNAL_URL.rstrip("/"))
         return
-    run_dir = RESULTS / "cluster"
+    with own_cluster("cluster", nodes=3, port=18080, redis_port=16379,
+                     node_base_port=15001) as instance:
+        yield instance
+
+
+@contextmanager
+def own_cluster(name: str, *, nodes: int, port: int, redis_port: int, node_base_port: int,
+                env: dict[str, str] | None = None, node_command: str = "gunicorn",
+                ) -> Iterator[Cluster]:
+    """A started cluster with TEST_ENV (plus `env`), its logs in test-results/<name>."""
+    run_dir = RESULTS / name
     shutil.rmtree(run_dir, ignore_errors=True)
-    instance = Cluster(nodes=3, port=18080, redis_port=16379, node_base_port=15001,
-                       run_dir=run_dir, env=dict(TEST_ENV))
+    instance = Cluster(nodes=nodes, port=port, redis_port=redis_port,
+                       node_base_port=node_base_port, run_dir=run_dir,
+                       env={**TEST_ENV, **(env or {})}, node_command=node_command)
     instance.start()
-    yield instance
-    instance.stop()
+    try:
+        yield instance
+    finally:
+        instance.stop()
 
 

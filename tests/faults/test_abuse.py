@@ -4,7 +4,6 @@ front door limits new sessions and open connections per address."""
 from __future__ import annotations
 
 import contextlib
-import shutil
 import statistics
 import threading
 import time
@@ -12,9 +11,8 @@ import time
 import pytest
 import requests
 import websocket
-from cluster import Cluster
 
-from tests.conftest import RESULTS, TEST_ENV
+from tests.conftest import TEST_ENV, own_cluster
 
 pytestmark = pytest.mark.local_cluster
 
@@ -60,14 +58,10 @@ def test_flooding_is_rate_limited_then_cut_off_while_others_carry_on(users, room
 
 @pytest.fixture(scope="module")
 def limited_cluster():
-    shutil.rmtree(RESULTS / "limited-cluster", ignore_errors=True)
-    instance = Cluster(nodes=1, port=22080, redis_port=22379, node_base_port=22001,
-                       run_dir=RESULTS / "limited-cluster",
-                       env={**TEST_ENV, "CONNECT_RATE_PER_S": "10", "CONNECT_BURST": "10",
-                            "CONNECTIONS_PER_ADDRESS": "15"})
-    instance.start()
-    yield instance
-    instance.stop()
+    with own_cluster("limited-cluster", nodes=1, port=22080, redis_port=22379,
+                     node_base_port=22001, env={"CONNECT_RATE_PER_S": "10", "CONNECT_BURST": "10",
+                                                "CONNECTIONS_PER_ADDRESS": "15"}) as instance:
+        yield instance
 
 
 def handshake(base: str) -> requests.Response:

@@ -1,6 +1,5 @@
 """A dead node's users leave presence; Redis down means `unavailable`; nodes recover alone."""
 
-import shutil
 import signal
 import time
 
@@ -8,7 +7,7 @@ import pytest
 import requests
 from cluster import Cluster
 
-from tests.conftest import RESULTS, TEST_ENV
+from tests.conftest import RESULTS, TEST_ENV, own_cluster
 from tests.integration.conftest import API_KEY, Users
 
 from .resuming import ResumingClient, Sender
@@ -41,12 +40,9 @@ def test_presence_forgets_the_users_of_a_node_that_dies(cluster, users, room):
 
 @pytest.fixture
 def pair_cluster():
-    shutil.rmtree(RESULTS / "pair-cluster", ignore_errors=True)
-    instance = Cluster(nodes=2, port=28080, redis_port=26379, node_base_port=25001,
-                       run_dir=RESULTS / "pair-cluster", env=dict(TEST_ENV))
-    instance.start()
-    yield instance
-    instance.stop()
+    with own_cluster("pair-cluster", nodes=2, port=28080, redis_port=26379,
+                     node_base_port=25001) as instance:
+        yield instance
 
 
 def stored_ids(base: str, room: str) -> list[str]:

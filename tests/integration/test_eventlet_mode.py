@@ -1,11 +1,8 @@
 """ASYNC_MODE=eventlet, served by eventlet's own server: the same contract across two nodes."""
 
-import shutil
-
 import pytest
-from cluster import Cluster
 
-from tests.conftest import RESULTS, TEST_ENV
+from tests.conftest import own_cluster
 
 from .conftest import Users
 
@@ -14,13 +11,9 @@ pytestmark = pytest.mark.local_cluster
 
 @pytest.fixture(scope="module")
 def eventlet_cluster():
-    shutil.rmtree(RESULTS / "eventlet-cluster", ignore_errors=True)
-    instance = Cluster(nodes=2, port=23080, redis_port=23379, node_base_port=23001,
-                       run_dir=RESULTS / "eventlet-cluster", env=dict(TEST_ENV),
-                       node_command="eventlet")
-    instance.start()
-    yield instance
-    instance.stop()
+    with own_cluster("eventlet-cluster", nodes=2, port=23080, redis_port=23379,
+                     node_base_port=23001, node_command="eventlet") as instance:
+        yield instance
 
 
 def test_eventlet_nodes_deliver_across_the_cluster(eventlet_cluster):

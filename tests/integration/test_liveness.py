@@ -1,14 +1,12 @@
 """Engine.IO liveness with directly written pings: idle clients stay, silent clients are cut off."""
 
-import shutil
 import time
 
 import gevent
 import pytest
-from cluster import Cluster
 
 from loadtests.lean_client import LeanClient
-from tests.conftest import RESULTS, TEST_ENV
+from tests.conftest import own_cluster
 
 from .conftest import Users
 
@@ -19,14 +17,10 @@ PING_INTERVAL_S, PING_TIMEOUT_S = 1, 1
 
 @pytest.fixture(scope="module")
 def quick_ping_cluster():
-    shutil.rmtree(RESULTS / "ping-cluster", ignore_errors=True)
-    instance = Cluster(nodes=1, port=24080, redis_port=24379, node_base_port=24001,
-                       run_dir=RESULTS / "ping-cluster",
-                       env={**TEST_ENV, "PING_INTERVAL_S": str(PING_INTERVAL_S),
-                            "PING_TIMEOUT_S": str(PING_TIMEOUT_S)})
-    instance.start()
-    yield instance
-    instance.stop()
+    with own_cluster("ping-cluster", nodes=1, port=24080, redis_port=24379, node_base_port=24001,
+                     env={"PING_INTERVAL_S": str(PING_INTERVAL_S),
+                          "PING_TIMEOUT_S": str(PING_TIMEOUT_S)}) as instance:
+        yield instance
 
 
 def test_an_idle_client_that_answers_pings_outlives_many_ping_cycles(quick_ping_cluster):
