@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 
 from flask import Flask
-from flask_session import Session
 from flask_socketio import SocketIO
 
 from . import api, auth, drain, fast_json, fast_websocket, health, http_errors, web
 from .node import Node
 from .packet_guard import PollingBodyGuard
 from .realtime import register_handlers
+from .sessions import StoreSessionInterface
 from .settings import DEV_API_KEY, DEV_SECRET_KEY, Settings, load_settings
 
 socketio = SocketIO()
@@ -35,15 +35,11 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=settings.session_cookie_secure,
-        SESSION_TYPE="redis",
-        SESSION_KEY_PREFIX="session:",
-        SESSION_PERMANENT=False,
         JSON_SORT_KEYS=False,
     )
     node = Node(settings)
     node.init_app(app)
-    app.config["SESSION_REDIS"] = node.store.raw
-    Session(app)
+    app.session_interface = StoreSessionInterface(app, node.store)
     http_errors.init_app(app)
     auth.init_app(app)
     api.init_app(app)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Flask, Response, redirect, request, session, url_for
-from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
+from flask_login import LoginManager, UserMixin, login_user, logout_user
 
 from . import csrf, validation
 from .errors import ServiceError
@@ -113,10 +113,8 @@ def register_form() -> Response:
 def logout() -> Response:
     csrf.check()
     node = current_node()
-    session_id = getattr(session, "sid", None)
-    if current_user.is_authenticated and session_id:
-        for sid in node.store.pop_session_sockets(session_id):
-            node.manager.server.disconnect(sid, namespace="/")
+    for sid in node.store.end_session(session.sid):  # the session first: see service/sessions.py
+        node.manager.server.disconnect(sid, namespace="/")
     logout_user()
     session.clear()
     return redirect(url_for("web.index"))

@@ -82,8 +82,10 @@ def register_handlers(socketio: SocketIO, node: Node) -> None:
         sid = request.sid
         try:
             connection = authenticate(auth)
-            if connection.session_id:
-                node.store.add_session_socket(connection.session_id, sid)
+            if connection.session_id and not node.store.add_session_socket(
+                connection.session_id, sid
+            ):
+                raise ServiceError("unauthorized", "this session has logged out; log in again")
         except ServiceError as error:
             log.info("node=%s refused connection: %s", node.name, error.message)
             raise Refused(error.message) from None

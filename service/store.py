@@ -37,6 +37,7 @@ SCRIPTS = Path(__file__).with_name("lua")
 STORE_HOST_ID = "redis-store"  # the publisher of scripted emits: a host id no node has
 ROOM_PREFIX = "room:"
 NODES_KEY = "nodes"
+SESSION_PREFIX = "session:"
 
 
 def client_options(async_mode: str) -> dict[str, Any]:
@@ -318,25 +319,48 @@ class Store:
             [self.channel, node, mode, cutoff, STORE_HOST_ID, ROOM_PREFIX],
         ))
 
-    # ---- browser sessions' sockets (so log-out can end them) -------------------------------
+    # ---- browser sessions (Flask-Session's data) and their sockets, so log-out can end both ----
+    #
+    # Log-out is final: `end_session` deletes the session and takes its sockets in one
+    # transaction. A request that loaded the session earlier cannot write it back
+    # (`save_session(existing=True)` only overwrites a session that still exists). A socket that
+    # registers itself after the log-out finds the session gone (`add_session_socket` is False).
 
-    def add_session_socket(self, session_id: str, sid: str) -> None:
+    def load_session(self, session_id: str) -> bytes | None:
+        with redis_errors():
+            return self.raw.get(SESSION_PREFIX + session_id)
+
+    def save_session(self, session_id: str, data: bytes, ttl_s: int, *, existing: bool) -> bool:
+        """Write a session; `existing` sessions are only overwritten, new ones only created."""
+        with redis_errors():
+            return bool(self.raw.set(
+                SESSION_PREFIX + session_id, data, ex=ttl_s, xx=existing, nx=not existing
+            ))
+
+    def end_session(self, session_id: str) -> list[str]:
+        """Delete a session and return the socket ids registered under it (to disconnect)."""
+        sockets = f"session-sockets:{session_id}"
+        with redis_errors(), self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(SESSION_PREFIX + session_id)
+            pipe.smembers(sockets)
+            pipe.delete(sockets)
+            _, members, _ = pipe.execute()
+        return sorted(members)
+
+    def add_session_socket(self, session_id: str, sid: str) -> bool:
+        """Register a socket under its session; False if the session has ended (log-out)."""
         key = f"session-sockets:{session_id}"
-        with redis_errors(), self.redis.pipeline(transaction=False) as pipe:
+        with redis_errors(), self.redis.pipeline(transaction=True) as pipe:
             pipe.sadd(key, sid)
             pipe.expire(key, 7 * 24 * 3600)
-            pipe.execute()
+            pipe.exists(SESSION_PREFIX + session_id)
+            *_, alive = pipe.execute()
+        if not alive:
+            self.remove_session_socket(session_id, sid)
+        return bool(alive)
 
     def remove_session_socket(self, session_id: str, sid: str) -> None:
         self._call("srem", f"session-sockets:{session_id}", sid)
-
-    def pop_session_sockets(self, session_id: str) -> list[str]:
-        key = f"session-sockets:{session_id}"
-        with redis_errors(), self.redis.pipeline(transaction=True) as pipe:
-            pipe.smembers(key)
-            pipe.delete(key)
-            members, _ = pipe.execute()
-        return sorted(members)
 
     # ---- health ---------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@
   const rooms = new Map(); // name -> {lastId, messages: [], unread, members: Set, notice}
   let current = null;
   let node = null;
+  let loggingOut = false; // this page's own log-out ends its socket; the form's answer follows
 
   // Sticky routing: the front door hashes on this cookie, so this page keeps its node.
   if (!/(?:^|;\s*)node_key=/.test(document.cookie)) {
@@ -234,7 +235,7 @@
     delete document.body.dataset.node;
     if (reason === 'io server disconnect') {
       setState('offline', 'offline: the server ended this session');
-      location.reload();
+      if (!loggingOut) location.reload();
     } else {
       setState('reconnecting', 'reconnecting…');
     }
@@ -244,6 +245,7 @@
     setState('offline', 'offline: ' + err.message);
     if (/credentials|token|log in/.test(err.message)) location.reload();
   });
+  $('logout').form.addEventListener('submit', () => { loggingOut = true; });
   window.addEventListener('offline', () => setState('offline', 'offline: no network'));
   socket.on('message', (m) => addMessage(m.room, m));
   socket.on('direct', (m) => addMessage(DIRECT, m));

@@ -1,0 +1,87 @@
+"""Browser sessions: a log-out is final, whatever requests were in flight (service/sessions.py)."""
+
+import pytest
+import redis
+from flask import Flask, session
+
+from service.sessions import StoreSessionInterface
+from service.store import Store
+
+COOKIE = "rooms_session"
+
+
+@pytest.fixture
+def store(redis_server):
+    redis.Redis.from_url(redis_server.url).flushall()
+    return Store(redis_server.url, "node-a", "test-channel", history_max=100)
+
+
+@pytest.fixture
+def app(store):
+    app = Flask(__name__)
+    app.config.update(SECRET_KEY="test", SESSION_COOKIE_NAME=COOKIE)
+    app.session_interface = StoreSessionInterface(app, store)
+
+    @app.post("/login")
+    def login():
+        session["user"] = "alice"
+        return "ok"
+
+    @app.get("/me")
+    def me():
+        return session.get("user", "nobody")
+
+    @app.post("/logout")
+    def logout():
+        store.end_session(session.sid)
+        session.clear()
+        return "bye"
+
+    return app
+
+
+def session_id(client) -> str:
+    return client.get_cookie(COOKIE).value
+
+
+def test_a_session_is_created_then_read_back(app, store):
+    client = app.test_client()
+    assert client.get("/me").text == "nobody"
+    client.post("/login")
+    assert client.get("/me").text == "alice"
+    assert store.load_session(session_id(client)) is not None
+
+
+def test_a_request_that_loaded_the_session_before_log_out_cannot_log_the_user_in_again(app, store):
+    client = app.test_client()
+    client.post("/login")
+    sid = session_id(client)
+    interface = app.session_interface
+    # a second tab's request: it loads the session, then log-out happens before it answers
+    with app.test_request_context("/me", headers={"Cookie": f"{COOKIE}={sid}"}) as context:
+        in_flight = interface.open_session(app, context.request)
+        assert in_flight["user"] == "alice"
+        assert client.post("/logout").text == "bye"
+        in_flight["seen"] = True  # modified, so Flask-Session would write it back
+        interface.save_session(app, in_flight, app.response_class())
+    assert store.load_session(sid) is None
+    assert client.get("/me").text == "nobody"
+
+
+def test_a_socket_registering_after_log_out_is_refused_and_one_before_is_returned(app, store):
+    client = app.test_client()
+    client.post("/login")
+    sid = session_id(client)
+    assert store.add_session_socket(sid, "socket-1")
+    assert store.end_session(sid) == ["socket-1"]
+    assert not store.add_session_socket(sid, "socket-2")
+    assert store.end_session(sid) == []  # the refused socket left nothing behind
+
+
+def test_an_unknown_cookie_gets_a_new_session_not_the_one_it_named(app, store):
+    client = app.test_client()
+    client.set_cookie(COOKIE, "forged-or-expired")
+    client.post("/login")
+    assert session_id(client) != "forged-or-expired"
+    assert store.load_session("forged-or-expired") is None
+    assert client.get("/me").text == "alice"
