@@ -6,8 +6,9 @@
   backoff growing to 60 s, so a node is serving again within seconds of Redis coming back.
 - A connection that is joining a room with `since` gets no live `message` for that room until its
   join is answered: live messages are held back, those already in the answer's `missed` dropped,
-  and the rest delivered after the answer, so a resuming client sees every message exactly once
-  and in id order.
+  and the rest delivered after the answer; a message in `missed` that reaches the subscription
+  only after the answer is not delivered again. So a resuming client sees every message exactly
+  once and in id order.
 - Nothing published while the subscription was down is silently lost: once resubscribed, and
   before any newer live message, every room and inbox with a connection on this node is replayed
   from the store after the newest id this node delivered there (or, for one it never delivered
@@ -138,9 +139,7 @@ class ClusterManager(socketio.RedisManager):
                 for message in batch:
                     self._handle_emit({
                         "method": "emit", "event": "message" if kind == "r" else "direct",
-                        "data": [message], "namespace": "/", "room": key,
-                        "skip_sid": [sid for sid, upto in self._answered.get(key, {}).items()
-                                     if parse_id(upto) >= parse_id(message["id"])],
+                        "data": [message], "namespace": "/", "room": key, "skip_sid": None,
                     })
                 replayed += len(batch)
                 if len(batch) < RECOVERY_PAGE:
@@ -161,16 +160,37 @@ class ClusterManager(socketio.RedisManager):
         self._delivered[key] = data["id"]
         return True
 
+    def _catching_up(self, room: str, data: dict[str, Any]) -> list[str]:
+        """Connections of `room` that must not get this live message now: those held (it is kept
+        for them) and those whose join answer already carried it (published before their join,
+        it can reach this node's subscription after the answer)."""
+        skip: list[str] = []
+        held_by_sid = self._held.get(room)
+        if held_by_sid:
+            for held in held_by_sid.values():
+                held.append(data)
+            skip.extend(held_by_sid)
+        answered = self._answered.get(room)
+        if answered:
+            position = parse_id(data["id"])
+            for sid, upto in list(answered.items()):
+                if position <= parse_id(upto):
+                    skip.append(sid)
+                else:  # every later message of the room is newer still
+                    del answered[sid]
+            if not answered:
+                del self._answered[room]
+        return skip
+
     def _handle_emit(self, message: dict[str, Any]) -> None:
         if not self._first_delivery(message):
             return
-        held_by_sid = self._held and message.get("event") == "message" and self._held.get(
-            message.get("room")  # type: ignore[arg-type] - room messages name one room
-        )
-        if held_by_sid:
-            for held in held_by_sid.values():
-                held.append(message["data"][0])
-            message = {**message, "skip_sid": list(held_by_sid)}
+        if message.get("event") == "message" and (self._held or self._answered):
+            skip = self._catching_up(message["room"], message["data"][0])
+            if skip:
+                given = message.get("skip_sid")
+                given = [] if given is None else given if isinstance(given, list) else [given]
+                message = {**message, "skip_sid": [*given, *skip]}
         if message.get("callback") or message.get("binary") or message.get("namespace") != "/":
             super()._handle_emit(message)
         else:

@@ -7,7 +7,11 @@ import time
 from collections import Counter
 from typing import Any
 
-import socketio
+from tests.strict_client import StrictClient
+
+
+def id_key(message_id: str) -> tuple[int, ...]:
+    return tuple(map(int, message_id.split("-")))
 
 
 class ResumingClient:
@@ -22,9 +26,10 @@ class ResumingClient:
         self.nodes: list[str] = []
         self._joining = False
         self._held: list[str] = []
+        self.join_errors: list[str] = []
         self._lock = threading.Lock()
-        self.sio = socketio.Client(reconnection=True, reconnection_delay=0.2,
-                                   reconnection_delay_max=1.0)
+        self.sio = StrictClient(reconnection=True, reconnection_delay=0.2,
+                                reconnection_delay_max=1.0)
         self.sio.on("welcome", lambda welcome: self.nodes.append(welcome["node"]))
         self.sio.on("message", self._on_message)
         self.sio.on("connect", lambda: self.sio.start_background_task(self._join))
@@ -39,21 +44,33 @@ class ResumingClient:
             (self._held if self._joining else self.ids).append(message["id"])
 
     def _join(self) -> None:
-        with self._lock:
-            self._joining = True
-            since = self.ids[-1] if self.ids else None
-        payload = {"room": self.room, **({"since": since} if since else {})}
-        try:
-            answer = self.sio.call("join", payload, timeout=10)
-        except Exception:  # the connection went again; the next connect rejoins
-            return
-        with self._lock:
-            if answer.get("ok"):
+        """Rejoin from the last id held; retried while this connection lasts, as the page does."""
+        connection, attempts = self.sio.get_sid(), 0
+        while "/" in self.sio.namespaces and self.sio.get_sid() == connection:
+            with self._lock:
+                self._joining = True
+                since = self.ids[-1] if self.ids else None
+            payload = {"room": self.room, **({"since": since} if since else {})}
+            attempts += 1
+            try:
+                answer = self.sio.call("join", payload, timeout=10)
+            except Exception as error:  # no answer: again, unless the connection went
+                self.join_errors.append(type(error).__name__)
+                continue
+            if not answer.get("ok"):
+                self.join_errors.append(answer.get("error", {}).get("code", "?"))
+                time.sleep(0.2)
+                continue
+            with self._lock:
                 self.ids.extend(m["id"] for m in answer["missed"])
                 self.joined_on = answer["node"]
-            self.ids.extend(self._held)
-            self._held.clear()
-            self._joining = False
+                newest = id_key(self.ids[-1]) if self.ids else (-1, -1)
+                # what arrived during a failed attempt can be in this answer's missed too; after
+                # one attempt, any overlap is the server's duplicate and stays for the test to see
+                self.ids.extend(i for i in self._held if attempts == 1 or id_key(i) > newest)
+                self._held.clear()
+                self._joining = False
+            return
 
     def wait_joined(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -66,9 +83,13 @@ class ResumingClient:
         deadline = time.monotonic() + timeout
         while message_id not in self.ids:
             if time.monotonic() > deadline:
-                raise AssertionError(f"never got {message_id}; has {len(self.ids)} ids, "
-                                     f"last {self.ids[-3:]}")
+                raise AssertionError(f"never got {message_id}; {self.state()}")
             time.sleep(0.05)
+
+    def state(self) -> str:
+        return (f"has {len(self.ids)} ids, last {self.ids[-3:]}; nodes {self.nodes}; connected "
+                f"{self.sio.connected}; joining {self._joining} with {len(self._held)} held; "
+                f"join errors {self.join_errors}")
 
     def close(self) -> None:
         self.sio.reconnection = False

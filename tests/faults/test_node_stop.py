@@ -74,7 +74,10 @@ def test_a_node_stopped_under_traffic_loses_nothing(cluster, users, room, sig):
         assert len(acked) == sum(len(s.acked) for s in senders)  # no id acknowledged twice
         assert len(senders[1].acked) > 5, "the sender on node-3 never got going again"
         for client in clients:
-            client.wait_for(acked[-1], timeout=15)
+            # python-engineio's threaded client can take up to max(ping interval, ping timeout)
+            # + 5 s to notice a dropped connection when a `None` it queues for its writer lands
+            # behind packets being sent (the sender's client); it then reconnects and resumes
+            client.wait_for(acked[-1], timeout=45)
         for client in clients:
             assert len(client.ids) == len(set(client.ids)), "a message arrived twice"
             assert ordered(client.ids), "messages arrived out of order"

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 import requests
-import socketio
 from cluster import Cluster
 
 from service.settings import DEV_API_KEY, DEV_SECRET_KEY
 from tests.conftest import RESULTS, TEST_ENV, ExternalCluster  # noqa: F401 - used by the tests
+from tests.strict_client import StrictClient
 
 API_KEY = os.environ.get("API_KEY", DEV_API_KEY)
 SECRET_KEY = os.environ.get("SECRET_KEY", DEV_SECRET_KEY)
@@ -28,8 +28,8 @@ class Client:
     def __init__(self, base_url: str, token: str | None, node_key: str | None,
                  transports: list[str] | None = None, headers: dict[str, str] | None = None,
                  auth: Any = "token", reconnection: bool = False):
-        self.sio = socketio.Client(reconnection=reconnection, reconnection_delay=0.5,
-                                   reconnection_delay_max=2)
+        self.sio = StrictClient(reconnection=reconnection, reconnection_delay=0.5,
+                                reconnection_delay_max=2)
         self.events: dict[str, queue.Queue] = {}
         self.welcome: dict[str, Any] = {}
         for name in ("message", "direct", "presence", "welcome"):
