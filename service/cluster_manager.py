@@ -40,6 +40,11 @@ RECOVERY_PAGE = 500
 log = logging.getLogger("service.queue")
 
 
+def as_list(skip_sid: Any) -> list[Any]:
+    """python-socketio's `skip_sid` (None, one sid or a list) as a list."""
+    return [] if skip_sid is None else skip_sid if isinstance(skip_sid, list) else [skip_sid]
+
+
 class ClusterManager(socketio.RedisManager):
     def __init__(self, url: str, channel: str, node: str, store: Store,
                  redis_options: dict[str, Any] | None = None):
@@ -188,9 +193,7 @@ class ClusterManager(socketio.RedisManager):
         if message.get("event") == "message" and (self._held or self._answered):
             skip = self._catching_up(message["room"], message["data"][0])
             if skip:
-                given = message.get("skip_sid")
-                given = [] if given is None else given if isinstance(given, list) else [given]
-                message = {**message, "skip_sid": [*given, *skip]}
+                message = {**message, "skip_sid": [*as_list(message.get("skip_sid")), *skip]}
         if message.get("callback") or message.get("binary") or message.get("namespace") != "/":
             super()._handle_emit(message)
         else:
@@ -208,7 +211,7 @@ class ClusterManager(socketio.RedisManager):
         if "/" not in self.rooms:
             return
         packet = eio_packet.Packet(eio_packet.MESSAGE, "2" + fast_json.dumps([event, *data]))
-        skip = skip_sid if isinstance(skip_sid, list) else [skip_sid]
+        skip = as_list(skip_sid)
         sockets = self.server.eio.sockets
         for sid, eio_sid in self.get_participants("/", room):
             if sid in skip:

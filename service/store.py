@@ -38,6 +38,7 @@ STORE_HOST_ID = "redis-store"  # the publisher of scripted emits: a host id no n
 ROOM_PREFIX = "room:"
 NODES_KEY = "nodes"
 SESSION_PREFIX = "session:"
+SESSION_SOCKETS_PREFIX = "session-sockets:"
 
 
 def client_options(async_mode: str) -> dict[str, Any]:
@@ -339,7 +340,7 @@ class Store:
 
     def end_session(self, session_id: str) -> list[str]:
         """Delete a session and return the socket ids registered under it (to disconnect)."""
-        sockets = f"session-sockets:{session_id}"
+        sockets = SESSION_SOCKETS_PREFIX + session_id
         with redis_errors(), self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(SESSION_PREFIX + session_id)
             pipe.smembers(sockets)
@@ -349,7 +350,7 @@ class Store:
 
     def add_session_socket(self, session_id: str, sid: str) -> bool:
         """Register a socket under its session; False if the session has ended (log-out)."""
-        key = f"session-sockets:{session_id}"
+        key = SESSION_SOCKETS_PREFIX + session_id
         with redis_errors(), self.redis.pipeline(transaction=True) as pipe:
             pipe.sadd(key, sid)
             pipe.expire(key, 7 * 24 * 3600)
@@ -360,7 +361,7 @@ class Store:
         return bool(alive)
 
     def remove_session_socket(self, session_id: str, sid: str) -> None:
-        self._call("srem", f"session-sockets:{session_id}", sid)
+        self._call("srem", SESSION_SOCKETS_PREFIX + session_id, sid)
 
     # ---- health ---------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import socketio
 
-from service.cluster_manager import ClusterManager
+from service.cluster_manager import ClusterManager, as_list
 from service.store import socketio_room
 
 ROOM = "lobby"
@@ -23,7 +23,7 @@ class RecordingManager(ClusterManager):
         self.delivered: list[tuple[str, list[str]]] = []
 
     def _deliver(self, event: str, data: list[Any], room: Any, skip_sid: Any) -> None:
-        skip = skip_sid if isinstance(skip_sid, list) else [] if skip_sid is None else [skip_sid]
+        skip = as_list(skip_sid)
         self.delivered.append((data[0]["id"], sorted(skip)))
 
 
