@@ -13,7 +13,8 @@ FROM ${BASE_IMAGE} AS deps
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
 COPY requirements.lock /tmp/requirements.lock
 RUN python3 -m venv /opt/venv \
-    && /opt/venv/bin/pip install --no-deps --only-binary=:all: -r /tmp/requirements.lock \
+    && /opt/venv/bin/pip install --require-hashes --no-deps --only-binary=:all: \
+       -r /tmp/requirements.lock \
     && /opt/venv/bin/pip check
 
 FROM ${BASE_IMAGE}

@@ -1,8 +1,13 @@
 # The one interface for people and CI. `make run` starts the local cluster; `make test` tests it.
+# Each target first installs what it needs and is missing (scripts/bootstrap.sh, by part); when
+# nothing is missing that is a few file checks, and no apt.
 NODES ?= 3
 PORT ?= 8080
+REDIS_PORT ?= 8079
+NODE_BASE_PORT ?= 8081
 PYTEST_ARGS ?=
 VENV := .venv/bin
+SETUP := scripts/bootstrap.sh
 
 SCENARIO ?= chat
 USERS ?= 100
@@ -11,11 +16,12 @@ DURATION ?= 45
 HOST ?= http://127.0.0.1:8080
 export SCENARIO USERS SPAWN_RATE DURATION HOST
 
-.PHONY: help setup run test test-unit test-integration test-browser test-faults compose-test loadtest loadtest-capacity \
-	loadtest-ui bench capacity profile lint clean
+.PHONY: help setup run test test-unit test-integration test-browser test-faults compose-test loadtest \
+	loadtest-capacity loadtest-ui bench capacity profile lint typecheck lock clean
 
 help:
 	@echo "make run        start redis, $(NODES) nodes and nginx on http://127.0.0.1:$(PORT) (NODES=N)"
+	@echo "                ports: front door PORT=$(PORT), redis REDIS_PORT=$(REDIS_PORT), nodes from NODE_BASE_PORT=$(NODE_BASE_PORT)"
 	@echo "make test       lint and the whole test suite (starts its own cluster)"
 	@echo "make test-unit  unit tests only"
 	@echo "make test-faults  outages, stops, cut subscriptions, bad input and attacks against the cluster"
@@ -27,54 +33,78 @@ help:
 	@echo "make bench      this service (1-3 nodes, eventlet) against Node Socket.IO and naive Flask-SocketIO"
 	@echo "make capacity   idle connections one node holds (memory per connection), largest fan-out room under 200 ms"
 	@echo "make profile    py-spy on every node under one load test: top costs per delivery, chart"
-	@echo "make lint       ruff"
-	@echo "make setup      install what is missing (apt packages, .venv, npm packages)"
+	@echo "make lint       ruff, mypy over service/"
+	@echo "make lock       regenerate uv.lock and the hashed pip locks from pyproject.toml"
+	@echo "make setup      install everything that is missing (apt packages, .venv, npm packages)"
 
 setup:
-	@scripts/bootstrap.sh
+	@$(SETUP)
 
-run: setup
-	$(VENV)/python scripts/cluster.py --nodes $(NODES) --port $(PORT)
+run:
+	@$(SETUP) cluster venv npm
+	$(VENV)/python scripts/cluster.py --nodes $(NODES) --port $(PORT) --redis-port $(REDIS_PORT) \
+		--node-base-port $(NODE_BASE_PORT)
 
-lint: setup
+lint:
+	@$(SETUP) venv
 	$(VENV)/ruff check .
+	$(VENV)/mypy
 
-test: setup lint
+typecheck:
+	@$(SETUP) venv
+	$(VENV)/mypy
+
+lock:
+	@$(SETUP) venv
+	scripts/lock.sh
+
+test: lint
+	@$(SETUP) cluster browser venv npm
 	$(VENV)/pytest -q $(PYTEST_ARGS)
 
-test-unit: setup
+test-unit:
+	@$(SETUP) cluster venv
 	$(VENV)/pytest -q tests/unit $(PYTEST_ARGS)
 
-test-integration: setup
+test-integration:
+	@$(SETUP) cluster venv npm
 	$(VENV)/pytest -q tests/integration $(PYTEST_ARGS)
 
-test-faults: setup
+test-faults:
+	@$(SETUP) cluster venv npm
 	$(VENV)/pytest -q tests/faults $(PYTEST_ARGS)
 
-test-browser: setup
+test-browser:
+	@$(SETUP) cluster browser venv npm
 	$(VENV)/pytest -q tests/browser $(PYTEST_ARGS)
 
-compose-test: setup
+compose-test:
 	tests/compose/run.sh
 
-loadtest: setup
+loadtest:
+	@$(SETUP) cluster venv npm
 	$(VENV)/python loadtests/run.py
 
-loadtest-capacity: setup
+loadtest-capacity:
+	@$(SETUP) cluster venv npm
 	$(VENV)/python loadtests/capacity.py
 
-bench: setup
+bench:
+	@$(SETUP) cluster venv npm
 	$(VENV)/python loadtests/bench.py
 
-capacity: setup
+capacity:
+	@$(SETUP) cluster venv npm
 	$(VENV)/python loadtests/node_capacity.py
 
-profile: setup
+profile:
+	@$(SETUP) cluster venv npm
 	$(VENV)/python loadtests/profile.py
 
-loadtest-ui: setup
+loadtest-ui:
+	@$(SETUP) venv
 	PYTHONPATH=. $(VENV)/locust -f loadtests/locustfile.py --class-picker --host $(HOST) \
 		--web-host 127.0.0.1
 
 clean:
-	rm -rf run test-results .pytest_cache .ruff_cache
+	rm -rf run test-results .pytest_cache .ruff_cache .mypy_cache

@@ -74,15 +74,21 @@ def render(template: Path, target: Path, values: dict[str, str]) -> None:
     target.write_text(Template(template.read_text()).safe_substitute(values))
 
 
+# `make run`'s ports: the front door on the contract's 8080 and the rest beside it, not on
+# Redis's own 6379, so the cluster starts next to a Redis or nginx the machine already runs.
+FRONT_DOOR_PORT, REDIS_PORT, NODE_BASE_PORT = 8080, 8079, 8081
+PORT_SETTINGS = {"front door": "PORT", "redis": "REDIS_PORT", "node": "NODE_BASE_PORT"}
+
+
 @dataclass
 class Cluster:
     """The processes of one local cluster. Ports and folders are per instance, so tests can run
     a cluster beside one started by `make run`."""
 
     nodes: int = 3
-    port: int = 8080
-    redis_port: int = 6379
-    node_base_port: int = 5001
+    port: int = FRONT_DOOR_PORT
+    redis_port: int = REDIS_PORT
+    node_base_port: int = NODE_BASE_PORT
     run_dir: Path = ROOT / "run"
     env: dict[str, str] = field(default_factory=dict)
     # how a node is started: `gunicorn` (gevent, the default), `eventlet` (eventlet's own server),
@@ -118,11 +124,22 @@ class Cluster:
 
     # ---- whole cluster --------------------------------------------------------------------
 
+    def ports(self) -> dict[str, list[int]]:
+        """The loopback ports this cluster listens on, by role."""
+        return {"front door": [self.port], "redis": [self.redis_port],
+                "node": [self.node_port(i) for i in self.indexes()]}
+
+    def describe_ports(self) -> str:
+        nodes = self.ports()["node"]
+        span = f"{nodes[0]}-{nodes[-1]}" if len(nodes) > 1 else str(nodes[0])
+        return f"front door {self.port}, redis {self.redis_port}, nodes {span}"
+
     def start(self) -> None:
-        ports = [self.port, self.redis_port, *(self.node_port(i) for i in self.indexes())]
-        busy = [p for p in ports if not port_is_free(p)]
+        busy = [f"{port} ({role}, moved by {PORT_SETTINGS[role]})"
+                for role, ports in self.ports().items() for port in ports if not port_is_free(port)]
         if busy:
-            raise SystemExit(f"ports already in use: {busy}; is a cluster already running?")
+            raise SystemExit(f"ports already in use: {', '.join(busy)}; is a cluster already "
+                             "running? Stop it, or move this one with those settings")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
             self.start_redis()
@@ -326,13 +343,24 @@ class Cluster:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--nodes", type=int, default=int(os.environ.get("NODES", "3")))
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8080")))
-    parser.add_argument("--redis-port", type=int, default=int(os.environ.get("REDIS_PORT", "6379")))
+    parser.add_argument("--nodes", type=int, default=os.environ.get("NODES") or "3")
+    for flag, setting, default in (("--port", "PORT", FRONT_DOOR_PORT),
+                                   ("--redis-port", "REDIS_PORT", REDIS_PORT),
+                                   ("--node-base-port", "NODE_BASE_PORT", NODE_BASE_PORT)):
+        parser.add_argument(flag, default=os.environ.get(setting) or str(default),
+                            help=f"{setting}, default {default}")
     args = parser.parse_args()
     if not 1 <= args.nodes <= 32:
         raise SystemExit("NODES must be between 1 and 32")
-    cluster = Cluster(nodes=args.nodes, port=args.port, redis_port=args.redis_port)
+    for setting, attribute in (("PORT", "port"), ("REDIS_PORT", "redis_port"),
+                               ("NODE_BASE_PORT", "node_base_port")):
+        value = str(getattr(args, attribute))
+        if not value.isdigit() or not 1024 <= int(value) <= 65535 - 32:
+            raise SystemExit(f"configuration error: {setting} must be a port between 1024 and "
+                             f"{65535 - 32}, got {value!r}")
+        setattr(args, attribute, int(value))
+    cluster = Cluster(nodes=args.nodes, port=args.port, redis_port=args.redis_port,
+                      node_base_port=args.node_base_port)
     stopping = False
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -341,7 +369,8 @@ def main() -> None:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    print(f"starting redis, {args.nodes} nodes and nginx; logs in {cluster.log_dir}", flush=True)
+    print(f"starting redis, {args.nodes} nodes and nginx on 127.0.0.1 ports: "
+          f"{cluster.describe_ports()}; logs in {cluster.log_dir}", flush=True)
     cluster.start()
     print(f"cluster is up: {cluster.url}  (Ctrl-C stops it)", flush=True)
     try:

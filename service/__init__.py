@@ -60,7 +60,10 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
     )
     register_handlers(socketio, node)
     fast_websocket.install(socketio.server)
-    app.wsgi_app = PollingBodyGuard(app.wsgi_app, settings.max_frame_bytes)  # type: ignore[method-assign]
+    # Flask's documented way to wrap WSGI middleware around the app, which mypy sees as replacing
+    # a method
+    guarded = PollingBodyGuard(app.wsgi_app, settings.max_frame_bytes)
+    app.wsgi_app = guarded  # type: ignore[method-assign]  # middleware, see above
     drain.init_app(app, node)
     if background:
         server = socketio.server

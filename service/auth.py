@@ -7,8 +7,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Flask, Response, redirect, request, session, url_for
+from flask import Blueprint, Flask, redirect, request, session, url_for
 from flask_login import LoginManager, UserMixin, login_user, logout_user
+from werkzeug.wrappers import Response
 
 from . import csrf, validation
 from .errors import ServiceError
@@ -113,7 +114,8 @@ def register_form() -> Response:
 def logout() -> Response:
     csrf.check()
     node = current_node()
-    for sid in node.store.end_session(session.sid):  # the session first: see service/sessions.py
+    session_id: str = session.sid  # type: ignore[attr-defined]  # Flask-Session's ServerSideSession
+    for sid in node.store.end_session(session_id):  # the session first: see service/sessions.py
         node.manager.server.disconnect(sid, namespace="/")
     logout_user()
     session.clear()

@@ -100,4 +100,5 @@ def install(app: Flask, worker: Any) -> None:
 
 
 def init_app(app: Flask, node: Node) -> None:
-    app.wsgi_app = DrainGate(app.wsgi_app, node)  # type: ignore[method-assign]
+    gate = DrainGate(app.wsgi_app, node)
+    app.wsgi_app = gate  # type: ignore[method-assign]  # Flask's documented middleware wrapping

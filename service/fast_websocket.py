@@ -77,7 +77,7 @@ class QueuedFrame:
         return Framed(self.data)
 
 
-class DirectFrameWebSocket(gevent_driver.WebSocketWSGI):  # type: ignore[misc, name-defined]
+class DirectFrameWebSocket(gevent_driver.WebSocketWSGI):
     def __init__(self, handler: Any, server: Any):
         super().__init__(handler, server)
         # simple-websocket buffers a whole message before python-engineio can refuse it as too
@@ -85,10 +85,10 @@ class DirectFrameWebSocket(gevent_driver.WebSocketWSGI):  # type: ignore[misc, n
         self.server_args["max_message_size"] = server.max_http_buffer_size
         self.writer_busy = False
         self.raw_socket: Any = None  # gevent's non-blocking socket, found at the first packet
-        self.eio_socket: EngineIOSocket | None = getattr(handler, "__self__", None)
+        self.eio_socket: Any = getattr(handler, "__self__", None)  # python-engineio's Socket
         if isinstance(self.eio_socket, EngineIOSocket):
-            self.eio_socket.send = self.send_packet  # type: ignore[method-assign]
-            self.eio_socket.poll = self.poll  # type: ignore[method-assign]
+            self.eio_socket.send = self.send_packet
+            self.eio_socket.poll = self.poll
 
     def poll(self) -> list[Any]:
         """python-engineio's wait for queued packets; the writer is busy until it polls again.

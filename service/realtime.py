@@ -79,7 +79,7 @@ def register_handlers(socketio: SocketIO, node: Node) -> None:
 
     @socketio.on("connect")
     def on_connect(auth: Any = None) -> None:
-        sid = request.sid
+        sid: str = request.sid  # type: ignore[attr-defined]  # set by Flask-SocketIO
         try:
             connection = authenticate(auth)
             if connection.session_id and not node.store.add_session_socket(
@@ -98,7 +98,7 @@ def register_handlers(socketio: SocketIO, node: Node) -> None:
 
     @socketio.on("disconnect")
     def on_disconnect(*_reason: Any) -> None:
-        sid = request.sid
+        sid: str = request.sid  # type: ignore[attr-defined]  # set by Flask-SocketIO
         node.manager.forget(sid)
         connection = node.connections.pop(sid, None)
         if connection is None:

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import redis
 from redis._parsers import _RESP2Parser
@@ -329,7 +329,7 @@ class Store:
 
     def load_session(self, session_id: str) -> bytes | None:
         with redis_errors():
-            return self.raw.get(SESSION_PREFIX + session_id)
+            return cast("bytes | None", self.raw.get(SESSION_PREFIX + session_id))  # not decoded
 
     def save_session(self, session_id: str, data: bytes, ttl_s: int, *, existing: bool) -> bool:
         """Write a session; `existing` sessions are only overwritten, new ones only created."""

@@ -12,18 +12,11 @@ PROJECT=rooms
 COMPOSE=(.venv/bin/podman-compose --project-name "$PROJECT" --env-file "$ENV_FILE" -f docker-compose.yml)
 started=$(date +%s)
 step() { echo "==> [$(( $(date +%s) - started ))s] $*"; }
-as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-step "installing what is missing (podman, runc, debootstrap, podman-compose)"
-missing=()
-for tool in podman runc debootstrap; do command -v "$tool" >/dev/null 2>&1 || missing+=("$tool"); done
-[ -x /usr/lib/podman/netavark ] || missing+=(netavark)
-[ -x /usr/lib/podman/aardvark-dns ] || missing+=(aardvark-dns)
-if [ ${#missing[@]} -gt 0 ]; then
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
-[ -x .venv/bin/podman-compose ] || .venv/bin/pip install -q -r requirements-dev.lock
+[ "$(id -u)" -eq 0 ] || { echo "error: make compose-test needs root (rootful podman, debootstrap)" >&2
+                         exit 1; }
+step "checking the tools (podman, runc, netavark with iptables, aardvark-dns, debootstrap, .venv)"
+scripts/bootstrap.sh compose venv
 
 # Stand-ins are rebuilt when their Containerfile changes (its hash is part of a label).
 build_standin() {
