@@ -29,4 +29,4 @@ USER rooms
 EXPOSE 8000
 HEALTHCHECK --interval=5s --timeout=3s --start-period=20s --retries=3 \
     CMD ["python3", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:8000/healthz', timeout=2)"]
-CMD ["gunicorn", "-c", "service/gunicorn_conf.py", "service.wsgi:app"]
+CMD ["gunicorn", "-c", "service/node/gunicorn_conf.py", "service.node.wsgi:app"]

@@ -2,6 +2,7 @@
 # Each target first installs what it needs and is missing (scripts/bootstrap.sh, by part); when
 # nothing is missing that is a few file checks, and no apt.
 NODES ?= 3
+REDIS ?= single
 PORT ?= 8080
 REDIS_PORT ?= 8079
 NODE_BASE_PORT ?= 8081
@@ -20,7 +21,7 @@ export SCENARIO USERS SPAWN_RATE DURATION HOST
 	loadtest-capacity loadtest-ui bench capacity profile lint typecheck lock clean
 
 help:
-	@echo "make run        start redis, $(NODES) nodes and nginx on http://127.0.0.1:$(PORT) (NODES=N)"
+	@echo "make run        start redis, $(NODES) nodes and nginx on http://127.0.0.1:$(PORT) (NODES=N, REDIS=cluster)"
 	@echo "                ports: front door PORT=$(PORT), redis REDIS_PORT=$(REDIS_PORT), nodes from NODE_BASE_PORT=$(NODE_BASE_PORT)"
 	@echo "make test       lint and the whole test suite (starts its own cluster)"
 	@echo "make test-unit  unit tests only"
@@ -42,7 +43,8 @@ setup:
 
 run:
 	@$(SETUP) cluster venv npm
-	$(VENV)/python scripts/cluster.py --nodes $(NODES) --port $(PORT) --redis-port $(REDIS_PORT) \
+	$(VENV)/python scripts/cluster.py --nodes $(NODES) --redis $(REDIS) --port $(PORT) \
+		--redis-port $(REDIS_PORT) \
 		--node-base-port $(NODE_BASE_PORT)
 
 lint:

@@ -220,7 +220,7 @@ def server_processes() -> list[psutil.Process]:
 def node_processes() -> list[psutil.Process]:
     """The local nodes' gunicorn processes (a master and its worker per node)."""
     return [process for process in psutil.process_iter(["cmdline"])
-            if "service.wsgi:app" in " ".join(process.info["cmdline"] or [])]
+            if "service.node.wsgi:app" in " ".join(process.info["cmdline"] or [])]
 
 
 def live_nodes(host: str, token: str) -> int:

@@ -21,6 +21,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from string import Template
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -76,7 +77,10 @@ def render(template: Path, target: Path, values: dict[str, str]) -> None:
 
 # `make run`'s ports: the front door on the contract's 8080 and the rest beside it, not on
 # Redis's own 6379, so the cluster starts next to a Redis or nginx the machine already runs.
+# A Redis Cluster's six servers use REDIS_PORT and the five above it (and, for the cluster bus,
+# each port + 10000).
 FRONT_DOOR_PORT, REDIS_PORT, NODE_BASE_PORT = 8080, 8079, 8081
+REDIS_CLUSTER_SIZE = 6  # 3 masters, a replica each
 PORT_SETTINGS = {"front door": "PORT", "redis": "REDIS_PORT", "node": "NODE_BASE_PORT"}
 
 
@@ -89,6 +93,7 @@ class Cluster:
     port: int = FRONT_DOOR_PORT
     redis_port: int = REDIS_PORT
     node_base_port: int = NODE_BASE_PORT
+    redis_mode: str = "single"  # or "cluster": a local Redis Cluster, 3 masters and 3 replicas
     run_dir: Path = ROOT / "run"
     env: dict[str, str] = field(default_factory=dict)
     # how a node is started: `gunicorn` (gevent, the default), `eventlet` (eventlet's own server),
@@ -106,8 +111,29 @@ class Cluster:
 
     @property
     def redis_url(self) -> str:
+        """One Redis: its URL; a Redis Cluster: the URL of its first seed."""
         auth = f":{self.redis_password}@" if self.redis_password else ""
         return f"redis://{auth}127.0.0.1:{self.redis_port}/0"
+
+    @property
+    def clustered(self) -> bool:
+        return self.redis_mode == "cluster"
+
+    def redis_ports(self) -> list[int]:
+        count = REDIS_CLUSTER_SIZE if self.clustered else 1
+        return [self.redis_port + i for i in range(count)]
+
+    def redis_client(self, **options: Any) -> Any:
+        """A redis-py client of this cluster's Redis (a RedisCluster for a Redis Cluster)."""
+        if self.clustered:
+            from redis.cluster import ClusterNode, RedisCluster
+
+            return RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", p)
+                                               for p in self.redis_ports()],
+                                password=self.redis_password, **options)
+        import redis
+
+        return redis.Redis.from_url(self.redis_url, **options)
 
     @property
     def log_dir(self) -> Path:
@@ -126,13 +152,19 @@ class Cluster:
 
     def ports(self) -> dict[str, list[int]]:
         """The loopback ports this cluster listens on, by role."""
-        return {"front door": [self.port], "redis": [self.redis_port],
+        redis_ports = self.redis_ports()
+        if self.clustered:
+            redis_ports += [port + 10000 for port in redis_ports]  # the cluster bus
+        return {"front door": [self.port], "redis": redis_ports,
                 "node": [self.node_port(i) for i in self.indexes()]}
 
     def describe_ports(self) -> str:
-        nodes = self.ports()["node"]
-        span = f"{nodes[0]}-{nodes[-1]}" if len(nodes) > 1 else str(nodes[0])
-        return f"front door {self.port}, redis {self.redis_port}, nodes {span}"
+        def span(ports: list[int]) -> str:
+            return f"{ports[0]}-{ports[-1]}" if len(ports) > 1 else str(ports[0])
+
+        kind = "redis cluster" if self.clustered else "redis"
+        return (f"front door {self.port}, {kind} {span(self.redis_ports())}, "
+                f"nodes {span(self.ports()['node'])}")
 
     def start(self) -> None:
         busy = [f"{port} ({role}, moved by {PORT_SETTINGS[role]})"
@@ -142,7 +174,10 @@ class Cluster:
                              "running? Stop it, or move this one with those settings")
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
-            self.start_redis()
+            if self.clustered:
+                self.start_redis_cluster()
+            else:
+                self.start_redis()
             for index in self.indexes():
                 self.start_node(index, wait=False)
             for index in self.indexes():
@@ -154,7 +189,7 @@ class Cluster:
 
     def stop(self) -> None:
         """The front door first (it holds connections to the nodes), then all nodes at once,
-        then redis."""
+        then redis (every server of a Redis Cluster)."""
         self._stop_processes(["nginx"])
         self._stop_processes([name for name in self.processes if name.startswith("node-")])
         self._stop_processes(list(self.processes))
@@ -213,8 +248,8 @@ class Cluster:
         self._spawn("redis", argv)
         wait_until(self.redis_answers, 15, "redis-server")
 
-    def redis_answers(self) -> bool:
-        with socket.create_connection(("127.0.0.1", self.redis_port), timeout=1) as conn:
+    def redis_answers(self, port: int | None = None) -> bool:
+        with socket.create_connection(("127.0.0.1", port or self.redis_port), timeout=1) as conn:
             if self.redis_password:
                 conn.sendall(f"AUTH {self.redis_password}\r\n".encode())
                 conn.recv(64)
@@ -223,6 +258,88 @@ class Cluster:
 
     def stop_redis(self) -> None:
         self._stop_process("redis", signal.SIGTERM)
+
+    # ---- a Redis Cluster --------------------------------------------------------------------
+
+    def redis_cluster_argv(self, port: int) -> list[str]:
+        data = self.run_dir / "redis-cluster" / str(port)
+        data.mkdir(parents=True, exist_ok=True)
+        argv = [
+            find_binary("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
+            "--dir", str(data), "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf",
+            # failover within seconds; a replica takes over however stale it is; a shard down
+            # does not stop the others
+            "--cluster-node-timeout", "1000", "--cluster-replica-validity-factor", "0",
+            "--cluster-require-full-coverage", "no",
+            "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
+            "--daemonize", "no", "--maxclients", "10000", "--protected-mode", "yes",
+        ]
+        if self.redis_password:
+            argv += ["--requirepass", self.redis_password, "--masterauth", self.redis_password]
+        return argv
+
+    def start_redis_cluster(self) -> None:
+        """Six redis-servers made one cluster (3 masters, a replica each); returns when every
+        server reports the cluster ok and agrees on its three masters."""
+        for port in self.redis_ports():
+            self._spawn(f"redis-{port}", self.redis_cluster_argv(port))
+        for port in self.redis_ports():
+            wait_until(lambda port=port: self.redis_answers(port), 15, f"redis-server :{port}")
+        create = [find_binary("redis-cli"), "--cluster", "create",
+                  *(f"127.0.0.1:{port}" for port in self.redis_ports()),
+                  "--cluster-replicas", "1", "--cluster-yes"]
+        result = subprocess.run(create, capture_output=True, text=True, env=self.redis_cli_env(),
+                                timeout=60,
+                                check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"redis-cli --cluster create failed:\n{result.stdout}"
+                               f"{result.stderr}")
+        wait_until(self.redis_cluster_ok, 30, "the Redis Cluster to report ok on every server")
+
+    def redis_command(self, port: int, *args: str) -> str:
+        command = [find_binary("redis-cli"), "-p", str(port), *args]
+        return subprocess.run(command, capture_output=True, text=True, env=self.redis_cli_env(),
+                              timeout=10, check=False).stdout
+
+    def redis_cli_env(self) -> dict[str, str]:
+        """redis-cli's environment: the password, if any, outside its command line."""
+        env = {key: value for key, value in os.environ.items() if key != "REDISCLI_AUTH"}
+        if self.redis_password:
+            env["REDISCLI_AUTH"] = self.redis_password
+        return env
+
+    def redis_cluster_ok(self) -> bool:
+        """Every running server sees the cluster ok with three masters, and every master has
+        its replica connected and in sync (acknowledged writes wait for it)."""
+        for port in self.redis_ports():
+            if f"redis-{port}" not in self.processes:
+                continue
+            info = self.redis_command(port, "CLUSTER", "INFO")
+            if "cluster_state:ok" not in info or "cluster_size:3" not in info:
+                return False
+            replication = self.redis_command(port, "INFO", "replication")
+            if "role:master" in replication and (
+                    "connected_slaves:1" not in replication or "state=online" not in replication):
+                return False
+        return True
+
+    def redis_masters(self) -> list[int]:
+        """The ports of the servers that are masters now."""
+        masters = []
+        for port in self.redis_ports():
+            if f"redis-{port}" in self.processes and self.redis_command(
+                    port, "ROLE").startswith("master"):
+                masters.append(port)
+        return masters
+
+    def kill_redis_server(self, port: int) -> None:
+        """SIGKILL one server of the Redis Cluster, as a crash would."""
+        self._stop_process(f"redis-{port}", signal.SIGKILL)
+
+    def start_redis_server(self, port: int) -> None:
+        """Start a killed server again; it rejoins the cluster (as a replica, if replaced)."""
+        self._spawn(f"redis-{port}", self.redis_cluster_argv(port))
+        wait_until(lambda: self.redis_answers(port), 15, f"redis-server :{port}")
 
     # ---- nodes ----------------------------------------------------------------------------
 
@@ -233,9 +350,16 @@ class Cluster:
             NODE_NAME=self.node_name(index),
             BIND=f"127.0.0.1:{self.node_port(index)}",
             PORT=str(self.node_port(index)),
-            REDIS_URL=self.redis_url,
             PYTHONUNBUFFERED="1",
         )
+        if self.clustered:
+            env.pop("REDIS_URL", None)
+            env["REDIS_CLUSTER_NODES"] = ",".join(f"127.0.0.1:{p}" for p in self.redis_ports())
+            if self.redis_password:
+                env["REDIS_PASSWORD"] = self.redis_password
+        else:
+            env.pop("REDIS_CLUSTER_NODES", None)
+            env["REDIS_URL"] = self.redis_url
         env.setdefault("ALLOWED_ORIGINS", f"http://127.0.0.1:{self.port},http://localhost:{self.port}")
         return env
 
@@ -243,11 +367,12 @@ class Cluster:
         if self.node_command == "gunicorn":
             gunicorn = VENV_BIN / "gunicorn"
             return [str(gunicorn) if gunicorn.exists() else "gunicorn",
-                    "-c", str(ROOT / "service" / "gunicorn_conf.py"), "service.wsgi:app"]
+                    "-c", str(ROOT / "service" / "node" / "gunicorn_conf.py"),
+                    "service.node.wsgi:app"]
         if self.node_command == "eventlet":
             python = VENV_BIN / "python"
             return [str(python) if python.exists() else sys.executable, "-m",
-                    "service.eventlet_server"]
+                    "service.node.eventlet_server"]
         if isinstance(self.node_command, str):
             raise SystemExit(f"node command must be gunicorn, eventlet or a command list, got "
                              f"{self.node_command!r}")
@@ -344,6 +469,8 @@ class Cluster:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=os.environ.get("NODES") or "3")
+    parser.add_argument("--redis", default=os.environ.get("REDIS") or "single",
+                        help="single (one redis-server) or cluster (a local Redis Cluster)")
     for flag, setting, default in (("--port", "PORT", FRONT_DOOR_PORT),
                                    ("--redis-port", "REDIS_PORT", REDIS_PORT),
                                    ("--node-base-port", "NODE_BASE_PORT", NODE_BASE_PORT)):
@@ -352,6 +479,9 @@ def main() -> None:
     args = parser.parse_args()
     if not 1 <= args.nodes <= 32:
         raise SystemExit("NODES must be between 1 and 32")
+    if args.redis not in ("single", "cluster"):
+        raise SystemExit(f"configuration error: REDIS must be single or cluster, "
+                         f"got {args.redis!r}")
     for setting, attribute in (("PORT", "port"), ("REDIS_PORT", "redis_port"),
                                ("NODE_BASE_PORT", "node_base_port")):
         value = str(getattr(args, attribute))
@@ -360,7 +490,7 @@ def main() -> None:
                              f"{65535 - 32}, got {value!r}")
         setattr(args, attribute, int(value))
     cluster = Cluster(nodes=args.nodes, port=args.port, redis_port=args.redis_port,
-                      node_base_port=args.node_base_port)
+                      node_base_port=args.node_base_port, redis_mode=args.redis)
     stopping = False
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -369,7 +499,8 @@ def main() -> None:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    print(f"starting redis, {args.nodes} nodes and nginx on 127.0.0.1 ports: "
+    print(f"starting {'a redis cluster' if cluster.clustered else 'redis'}, {args.nodes} nodes "
+          f"and nginx on 127.0.0.1 ports: "
           f"{cluster.describe_ports()}; logs in {cluster.log_dir}", flush=True)
     cluster.start()
     print(f"cluster is up: {cluster.url}  (Ctrl-C stops it)", flush=True)

@@ -4,25 +4,36 @@ from __future__ import annotations
 
 import logging
 
+import socketio as python_socketio
 from flask import Flask
 from flask_socketio import SocketIO
 
-from . import api, auth, drain, fast_json, fast_websocket, health, http_errors, web
-from .node import Node
-from .packet_guard import PollingBodyGuard
-from .realtime import register_handlers
-from .sessions import StoreSessionInterface
+from .node import drain
+from .node.node import Node
+from .realtime.handlers import register_handlers
 from .settings import DEV_API_KEY, DEV_SECRET_KEY, Settings, load_settings
+from .transport import codec, compat, websocket
+from .transport.packet_guard import PollingBodyGuard
+from .web import api, auth, health, http_errors, pages
+from .web.sessions import StoreSessionInterface
 
 socketio = SocketIO()
 
 
-def create_app(settings: Settings | None = None, *, background: bool = True) -> Flask:
-    """Build a node: settings checked, Redis store, Socket.IO with the cluster's message queue.
+def socketio_manager() -> python_socketio.Manager:
+    """python-socketio's own manager of this node's connections and rooms (no message queue)."""
+    return python_socketio.Manager()
 
-    `background=False` skips the heartbeat and the queue subscription (for tests of one app).
+
+def create_app(settings: Settings | None = None, *, background: bool = True) -> Flask:
+    """Build a node: settings checked, library internals checked, Redis store and bus, Socket.IO.
+
+    Raises SettingsError (a setting is wrong, naming it) or CompatError (a library internal the
+    service relies on is gone). `background=False` skips the heartbeat and the bus's
+    subscriptions (for tests of one app).
     """
     settings = settings or load_settings()
+    compat.verify()
     logging.basicConfig(
         level=logging.INFO, format=f"%(asctime)s {settings.node_name} %(levelname)s %(message)s"
     )
@@ -44,38 +55,34 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
     auth.init_app(app)
     api.init_app(app)
     health.init_app(app)
-    web.init_app(app)
+    pages.init_app(app)
 
     socketio.init_app(
         app,
         async_mode=settings.async_mode,
-        client_manager=node.manager,
+        client_manager=socketio_manager(),  # local rooms only: the bus links the nodes
         cors_allowed_origins=list(settings.allowed_origins),
         max_http_buffer_size=settings.max_frame_bytes,
         ping_interval=settings.ping_interval_s,
         ping_timeout=settings.ping_timeout_s,
         logger=False,
         engineio_logger=False,
-        json=fast_json,
+        json=codec,
     )
     register_handlers(socketio, node)
-    fast_websocket.install(socketio.server)
+    websocket.install(socketio.server)
     # Flask's documented way to wrap WSGI middleware around the app, which mypy sees as replacing
     # a method
     guarded = PollingBodyGuard(app.wsgi_app, settings.max_frame_bytes)
     app.wsgi_app = guarded  # type: ignore[method-assign]  # middleware, see above
     drain.init_app(app, node)
-    if background:
-        server = socketio.server
-        server.manager_initialized = True
-        server.manager.initialize()
-        socketio.start_background_task(node.heartbeat_forever, socketio.sleep)
+    node.start(socketio.server, background=background)
     log = logging.getLogger("service")
     if settings.secret_key == DEV_SECRET_KEY or settings.api_key == DEV_API_KEY:
         log.warning("node=%s uses the development SECRET_KEY/API_KEY: set your own outside "
                     "a local cluster (ENV=production refuses them)", settings.node_name)
     log.info(
         "node=%s started (async_mode=%s, redis=%s)", settings.node_name, socketio.async_mode,
-        settings.redis_url.split("@")[-1],
+        settings.redis_target.describe(),
     )
     return app

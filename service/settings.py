@@ -21,10 +21,42 @@ class SettingsError(ValueError):
     """A setting is missing or invalid; the message names it."""
 
 
+Address = tuple[str, int]
+
+
+@dataclass(frozen=True)
+class RedisTarget:
+    """What the settings say about Redis: one server's URL, or a Redis Cluster's seeds."""
+
+    url: str | None = None
+    cluster_nodes: tuple[Address, ...] = ()
+    username: str | None = None
+    password: str | None = None
+
+    @property
+    def cluster(self) -> bool:
+        return bool(self.cluster_nodes)
+
+    @property
+    def setting(self) -> str:
+        return "REDIS_CLUSTER_NODES" if self.cluster else "REDIS_URL"
+
+    def describe(self) -> str:
+        """Where Redis is, without credentials (for logs)."""
+        if self.cluster:
+            return "cluster " + ",".join(f"{host}:{port}" for host, port in self.cluster_nodes)
+        return (self.url or "").split("@")[-1]
+
+
 @dataclass(frozen=True)
 class Settings:
     env: str = "development"
     redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_cluster_nodes: tuple[Address, ...] = ()
+    redis_username: str | None = None
+    redis_password: str | None = None
+    ack_replicas: int = 0
+    ack_timeout_ms: int = 500
     secret_key: str = DEV_SECRET_KEY
     api_key: str = DEV_API_KEY
     node_name: str = "node-1"
@@ -46,6 +78,13 @@ class Settings:
     @property
     def production(self) -> bool:
         return self.env == "production"
+
+    @property
+    def redis_target(self) -> RedisTarget:
+        if self.redis_cluster_nodes:
+            return RedisTarget(cluster_nodes=self.redis_cluster_nodes,
+                               username=self.redis_username, password=self.redis_password)
+        return RedisTarget(url=self.redis_url)
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
@@ -105,6 +144,21 @@ def _bool(source: dict[str, str], name: str, default: bool) -> bool:
     raise SettingsError(f"{name} must be true or false, got {raw!r}")
 
 
+def _addresses(source: dict[str, str], name: str) -> tuple[Address, ...]:
+    """`host:port,host:port` as addresses; empty when unset."""
+    raw = source.get(name, "").strip()
+    if not raw:
+        return ()
+    addresses = []
+    for part in raw.split(","):
+        host, sep, port = part.strip().rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise SettingsError(f"{name} must be host:port entries separated by commas, "
+                                f"got {part.strip()!r}")
+        addresses.append((host, int(port)))
+    return tuple(addresses)
+
+
 def load_settings(environ: dict[str, str] | None = None, dotenv: Path | None = None) -> Settings:
     """Build Settings from `.env` (if present) overlaid by the process environment."""
     environ = dict(os.environ if environ is None else environ)
@@ -121,6 +175,12 @@ def load_settings(environ: dict[str, str] | None = None, dotenv: Path | None = N
         raise SettingsError(
             f"REDIS_URL must start with redis://, rediss:// or unix://: {redis_url!r}"
         )
+    cluster_nodes = _addresses(source, "REDIS_CLUSTER_NODES")
+    if cluster_nodes and source.get("REDIS_URL"):
+        raise SettingsError("set REDIS_URL (one Redis) or REDIS_CLUSTER_NODES (a Redis Cluster), "
+                            "not both")
+    redis_password = source.get("REDIS_PASSWORD") or None
+    default_replicas = 1 if cluster_nodes else 0
 
     secret_key = source.get("SECRET_KEY", DEV_SECRET_KEY)
     api_key = source.get("API_KEY", DEV_API_KEY)
@@ -131,7 +191,11 @@ def load_settings(environ: dict[str, str] | None = None, dotenv: Path | None = N
         ):
             if value in ("", default) or "change-me" in value.lower():
                 raise SettingsError(f"{name} must be a secret of your own when ENV=production")
-        if redis_url.startswith(("redis://", "rediss://")) and not urlsplit(redis_url).password:
+        if cluster_nodes and not redis_password:
+            raise SettingsError("REDIS_PASSWORD must be set for REDIS_CLUSTER_NODES when "
+                                "ENV=production")
+        if (not cluster_nodes and redis_url.startswith(("redis://", "rediss://"))
+                and not urlsplit(redis_url).password):
             raise SettingsError("REDIS_URL must carry a password (redis://:PASSWORD@host:6379/0) "
                                 "when ENV=production")
     if len(secret_key) < 16:
@@ -169,6 +233,11 @@ def load_settings(environ: dict[str, str] | None = None, dotenv: Path | None = N
     return Settings(
         env=env,
         redis_url=redis_url,
+        redis_cluster_nodes=cluster_nodes,
+        redis_username=source.get("REDIS_USERNAME") or None,
+        redis_password=redis_password,
+        ack_replicas=_int(source, "ACK_REPLICAS", default_replicas, 0, 5),
+        ack_timeout_ms=_int(source, "ACK_TIMEOUT_MS", Settings.ack_timeout_ms, 1, 60_000),
         secret_key=secret_key,
         api_key=api_key,
         node_name=node_name,

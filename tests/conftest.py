@@ -47,26 +47,34 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 # connections may hold at any moment.
 
 
-@pytest.fixture(scope="session")
-def cluster() -> Iterator[Cluster | ExternalCluster]:
-    if EXTERNAL_URL:
+REDIS_MODES = ["external"] if EXTERNAL_URL else ["single", "cluster"]
+REDIS_PORTS = {"single": 16379, "cluster": 16371}  # a Redis Cluster: 16371-16376 (+10000)
+
+
+@pytest.fixture(scope="session", params=REDIS_MODES)
+def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster | ExternalCluster]:
+    """The shared cluster: its nodes on one Redis, then (every test again) on a Redis Cluster of
+    three masters with a replica each."""
+    if request.param == "external":
         yield ExternalCluster(EXTERNAL_URL.rstrip("/"))
         return
-    with own_cluster("cluster", nodes=3, port=18080, redis_port=16379,
-                     node_base_port=15001) as instance:
+    with own_cluster(f"cluster-{request.param}", nodes=3, port=18080,
+                     redis_port=REDIS_PORTS[request.param], node_base_port=15001,
+                     redis_mode=request.param) as instance:
         yield instance
 
 
 @contextmanager
 def own_cluster(name: str, *, nodes: int, port: int, redis_port: int, node_base_port: int,
                 env: dict[str, str] | None = None, node_command: str = "gunicorn",
-                ) -> Iterator[Cluster]:
+                redis_mode: str = "single") -> Iterator[Cluster]:
     """A started cluster with TEST_ENV (plus `env`), its logs in test-results/<name>."""
     run_dir = RESULTS / name
     shutil.rmtree(run_dir, ignore_errors=True)
     instance = Cluster(nodes=nodes, port=port, redis_port=redis_port,
                        node_base_port=node_base_port, run_dir=run_dir,
-                       env={**TEST_ENV, **(env or {})}, node_command=node_command)
+                       env={**TEST_ENV, **(env or {})}, node_command=node_command,
+                       redis_mode=redis_mode)
     instance.start()
     try:
         yield instance

@@ -9,7 +9,7 @@ import pytest
 from engineio import packet as eio_packet
 from gevent import socket as gsocket
 
-from service.fast_websocket import DirectFrameWebSocket
+from service.transport.websocket import DirectFrameWebSocket
 
 
 def read_frames(sock: socket.socket, count: int) -> list[bytes]:

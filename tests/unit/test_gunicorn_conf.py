@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from service import gunicorn_conf
+from service.node import gunicorn_conf
 
 
 class Log:
@@ -50,7 +50,7 @@ def test_a_hard_limit_below_worker_connections_is_named_in_a_warning(low_soft_li
 
 
 def test_a_bad_worker_connections_stops_with_the_setting_named():
-    result = subprocess.run([sys.executable, "-c", "import service.gunicorn_conf"],
+    result = subprocess.run([sys.executable, "-c", "import service.node.gunicorn_conf"],
                             env={"WORKER_CONNECTIONS": "lots", "PATH": ""}, capture_output=True,
                             text=True, cwd=importlib.import_module("service").__path__[0] + "/..")
     assert result.returncode != 0

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 import socketio
 
-from service.cluster_manager import ClusterManager, as_list
-from service.store import socketio_room
+from service.bus.cluster_manager import ClusterManager, as_list
+from service.store.store import socketio_room
 
 ROOM = "lobby"
 KEY = socketio_room(ROOM)

@@ -4,8 +4,8 @@ import struct
 
 import pytest
 
-from service.fast_websocket import BINARY, TEXT, frame
-from service.packet_guard import acceptable
+from service.transport.packet_guard import acceptable
+from service.transport.websocket import BINARY, TEXT, frame
 
 
 @pytest.mark.parametrize(("length", "header"), [

@@ -6,7 +6,7 @@ import time
 import pytest
 import redis
 
-from service.pipeline import Pipeline
+from service.store.pipeline import Pipeline
 
 
 @pytest.fixture

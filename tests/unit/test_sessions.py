@@ -4,8 +4,8 @@ import pytest
 import redis
 from flask import Flask, session
 
-from service.sessions import StoreSessionInterface
-from service.store import Store
+from service.store.store import Store
+from service.web.sessions import StoreSessionInterface
 
 COOKIE = "rooms_session"
 

@@ -7,7 +7,7 @@ import pytest
 import redis
 
 from service.errors import ServiceError
-from service.store import STORE_HOST_ID, Store
+from service.store.store import STORE_HOST_ID, Store
 from tests.redis_server import free_port
 
 CHANNEL = "test-channel"

@@ -6,7 +6,7 @@ import time
 import pytest
 import redis
 
-from service.subscription import Subscription
+from service.bus.subscription import Subscription
 
 CHANNEL = "queue-under-test"
 

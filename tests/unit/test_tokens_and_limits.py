@@ -3,9 +3,9 @@ import time
 import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
-from service import ratelimit
 from service.errors import ServiceError
-from service.ratelimit import TokenBucket
+from service.realtime import ratelimit
+from service.realtime.ratelimit import TokenBucket
 from service.tokens import SALT, TokenSigner
 
 SECRET = "a-secret-of-sixteen-chars"

@@ -2,8 +2,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service import validation
 from service.errors import ServiceError
+from service.realtime import validation
 
 
 def code_of(fn, *args):

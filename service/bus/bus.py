@@ -1,0 +1,368 @@
+"""The bus between nodes: a channel per room and per user, subscribed where they are served.
+
+Guarantees (the anchors: Centrifuge's Redis broker, Socket.IO's sharded Redis adapter)
+- Pub/sub is at most once. Durability comes from the streams: a room's messages and a user's
+  inbox are stored and published in one atomic script (store/messages.py), so what a channel
+  carries is what its stream holds, in the same order.
+- A node subscribes to a room's channel when its first local connection joins the room and
+  unsubscribes when the last one leaves; likewise a user's channel while it holds a connection of
+  that user. It receives nothing for rooms and users it does not serve. `attach` returns only
+  once Redis confirmed the subscription, so whatever is stored after that reaches the node live,
+  and whatever was stored before is in the join's `missed`.
+- Live order is stored order: every node, the publisher's included, delivers stored messages
+  from its subscription, never locally first, and drops one whose id is not newer than the last
+  it delivered on that channel.
+- A resuming join sees every message exactly once, in order: its connection gets no live message
+  of the room until the answer is sent (they are held), then those newer than the answer's last.
+- A lost subscription (the connection dropped, Redis restarted, CLIENT KILL, a master failed
+  over, a slot moved and Redis sent `sunsubscribe`) is noticed, reported (`ready`), and repaired:
+  the node reads the slot map again, subscribes every channel it still serves (batched), and for
+  each, before any newer live message, replays from its stream what it missed after the last id
+  it delivered there. Events that are not stored (presence, typing, emitted events) published
+  while a subscription was down are lost: at most once.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from ..errors import ServiceError
+from ..store.messages import Messages, parse_id
+from ..store.topology import Address, Topology
+from . import channels, message
+from .channels import Channel
+from .link import Link
+
+SUBSCRIBE_TIMEOUT_S = 5.0
+RESUBSCRIBE_EVERY_S = 1.0
+REPLAY_PAGE = 500
+log = logging.getLogger("service.bus")
+Deliver = Callable[[str | None, str, list[str]], None]  # (local room, event args, sids to skip)
+
+
+class Bus:
+    def __init__(self, node: str, topology: Topology, messages: Messages, deliver: Deliver,
+                 deliver_to: Callable[[str, str], None],
+                 on_control: Callable[[dict[str, Any]], None],
+                 spawn: Callable[..., Any], sleep: Callable[[float], None]):
+        self.node = node
+        self.topology = topology
+        self.messages = messages
+        self.deliver = deliver
+        self.deliver_to = deliver_to  # (sid, event args): one connection
+        self.on_control = on_control
+        self.spawn = spawn
+        self.sleep = sleep
+        self._lock = threading.RLock()
+        self.members: dict[str, set[str]] = {}  # channel -> local sids
+        self.known: dict[str, Channel] = {channels.BROADCAST.name: channels.BROADCAST}
+        self.links: dict[Address, Link] = {}
+        self.link_of: dict[str, Link] = {}  # channel -> the link it is (being) subscribed on
+        self.subscribed: set[str] = set()  # confirmed
+        self.waiters: dict[str, threading.Event] = {}
+        self.lost: dict[str, float] = {}  # channel -> when its subscription was lost
+        self.delivered: dict[str, str] = {}  # channel -> newest stored id delivered here
+        self.held: dict[str, dict[str, list[tuple[str, str]]]] = {}  # channel -> sid -> held
+        self.answered: dict[str, dict[str, str]] = {}  # channel -> sid -> newest id answered
+        self.unknown_frames = 0
+        self.replayed = 0
+        self.resubscribes = 0
+        self._repairing = False
+        self.started = False
+
+    # ---- life ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Subscribe the broadcast channel; a Redis that is not there yet is retried."""
+        self.started = True
+        with self._lock:
+            self.lost[channels.BROADCAST.name] = time.time()
+        self._repair_soon()
+
+    def ready(self) -> tuple[bool, str]:
+        with self._lock:
+            if self.lost:
+                return False, f"{len(self.lost)} bus subscriptions are being restored"
+            if channels.BROADCAST.name not in self.subscribed:
+                return False, "the bus is not subscribed yet"
+        return True, "ready"
+
+    def close(self) -> None:
+        with self._lock:
+            links, self.links = list(self.links.values()), {}
+        for link in links:
+            link.close()
+
+    # ---- channels served here ----------------------------------------------------------------
+
+    def attach(self, sid: str, channel: Channel) -> bool:
+        """Serve `channel` to connection `sid`; returns when subscribed (True if the channel is
+        new on this node). Raises ServiceError('unavailable') if Redis does not confirm it."""
+        with self._lock:
+            sids = self.members.setdefault(channel.name, set())
+            new = not sids
+            sids.add(sid)
+            self.known[channel.name] = channel
+            if channel.name in self.subscribed:
+                return False
+            waiter = self.waiters.get(channel.name)
+            if waiter is None:
+                waiter = self.waiters[channel.name] = threading.Event()
+                if channel.name not in self.lost:
+                    self._subscribe([channel.name])
+        if not waiter.wait(SUBSCRIBE_TIMEOUT_S):
+            self.detach(sid, channel)
+            raise ServiceError("unavailable", "the message bus did not confirm the subscription "
+                               "in time, try again")
+        return new
+
+    def detach(self, sid: str, channel: Channel) -> None:
+        """Connection `sid` no longer needs `channel`; its last one unsubscribes it."""
+        with self._lock:
+            sids = self.members.get(channel.name)
+            if sids is None:
+                return
+            sids.discard(sid)
+            if sids:
+                return
+            del self.members[channel.name]
+            self.delivered.pop(channel.name, None)
+            self.lost.pop(channel.name, None)
+            self.subscribed.discard(channel.name)
+            link = self.link_of.pop(channel.name, None)
+        if link is not None and not link.closed:
+            link.unsubscribe([channel.name])
+
+    def serves(self, channel: Channel) -> bool:
+        return channel.name in self.members
+
+    def start_from(self, channel: Channel, last_id: str | None) -> None:
+        """Where live delivery on a channel new to this node starts: messages up to `last_id`
+        were stored before it was served (if a subscription is lost, replay starts there)."""
+        if last_id:
+            self.delivered.setdefault(channel.name, last_id)
+
+    def _wanted(self, name: str) -> bool:
+        return name == channels.BROADCAST.name or name in self.members
+
+    def _subscribe(self, names: list[str]) -> None:
+        """Queue SSUBSCRIBEs on the link of each channel's master (called holding the lock)."""
+        by_address: dict[Address, list[str]] = {}
+        for name in names:
+            by_address.setdefault(self.topology.address_of(name), []).append(name)
+        for address, batch in by_address.items():
+            link = self.links.get(address)
+            if link is None or link.closed:
+                link = self.links[address] = Link(self.topology, address, self, self.spawn)
+            for name in batch:
+                self.link_of[name] = link
+            link.subscribe(batch)
+
+    # ---- what the links report ---------------------------------------------------------------
+
+    def on_subscribed(self, link: Link, name: str) -> None:
+        with self._lock:
+            if self.link_of.get(name) is not link or not self._wanted(name):
+                return
+            self.subscribed.add(name)
+            lost_at = self.lost.pop(name, None)
+            waiter = self.waiters.pop(name, None)
+        if lost_at is not None:
+            try:
+                self._replay(name, lost_at)
+            except (redis.RedisError, ServiceError) as exc:  # Redis went away again
+                log.warning("node=%s could not replay %s yet (%s); subscribing again",
+                            self.node, name, exc.__class__.__name__)
+                link.close()
+                return
+        if waiter is not None:
+            waiter.set()
+
+    def on_unsubscribed(self, link: Link, name: str) -> None:
+        return None  # `detach` already forgot it; a later attach subscribes again
+
+    def on_refused(self, link: Link, name: str, error: str) -> None:
+        log.warning("node=%s redis refused the subscription of %s: %s", self.node, name, error)
+        self._lose([name], link)
+
+    def on_dropped(self, link: Link, name: str) -> None:
+        log.info("node=%s redis dropped %s (its slot moved); subscribing again", self.node, name)
+        self._lose([name], link)
+
+    def on_link_lost(self, link: Link, error: BaseException) -> None:
+        with self._lock:
+            if self.links.get(link.address) is link:
+                del self.links[link.address]
+            names = [name for name, on in self.link_of.items() if on is link]
+        if names:
+            log.error("node=%s lost its bus connection to %s:%d (%s); %d channels to restore",
+                      self.node, *link.address, error.__class__.__name__, len(names))
+        self._lose(names, link)
+
+    def _lose(self, names: list[str], link: Link) -> None:
+        now = time.time()
+        with self._lock:
+            for name in names:
+                if self.link_of.get(name) is link:
+                    del self.link_of[name]
+                self.subscribed.discard(name)
+                if self._wanted(name):
+                    self.lost.setdefault(name, now)
+        self._repair_soon()
+
+    def _repair_soon(self) -> None:
+        with self._lock:
+            if self._repairing or not self.lost:
+                return
+            self._repairing = True
+        self.spawn(self._repair)
+
+    def _repair(self) -> None:
+        """Subscribe every lost channel again, every RESUBSCRIBE_EVERY_S until all are back."""
+        failures = 0
+        try:
+            while True:
+                with self._lock:
+                    pending = [name for name in self.lost
+                               if self._wanted(name) and name not in self.link_of]
+                    for name in [name for name in self.lost if not self._wanted(name)]:
+                        del self.lost[name]
+                    if not self.lost:
+                        return
+                if pending:
+                    try:
+                        self.topology.refresh()
+                        with self._lock:
+                            self._subscribe(pending)
+                        self.resubscribes += 1
+                        failures = 0
+                    except (redis.RedisError, OSError) as exc:
+                        if failures == 0:
+                            log.error("node=%s cannot reach redis to restore %d bus channels "
+                                      "(%s); retrying every %.0f s", self.node, len(pending),
+                                      exc.__class__.__name__, RESUBSCRIBE_EVERY_S)
+                        failures += 1
+                self.sleep(RESUBSCRIBE_EVERY_S)
+        finally:
+            with self._lock:
+                self._repairing = False
+            if self.lost:
+                self._repair_soon()
+
+    # ---- frames --------------------------------------------------------------------------------
+
+    def on_frame(self, channel_name: bytes, payload: bytes) -> None:
+        channel = self.known.get(channel_name.decode())
+        if channel is None:
+            return
+        try:
+            frame = message.decode(payload)
+        except message.UnknownFrame as exc:
+            self.unknown_frames += 1
+            if self.unknown_frames in (1, 10, 100) or self.unknown_frames % 1000 == 0:
+                log.warning("node=%s dropped %d frames it cannot read on %s (%s)", self.node,
+                            self.unknown_frames, channel.name, exc)
+            return
+        self.handle(channel, frame)
+
+    def handle(self, channel: Channel, frame: message.Frame) -> None:
+        """Deliver a frame to this node's connections of its channel (live or replayed)."""
+        if frame.kind == message.CONTROL:
+            self.on_control(frame.control())
+            return
+        skip: list[str] = []
+        if frame.skip:
+            node, _, sid = frame.skip.partition("|")
+            if node == self.node:
+                skip.append(sid)
+        stored_id = frame.stored_id
+        if stored_id is not None and channel.replayable:
+            name = channel.name
+            newest = self.delivered.get(name)
+            if newest is not None and parse_id(stored_id) <= parse_id(newest):
+                return
+            self.delivered[name] = stored_id
+            if name in self.held or name in self.answered:
+                skip.extend(self._catching_up(name, stored_id, frame.body))
+        self.deliver(channel.local_room, frame.body, skip)
+
+    # ---- resuming joins ------------------------------------------------------------------------
+
+    def hold(self, sid: str, channel: Channel) -> None:
+        """Hold back live messages of `channel` for `sid` until `release`."""
+        with self._lock:
+            self.held.setdefault(channel.name, {})[sid] = []
+
+    def release(self, sid: str, channel: Channel, after_id: str | None) -> None:
+        """Deliver what was held for `sid` above id `after_id` (the answer's last), then stop."""
+        with self._lock:
+            held_by_sid = self.held.get(channel.name, {})
+            held = held_by_sid.pop(sid, [])
+            if not held_by_sid:
+                self.held.pop(channel.name, None)
+            if after_id:
+                self.answered.setdefault(channel.name, {})[sid] = after_id
+        floor = parse_id(after_id) if after_id else (-1, -1)
+        for stored_id, body in held:
+            if parse_id(stored_id) > floor:
+                self.deliver_to(sid, body)
+
+    def forget(self, sid: str) -> None:
+        """Drop everything held or remembered for a connection that went away."""
+        with self._lock:
+            for table in (self.held, self.answered):
+                for name in [name for name, sids in table.items() if sid in sids]:
+                    table[name].pop(sid, None)
+                    if not table[name]:
+                        del table[name]
+
+    def _catching_up(self, name: str, stored_id: str, body: str) -> list[str]:
+        """Connections that must not get this live message now: those held (it is kept for
+        them) and those whose join answer already carried it (stored before their join, it can
+        reach the subscription after the answer)."""
+        skip: list[str] = []
+        held_by_sid = self.held.get(name)
+        if held_by_sid:
+            for held in held_by_sid.values():
+                held.append((stored_id, body))
+            skip.extend(held_by_sid)
+        answered = self.answered.get(name)
+        if answered:
+            position = parse_id(stored_id)
+            for sid, upto in list(answered.items()):
+                if position <= parse_id(upto):
+                    skip.append(sid)
+                else:  # every later message of the channel is newer still
+                    del answered[sid]
+            if not answered:
+                self.answered.pop(name, None)
+        return skip
+
+    # ---- recovery ------------------------------------------------------------------------------
+
+    def _replay(self, name: str, lost_at: float) -> None:
+        """Deliver, in id order, what `name`'s stream got after the last id delivered here."""
+        channel = self.known.get(name)
+        if channel is None or not channel.replayable:
+            return
+        after = self.delivered.get(name) or f"{max(0, int(lost_at * 1000) - 2000)}-0"
+        replayed = 0
+        while True:
+            frames = self.messages.frames_after(channel.kind, channel.target, after, REPLAY_PAGE)
+            for payload in frames:
+                frame = message.decode(payload)
+                self.handle(channel, frame)
+                after = frame.stored_id or after
+            replayed += len(frames)
+            if len(frames) < REPLAY_PAGE:
+                break
+        self.replayed += replayed
+        if replayed:
+            log.info("node=%s replayed %d messages of %s published while it was not subscribed",
+                     self.node, replayed, name)

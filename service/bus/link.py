@@ -1,0 +1,143 @@
+"""One pub/sub connection of a node to one Redis master, holding its shard-channel subscriptions.
+
+A writer task sends what callers queued, all of it in one write: subscribe and unsubscribe calls
+made in the same turn of the event loop go out together, one SSUBSCRIBE or SUNSUBSCRIBE per
+channel (a Redis Cluster refuses channels of different slots in one command). A reader task
+parses replies with hiredis and reports to the bus, in the order Redis sent them:
+
+- `smessage`: a frame published on a subscribed channel;
+- a confirmation, matched to the command that asked for it (replies come in command order);
+- an error reply for a command (MOVED after a slot moved, for one): the channel is refused;
+- `sunsubscribe` that nobody asked for: Redis dropped the channel (its slot moved away).
+
+Anything that ends the connection (Redis gone, CLIENT KILL, a protocol error) reports the link
+lost, once; the bus then subscribes every channel again on a new link. The connection has no
+read timeout: a quiet channel is not a failure (TCP keepalive finds a dead peer).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import hiredis
+import redis
+
+from ..store.topology import Address, Topology
+from ..transport.compat import raw_socket
+
+READ_BYTES = 65536
+log = logging.getLogger("service.bus")
+
+
+class LinkListener(Protocol):
+    def on_frame(self, channel: bytes, payload: bytes) -> None: ...
+    def on_subscribed(self, link: Link, channel: str) -> None: ...
+    def on_unsubscribed(self, link: Link, channel: str) -> None: ...
+    def on_refused(self, link: Link, channel: str, error: str) -> None: ...
+    def on_dropped(self, link: Link, channel: str) -> None: ...
+    def on_link_lost(self, link: Link, error: BaseException) -> None: ...
+
+
+class Link:
+    def __init__(self, topology: Topology, address: Address, listener: LinkListener,
+                 spawn: Callable[..., Any]):
+        self.address = address
+        self.listener = listener
+        self.connection = topology.connect(address, "bus")
+        self.sock = raw_socket(self.connection)
+        self.sock.settimeout(None)
+        self.reader = hiredis.Reader()
+        self.sent: deque[tuple[bytes, str]] = deque()  # (command, channel) awaiting a reply
+        self.outbox: list[tuple[bytes, str]] = []
+        self.wake = threading.Event()
+        self.closed = False
+        self._lost_reported = False
+        self._lock = threading.Lock()
+        spawn(self._read_forever)
+        spawn(self._write_forever)
+
+    # ---- asked by the bus -----------------------------------------------------------------
+
+    def subscribe(self, channels: list[str]) -> None:
+        self._queue(b"SSUBSCRIBE", channels)
+
+    def unsubscribe(self, channels: list[str]) -> None:
+        self._queue(b"SUNSUBSCRIBE", channels)
+
+    def _queue(self, command: bytes, channels: list[str]) -> None:
+        with self._lock:
+            self.outbox.extend((command, channel) for channel in channels)
+        self.wake.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self.wake.set()
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)  # wakes the reader
+        self.connection.disconnect()
+
+    # ---- tasks ----------------------------------------------------------------------------
+
+    def _write_forever(self) -> None:
+        try:
+            while not self.closed:
+                self.wake.wait()
+                self.wake.clear()
+                with self._lock:
+                    batch, self.outbox = self.outbox, []
+                    self.sent.extend(batch)  # before sending: the reply may come at once
+                if batch:
+                    commands: list[tuple[Any, ...]] = [(command, channel)
+                                                       for command, channel in batch]
+                    self.sock.sendall(b"".join(map(hiredis.pack_command, commands)))
+        except Exception as exc:  # the reader sees the same connection end
+            self._lost(exc)
+
+    def _read_forever(self) -> None:
+        reader, sock, listener = self.reader, self.sock, self.listener
+        try:
+            while True:
+                reply = reader.gets()
+                if reply is False:
+                    chunk = sock.recv(READ_BYTES)
+                    if not chunk:
+                        raise redis.ConnectionError("Redis closed the bus connection")
+                    reader.feed(chunk)
+                    continue
+                if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"smessage":
+                    listener.on_frame(reply[1], reply[2])
+                elif isinstance(reply, hiredis.ReplyError):
+                    _command, channel = self.sent.popleft()
+                    listener.on_refused(self, channel, str(reply))
+                elif isinstance(reply, list) and len(reply) == 3:
+                    self._confirmed(reply[0], reply[1].decode())
+        except Exception as exc:  # whatever ends the connection ends the link
+            self._lost(exc)
+
+    def _confirmed(self, kind: bytes, channel: str) -> None:
+        command = b"SSUBSCRIBE" if kind == b"ssubscribe" else b"SUNSUBSCRIBE"
+        if self.sent and self.sent[0] == (command, channel):
+            self.sent.popleft()
+            if kind == b"ssubscribe":
+                self.listener.on_subscribed(self, channel)
+            else:
+                self.listener.on_unsubscribed(self, channel)
+        elif kind == b"sunsubscribe":  # pushed by Redis: the channel's slot left this master
+            self.listener.on_dropped(self, channel)
+
+    def _lost(self, error: BaseException) -> None:
+        with self._lock:
+            if self._lost_reported:
+                return
+            self._lost_reported = True
+        self.closed = True
+        self.wake.set()
+        with contextlib.suppress(Exception):
+            self.connection.disconnect()
+        self.listener.on_link_lost(self, error)

@@ -1,0 +1,1 @@
+"""The process: what one node holds, gunicorn settings, drain on SIGTERM, the WSGI entry points."""

@@ -1,0 +1,59 @@
+"""gunicorn settings for one node: one gevent worker (gunicorn's own balancing is not sticky)."""
+
+import os
+import resource
+
+bind = os.environ.get("BIND", "127.0.0.1:5001")
+worker_class = "gevent"
+workers = 1
+timeout = 60
+
+
+def _worker_connections() -> int:
+    value = os.environ.get("WORKER_CONNECTIONS", "10000")
+    if not value.isdigit() or int(value) < 1:
+        raise SystemExit(f"configuration error: WORKER_CONNECTIONS must be a positive integer, "
+                         f"got {value!r}")
+    return int(value)
+
+
+worker_connections = _worker_connections()
+
+
+def _drain_timeout_s() -> float:
+    try:
+        return float(os.environ.get("DRAIN_TIMEOUT_S", "5"))
+    except ValueError:
+        return 5.0  # the node itself refuses the bad value, naming DRAIN_TIMEOUT_S
+
+
+graceful_timeout = int(_drain_timeout_s()) + 10  # draining, then whatever requests are left
+keepalive = 75
+accesslog = None
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info")
+proc_name = "rooms-" + os.environ.get("NODE_NAME", "node")
+# gunicorn 27 opens a shared control socket in $HOME by default; nodes on one host would collide.
+control_socket_disable = True
+
+
+def on_starting(server):
+    """Raise the open-file limit's soft value so the worker can hold worker_connections sockets
+    (many hosts start processes at 1024); the hard limit is the ceiling, and a warning names it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = worker_connections + 1024  # Redis, nginx upstream keepalive, logs, listeners
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        raised = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+        if raised < wanted:
+            server.log.warning("the open-file limit (hard %d) lets this node hold about %d "
+                               "connections, fewer than WORKER_CONNECTIONS=%d: raise the limit "
+                               "(ulimit -n, or the container's nofile)", hard, raised - 1024,
+                               worker_connections)
+
+
+def post_worker_init(worker):
+    """SIGTERM drains the node (service/drain.py) instead of cutting its connections."""
+    from service.node.drain import install
+
+    install(worker.wsgi, worker)

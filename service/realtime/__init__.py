@@ -1,0 +1,1 @@
+"""Socket.IO events: authenticate connections, validate events, call the store and the bus."""

@@ -1,0 +1,16 @@
+"""A Socket.IO connection held by this node: who it is and what it serves."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .ratelimit import TokenBucket
+
+
+@dataclass
+class Connection:
+    user: str
+    expires_at: float | None  # token expiry; None for browser sessions (ended by log-out)
+    session_id: str | None
+    bucket: TokenBucket
+    rooms: set[str] = field(default_factory=set)

@@ -1,0 +1,214 @@
+"""Socket.IO handlers: authenticate connections, validate events, call the store, answer by ack."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from contextlib import suppress
+from typing import Any
+
+from flask import current_app, request
+from flask_login import current_user
+from flask_socketio import ConnectionRefusedError as Refused
+from flask_socketio import SocketIO, join_room
+
+from ..bus import channels
+from ..bus.channels import socketio_room, user_room
+from ..errors import ServiceError
+from ..node.node import Node
+from ..transport import compat
+from . import validation
+from .connection import Connection
+
+log = logging.getLogger("service")
+Ack = dict[str, Any]
+Handler = Callable[["Connection", str, Any], Ack]
+
+
+def register_handlers(socketio: SocketIO, node: Node) -> None:
+    settings = node.settings
+
+    def on_malformed(eio_sid: str, error: Exception) -> None:
+        log.warning("node=%s dropped a malformed Socket.IO packet from %s (%s)", node.name,
+                    eio_sid, error.__class__.__name__)
+
+    compat.guard_incoming_packets(socketio.server, on_malformed)
+    max_text = settings.max_text_chars
+
+    def authenticate(auth: Any) -> Connection:
+        if isinstance(auth, dict) and "token" in auth:
+            claims = node.signer.verify(auth["token"])
+            return Connection(claims.user, claims.expires_at, None, node.new_bucket())
+        if auth not in (None, {}) and not isinstance(auth, dict):
+            raise ServiceError("unauthorized", "auth must be an object with a token")
+        if current_user.is_authenticated:
+            cookie = current_app.config["SESSION_COOKIE_NAME"]
+            return Connection(current_user.get_id(), None, request.cookies.get(cookie),
+                              node.new_bucket())
+        raise ServiceError("unauthorized", "no credentials: send auth {token} or log in first")
+
+    @socketio.on("connect")
+    def on_connect(auth: Any = None) -> None:
+        sid: str = request.sid  # type: ignore[attr-defined]  # set by Flask-SocketIO
+        try:
+            connection = authenticate(auth)
+            if connection.session_id and not node.store.sessions.add_socket(
+                connection.session_id, f"{node.name}|{sid}"
+            ):
+                raise ServiceError("unauthorized", "this session has logged out; log in again")
+            subscribe_inbox(connection.user, sid)
+        except ServiceError as error:
+            log.info("node=%s refused connection: %s", node.name, error.message)
+            raise Refused(error.message) from None
+        node.connections[sid] = connection
+        welcome = {"user": connection.user, "node": node.name, "sid": sid}
+        socketio.start_background_task(
+            socketio.emit, "welcome", welcome, to=sid, ignore_queue=True
+        )
+
+    def subscribe_inbox(user: str, sid: str) -> None:
+        """Serve the user's channel here (direct messages, its other connections' events)."""
+        join_room(user_room(user))
+        inbox = channels.user(user)
+        try:
+            if node.bus.attach(sid, inbox):
+                node.bus.start_from(inbox, node.store.messages.last_inbox_id(user))
+        except ServiceError:
+            node.bus.detach(sid, inbox)
+            raise
+
+    @socketio.on("disconnect")
+    def on_disconnect(*_reason: Any) -> None:
+        sid: str = request.sid  # type: ignore[attr-defined]  # set by Flask-SocketIO
+        node.bus.forget(sid)
+        connection = node.connections.pop(sid, None)
+        if connection is None:
+            return
+        node.bus.detach(sid, channels.user(connection.user))
+        for room in connection.rooms:
+            node.bus.detach(sid, channels.room(room))
+            node.leave_presence(room, connection.user, sid)
+        if connection.session_id:
+            with suppress(ServiceError):  # the set expires by itself
+                node.store.sessions.remove_socket(connection.session_id, f"{node.name}|{sid}")
+
+    server = socketio.server
+
+    def event(name: str) -> Callable[[Handler], Handler]:
+        """Register a handler behind `dispatch`; `*` catches events nobody else handles.
+
+        Events go to python-socketio directly, not through Flask-SocketIO, which would build a
+        Flask request context and open the HTTP session (a Redis read for browser clients) for
+        every event; they need neither: the connection was authenticated at connect."""
+
+        def decorate(handler: Handler) -> Handler:
+            if name == "*":
+                server.on("*", lambda event_name, sid, *args: dispatch(
+                    str(event_name)[:64], handler, sid, args))
+            else:
+                server.on(name, lambda sid, *args: dispatch(name, handler, sid, args))
+            return handler
+
+        return decorate
+
+    def dispatch(name: str, handler: Handler, sid: str, args: tuple[Any, ...]) -> Ack:
+        """Rate limit, token expiry, then the handler; failures become acks, never tracebacks."""
+        node.in_flight += 1
+        try:
+            return checked_dispatch(name, handler, sid, args)
+        finally:
+            node.in_flight -= 1
+
+    def checked_dispatch(name: str, handler: Handler, sid: str, args: tuple[Any, ...]) -> Ack:
+        payload = args[0] if args else None
+        connection = node.connections.get(sid)
+        try:
+            if connection is None:
+                raise ServiceError("unauthorized", "not connected")
+            if not connection.bucket.take():
+                if connection.bucket.flooding:
+                    log.warning("node=%s disconnecting %s for flooding", node.name,
+                                connection.user)
+                    server.disconnect(sid)
+                raise ServiceError("rate_limited", "too many events, slow down")
+            if connection.expires_at is not None and time.time() >= connection.expires_at:
+                raise ServiceError("unauthorized", "token expired, connect with a new token")
+            return handler(connection, sid, payload)
+        except ServiceError as error:
+            if error.code == "unavailable":
+                log.warning("node=%s %s failed: %s", node.name, name, error.message)
+            return error.ack()
+        except Exception:
+            log.exception("node=%s %s failed", node.name, name)
+            return ServiceError("unavailable", "internal error, try again").ack()
+
+    @event("join")
+    def on_join(connection: Connection, sid: str, payload: Any) -> Ack:
+        join = validation.join(payload)
+        channel = channels.room(join.room)
+        joined_before = join.room in connection.rooms
+        if join.since:
+            node.bus.hold(sid, channel)
+        server.enter_room(sid, socketio_room(join.room))
+        try:
+            # subscribed before reading: what is stored after this arrives live
+            new_here = node.bus.attach(sid, channel)
+            members = node.store.presence.join(join.room, connection.user, sid)
+            resumed = node.store.messages.resume_room(join.room, join.since)
+        except Exception:
+            node.bus.forget(sid)
+            if not joined_before:
+                server.leave_room(sid, socketio_room(join.room))
+                node.bus.detach(sid, channel)
+            raise
+        if new_here:
+            node.bus.start_from(channel, resumed.last_id)
+        connection.rooms.add(join.room)
+        if join.since:
+            last = resumed.messages[-1]["id"] if resumed.messages else join.since
+            # runs after this handler's ack is queued, so held messages follow the answer
+            socketio.start_background_task(node.bus.release, sid, channel, last)
+        return {"ok": True, "room": join.room, "node": node.name, "members": members,
+                "missed": resumed.messages, "truncated": resumed.truncated}
+
+    @event("leave")
+    def on_leave(connection: Connection, sid: str, payload: Any) -> Ack:
+        room = validation.room_only(payload)
+        if room in connection.rooms:
+            server.leave_room(sid, socketio_room(room))
+            connection.rooms.discard(room)
+            node.bus.detach(sid, channels.room(room))
+            node.leave_presence(room, connection.user, sid)
+        return {"ok": True, "room": room}
+
+    @event("send")
+    def on_send(connection: Connection, _sid: str, payload: Any) -> Ack:
+        send = validation.send(payload, max_text)
+        if send.room not in connection.rooms:
+            raise ServiceError("forbidden", f"join room {send.room} before sending to it")
+        stored = node.store.messages.publish(send.room, connection.user, send.text,
+                                             send.client_id)
+        return {"ok": True, "id": stored.id, "ts": stored.ts}
+
+    @event("direct")
+    def on_direct(connection: Connection, sid: str, payload: Any) -> Ack:
+        direct = validation.direct(payload, max_text)
+        stored = node.store.messages.direct(connection.user, direct.to, direct.text,
+                                            direct.client_id, f"{node.name}|{sid}")
+        return {"ok": True, "id": stored.id, "ts": stored.ts}
+
+    @event("presence")
+    def on_presence(_connection: Connection, _sid: str, payload: Any) -> Ack:
+        room = validation.room_only(payload)
+        return {"ok": True, "room": room, "members": node.store.presence.members(room)}
+
+    @event("history")
+    def on_history(_connection: Connection, _sid: str, payload: Any) -> Ack:
+        query = validation.history(payload)
+        messages = node.store.messages.history(query.room, query.before, query.limit)
+        return {"ok": True, "room": query.room, "messages": messages}
+
+    @event("*")
+    def on_unknown(_connection: Connection, _sid: str, _payload: Any) -> Ack:
+        raise ServiceError("bad_request", "unknown event")

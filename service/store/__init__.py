@@ -1,0 +1,1 @@
+"""Redis: every key name, the scripts, and what each call promises."""

@@ -1,0 +1,109 @@
+"""Every Redis key and pub/sub channel name the service uses, in one place.
+
+Redis Cluster puts a key in the hash slot of its hash tag, the part between the first `{` and
+`}`. A script may only touch keys of one slot, and a shard channel lives in a slot too, so
+everything a single script step needs shares one tag:
+
+- a room: its stream, retention and gap markers, presence hashes and channel: `{<room>}`;
+- a user: the account, the inbox stream and the user's channel: `{<user>}`;
+- a node: its registry entry, the rooms it holds presence in and its reaper lease: `{<node>}`;
+- a browser session and the sockets registered under it: `{<session id>}`.
+
+Room, user and node names never contain braces (validation and settings refuse them), so the tag
+is always the whole name. The node registry is one sorted set; the broadcast channel is one
+channel. Scripts get every key and channel they touch as KEYS, never build a name themselves.
+"""
+
+from __future__ import annotations
+
+NODES = "nodes"  # sorted set: node name -> last heartbeat (ms)
+BROADCAST_CHANNEL = "all:ch"  # every connection of every node
+LAYOUT = "keys:layout"  # which key layout the data is in (store/migrate.py)
+LAYOUT_VERSION = "2"
+
+
+def room_log(room: str) -> str:
+    """Stream of the room's messages; ids are the contract's message ids."""
+    return f"room:{{{room}}}:log"
+
+
+def room_meta(room: str) -> str:
+    """Hash: what a resuming client needs to know about the log besides its entries
+    (lua/append.lua: created, trimmed, rid, gap)."""
+    return f"room:{{{room}}}:meta"
+
+
+def room_sent(room: str, user: str, client_id: str) -> str:
+    """The id a user's `send` with this client_id got (kept 10 minutes: retries are answered
+    with it). A client_id may hold braces: only the first `{...}` is the hash tag."""
+    return f"room:{{{room}}}:sent:{user}:{client_id}"
+
+
+def room_connections(room: str) -> str:
+    """Hash: `node|sid` -> user, one field per connection present in the room."""
+    return f"room:{{{room}}}:conns"
+
+
+def room_users(room: str) -> str:
+    """Hash: user -> how many of its connections are present."""
+    return f"room:{{{room}}}:users"
+
+
+def room_channel(room: str) -> str:
+    return f"room:{{{room}}}:ch"
+
+
+def account(user: str) -> str:
+    return f"user:{{{user}}}"
+
+
+def inbox(user: str) -> str:
+    """Stream of the direct messages to and from the user."""
+    return f"inbox:{{{user}}}"
+
+
+def inbox_meta(user: str) -> str:
+    return f"inbox:{{{user}}}:meta"
+
+
+def inbox_sent(owner: str, sender: str, recipient: str, client_id: str) -> str:
+    """The id the copy in `owner`'s inbox of a direct message (sender, recipient, client_id)
+    got, kept 10 minutes so that retries store nothing new."""
+    return f"inbox:{{{owner}}}:sent:{sender}:{recipient}:{client_id}"
+
+
+def user_channel(user: str) -> str:
+    return f"user:{{{user}}}:ch"
+
+
+def node_info(node: str) -> str:
+    return f"node:{{{node}}}"
+
+
+def node_rooms(node: str) -> str:
+    """Set of the rooms the node holds presence in (what reaping it must visit)."""
+    return f"node:{{{node}}}:rooms"
+
+
+def node_reaper(node: str) -> str:
+    """Lease of the node that is reaping this (dead) node."""
+    return f"node:{{{node}}}:reaper"
+
+
+def session(session_id: str) -> str:
+    return f"session:{{{session_id}}}"
+
+
+def session_sockets(session_id: str) -> str:
+    """Set of `node|sid` of the sockets opened under a browser session."""
+    return f"session:{{{session_id}}}:sockets"
+
+
+def hash_tag(key: str) -> str:
+    """The part of a key or channel name that decides its hash slot."""
+    start = key.find("{")
+    if start >= 0:
+        end = key.find("}", start + 1)
+        if end > start + 1:
+            return key[start + 1 : end]
+    return key

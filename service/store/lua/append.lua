@@ -1,0 +1,48 @@
+#!lua
+-- Append an entry to a stream (a room's log or a user's inbox) and publish its frame to the
+-- stream's channel, as one atomic step: nodes receive a stream's messages in stored order.
+-- KEYS[1] stream, KEYS[2] its meta hash, KEYS[3] its channel,
+-- KEYS[4] a key that must exist (the recipient's account) when ARGV[2] is '1',
+-- KEYS[5] where the id of this client_id's first append is kept, when ARGV[3] is '1'
+-- (unused KEYS repeat KEYS[1]; every key is in the stream's slot)
+-- ARGV[1] maxlen, ARGV[2] check KEYS[4], ARGV[3] idempotent by KEYS[5] (for ARGV[4] seconds),
+-- ARGV[5] the id to take if it is newer than the stream's newest, else '*' (a new one),
+-- ARGV[6..9] the frame's pieces (bus/message.py: stored_template), ARGV[10..] field, value pairs
+-- Returns {id, 1 if it was new} or false when KEYS[4] does not exist. A repeat within the window
+-- returns the first id and stores and publishes nothing.
+-- Meta: `created` the first id of this stream (a stream that is gone and starts again gets a new
+-- one), `trimmed` the newest id retention dropped, `rid` the replication id of the master that
+-- wrote last and `gap` the first id written after it changed (a failover or restart: what was
+-- written before may be lost). Retention keeps at least maxlen entries, trimming in batches.
+if ARGV[2] == '1' and redis.call('EXISTS', KEYS[4]) == 0 then return false end
+if ARGV[3] == '1' then
+  local first = redis.call('GET', KEYS[5])
+  if first then
+    redis.call('SET', KEYS[5], first, 'KEEPTTL')  -- a write, so a WAIT after it covers the first
+    return {first, 0}
+  end
+end
+local fresh = redis.call('EXISTS', KEYS[1]) == 0
+local id
+if ARGV[5] ~= '*' then
+  local taken = redis.pcall('XADD', KEYS[1], ARGV[5], unpack(ARGV, 10))
+  if type(taken) == 'string' then id = taken end  -- else not newer than the stream's newest
+end
+id = id or redis.call('XADD', KEYS[1], '*', unpack(ARGV, 10))
+if fresh then redis.call('HSET', KEYS[2], 'created', id) end
+if ARGV[3] == '1' then redis.call('SET', KEYS[5], id, 'EX', tonumber(ARGV[4])) end
+local replid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%w+)')
+local seen = redis.call('HGET', KEYS[2], 'rid')
+if seen ~= replid then
+  if seen and not fresh then redis.call('HSET', KEYS[2], 'gap', id) end
+  redis.call('HSET', KEYS[2], 'rid', replid)
+end
+local excess = redis.call('XLEN', KEYS[1]) - tonumber(ARGV[1])
+if excess >= 100 then
+  local oldest = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', excess + 1)
+  redis.call('XTRIM', KEYS[1], 'MINID', oldest[excess + 1][1])
+  redis.call('HSET', KEYS[2], 'trimmed', oldest[excess][1])
+end
+local ts = string.match(id, '^(%d+)')
+redis.call('SPUBLISH', KEYS[3], ARGV[6] .. id .. ARGV[7] .. id .. ARGV[8] .. ts .. ARGV[9])
+return {id, 1}

@@ -1,0 +1,212 @@
+"""Room messages and direct messages: stored in streams, published to the bus in the same step.
+
+Guarantees
+- Storing a message and publishing it to its channel is one script (lua/append.lua), so every
+  node receives a room's (or an inbox's) messages in stored order, and a message whose id a
+  client was given is in the stream.
+- Ids are Redis stream ids, strictly increasing within a room or an inbox; `ts` is the
+  millisecond part of the id, Redis's clock at storage time.
+- Acknowledged means safe across a failover when `replicas` > 0 (ACK_REPLICAS): the call returns
+  only after that many replicas have the message (scripts.py); otherwise it raises
+  `unavailable`, and the message may or may not survive a failover that happens now.
+- With `appendfsync everysec` a Redis crash can lose the last second of acknowledged messages
+  that no replica had: acknowledge after WAIT, or run Redis with `appendfsync always`.
+- Retention keeps at least `history_max` messages per stream (up to 100 more, trimmed in
+  batches). A resuming reader is told `truncated` whenever messages after its position are
+  gone: retention, a stream that was lost and started again, a failover or restart that may have
+  lost writes, or a position newer than anything stored (lua/after.lua).
+- Sending twice is safe: a repeat of a client_id by the same user, to the same room (or the
+  same recipient), within IDEMPOTENCY_S, is answered with the first id; nothing new is stored or
+  published. The record lives in the stream's slot and is written by the same script.
+- A direct message is kept in the recipient's inbox and in the sender's, and published on each
+  user's channel; the sender's connection that sent it is skipped (its answer carries the id).
+  Each copy has an id of its own inbox; the sender's takes the recipient's id whenever that is
+  newer than the sender's inbox (so both see the same id, nearly always), else a new one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..bus import message
+from ..errors import ServiceError
+from . import keys
+from .failures import redis_errors
+from .scripts import Scripts
+
+RESUME_LIMIT = 500
+IDEMPOTENCY_S = 600  # a repeated client_id is answered with the first id for this long
+
+
+def parse_id(message_id: str) -> tuple[int, int]:
+    ms, _, seq = message_id.partition("-")
+    return int(ms), int(seq)
+
+
+@dataclass(frozen=True)
+class Stored:
+    id: str
+    ts: int
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """What a resuming reader gets: the newest RESUME_LIMIT messages after its position, oldest
+    first, whether anything after it is missing from them, and the stream's newest id."""
+
+    messages: list[dict[str, Any]]
+    truncated: bool
+    last_id: str | None
+
+
+def _fields(entry: Any) -> tuple[str, dict[str, str]]:
+    message_id, fields = entry
+    if isinstance(fields, list):  # from Lua: a flat list of field, value
+        fields = dict(zip(fields[::2], fields[1::2], strict=True))
+    return message_id, fields
+
+
+def room_message(room: str, entry: Any) -> dict[str, Any]:
+    """A room's stream entry as the contract's `message` payload."""
+    message_id, fields = _fields(entry)
+    data = {"id": message_id, "room": room, "user": fields.get("u", ""),
+            "text": fields.get("t", ""), "ts": parse_id(message_id)[0],
+            "node": fields.get("n", "")}
+    if "c" in fields:
+        data["client_id"] = fields["c"]
+    return data
+
+
+def direct_message(entry: Any) -> dict[str, Any]:
+    """An inbox entry as the contract's `direct` payload."""
+    message_id, fields = _fields(entry)
+    data = {"id": message_id, "from": fields.get("f", ""), "to": fields.get("to", ""),
+            "text": fields.get("t", ""), "ts": parse_id(message_id)[0],
+            "node": fields.get("n", "")}
+    if "c" in fields:
+        data["client_id"] = fields["c"]
+    return data
+
+
+class Messages:
+    def __init__(self, client: Any, scripts: Scripts, node: str, history_max: int):
+        self.client = client
+        self.scripts = scripts
+        self.node = node
+        self.history_max = history_max
+
+    def _append(self, stream: str, meta: str, channel: str, event: str, data: dict[str, Any],
+                fields: list[str], client_id: str | None, sent_key: str | None, *,
+                must_exist: str | None = None, skip: str | None = None,
+                same_id_as: str | None = None) -> Stored | None:
+        """Run lua/append.lua; None when `must_exist` does not exist. With `same_id_as`, the
+        entry takes that id if it is newer than the stream's newest (else a new one)."""
+        if client_id is not None:
+            data = {**data, "client_id": client_id}
+            fields = [*fields, "c", client_id]
+        idempotent = client_id is not None and sent_key is not None
+        keys_ = [stream, meta, channel, must_exist or stream,
+                 sent_key if idempotent and sent_key else stream]
+        pieces = message.stored_template(event, data, skip=skip)
+        with redis_errors():
+            reply = self.scripts.run(
+                "append", keys_,
+                [self.history_max, "1" if must_exist else "0", "1" if idempotent else "0",
+                 IDEMPOTENCY_S, same_id_as or "*", *pieces, *fields],
+                replicated=True)
+        if not reply:
+            return None
+        message_id = reply[0]
+        return Stored(message_id, parse_id(message_id)[0])
+
+    def publish(self, room: str, user: str, text: str, client_id: str | None) -> Stored:
+        """Store a room message and publish it on the room's channel, atomically; a repeat of a
+        client_id (same user and room, within IDEMPOTENCY_S) answers the first id instead."""
+        sent = keys.room_sent(room, user, client_id) if client_id is not None else None
+        stored = self._append(
+            keys.room_log(room), keys.room_meta(room), keys.room_channel(room), "message",
+            {"room": room, "user": user, "text": text, "node": self.node},
+            ["u", user, "t", text, "n", self.node], client_id, sent)
+        assert stored is not None
+        return stored
+
+    def direct(self, sender: str, recipient: str, text: str, client_id: str | None,
+               sender_connection: str) -> Stored:
+        """Store a direct message in both inboxes and publish each copy on its user's channel;
+        returns the sender's copy. A repeat of a client_id (same sender and recipient, within
+        IDEMPOTENCY_S) stores nothing new and answers the first. Raises
+        ServiceError('not_found') for an unknown recipient."""
+        data = {"from": sender, "to": recipient, "text": text, "node": self.node}
+        fields = ["f", sender, "to", recipient, "t", text, "n", self.node]
+        sender_fields = [*fields, "x", sender_connection]  # replays skip that connection too
+
+        def sent_key(owner: str) -> str | None:
+            if client_id is None:
+                return None
+            return keys.inbox_sent(owner, sender, recipient, client_id)
+
+        to_self = sender == recipient
+        received = self._append(
+            keys.inbox(recipient), keys.inbox_meta(recipient), keys.user_channel(recipient),
+            "direct", data, sender_fields if to_self else fields, client_id, sent_key(recipient),
+            must_exist=keys.account(recipient), skip=sender_connection if to_self else None)
+        if received is None:
+            raise ServiceError("not_found", f"no user named {recipient}")
+        if to_self:
+            return received
+        # the same id in both inboxes whenever the sender's allows it (nearly always)
+        sent = self._append(keys.inbox(sender), keys.inbox_meta(sender),
+                            keys.user_channel(sender), "direct", data, sender_fields, client_id,
+                            sent_key(sender), skip=sender_connection, same_id_as=received.id)
+        assert sent is not None
+        return sent
+
+    def history(self, room: str, before: str | None, limit: int) -> list[dict[str, Any]]:
+        """The newest `limit` messages before id `before` (exclusive), oldest first."""
+        newest = "(" + before if before else "+"
+        with redis_errors():
+            entries = self.client.xrevrange(keys.room_log(room), newest, "-", count=limit)
+        return [room_message(room, entry) for entry in reversed(entries)]
+
+    def after(self, room: str, after: str | None, limit: int) -> list[dict[str, Any]]:
+        """Messages after id `after` (exclusive), oldest first; without `after`, the newest."""
+        if after is None:
+            return self.history(room, None, limit)
+        with redis_errors():
+            entries = self.client.xrange(keys.room_log(room), "(" + after, "+", count=limit)
+        return [room_message(room, entry) for entry in entries]
+
+    def frames_after(self, kind: str, target: str, after: str, limit: int) -> list[bytes]:
+        """The frames of a room's (`kind` "room") or a user's inbox ("user") messages after id
+        `after`, oldest first, as their scripts published them: for replaying to a node."""
+        if kind == "room":
+            with redis_errors():
+                entries = self.client.xrange(keys.room_log(target), "(" + after, "+",
+                                             count=limit)
+            return [message.stored_event("message", room_message(target, entry))
+                    for entry in entries]
+        with redis_errors():
+            entries = self.client.xrange(keys.inbox(target), "(" + after, "+", count=limit)
+        return [message.stored_event("direct", direct_message(entry),
+                                     skip=_fields(entry)[1].get("x")) for entry in entries]
+
+    def resume_room(self, room: str, since: str | None) -> Resumed:
+        return self._resume(keys.room_log(room), keys.room_meta(room), since,
+                            lambda entry: room_message(room, entry))
+
+    def resume_inbox(self, user: str, since: str | None) -> Resumed:
+        return self._resume(keys.inbox(user), keys.inbox_meta(user), since, direct_message)
+
+    def _resume(self, stream: str, meta: str, since: str | None, build: Any) -> Resumed:
+        with redis_errors():
+            entries, truncated, last = self.scripts.run(
+                "after", [stream, meta], [since or "", RESUME_LIMIT])
+        more = len(entries) > RESUME_LIMIT
+        return Resumed([build(entry) for entry in reversed(entries[:RESUME_LIMIT])],
+                       bool(truncated) or more, last or None)
+
+    def last_inbox_id(self, user: str) -> str | None:
+        with redis_errors():
+            newest = self.client.xrevrange(keys.inbox(user), "+", "-", count=1)
+        return newest[0][0] if newest else None

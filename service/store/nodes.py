@@ -1,0 +1,89 @@
+"""The node registry: which nodes are alive, and reaping the presence of those that died.
+
+Guarantees
+- A node that heartbeats every `heartbeat_interval_s` is listed as live for `ttl_s` after each
+  beat (`nodes` sorted set by last beat, `node:{name}` hash with its figures).
+- A node silent for `ttl_s` is reaped by one live node at a time: the reaper takes a lease
+  (`node:{name}:reaper`, SET NX with an expiry), visits every room the dead node recorded and
+  removes its connections there, announcing leaves (presence.py), then drops the record and the
+  registry entry. A reaper that dies half way lets its lease expire and another one starts
+  again; reaping a room twice changes nothing.
+- At start a node reaps what its own previous run left behind.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from . import keys
+from .failures import redis_errors
+from .presence import Presence
+
+LEASE_MS = 30_000
+
+
+class NodeRegistry:
+    def __init__(self, client: Any, presence: Presence, node: str):
+        self.client = client
+        self.presence = presence
+        self.node = node
+
+    def heartbeat(self, connections: int, started_ms: int, ttl_s: float) -> None:
+        """Mark this node alive for ttl_s with its connection count."""
+        now_ms = int(time.time() * 1000)
+        info = keys.node_info(self.node)
+        with redis_errors(), self.client.pipeline(transaction=False) as pipe:
+            pipe.zadd(keys.NODES, {self.node: now_ms})
+            pipe.hset(info, mapping={"connections": connections, "started": started_ms})
+            pipe.pexpire(info, int(ttl_s * 1000))
+            pipe.execute()
+
+    def live(self, ttl_s: float) -> list[dict[str, Any]]:
+        cutoff = int((time.time() - ttl_s) * 1000)
+        with redis_errors():
+            names = self.client.zrangebyscore(keys.NODES, cutoff, "+inf")
+            with self.client.pipeline(transaction=False) as pipe:
+                for name in names:
+                    pipe.hgetall(keys.node_info(name))
+                infos = pipe.execute()
+        return [
+            {"node": name, "connections": int(info.get("connections", 0)),
+             "started": int(info.get("started", 0))}
+            for name, info in zip(names, infos, strict=True) if info
+        ]
+
+    def reap_dead(self, ttl_s: float) -> dict[str, int]:
+        """Reap nodes silent for ttl_s whose lease this node gets; connections removed, by node."""
+        cutoff = int((time.time() - ttl_s) * 1000)
+        reaped = {}
+        with redis_errors():
+            dead = self.client.zrangebyscore(keys.NODES, "-inf", f"({cutoff}")
+        for name in dead:
+            if name == self.node:
+                continue
+            with redis_errors():
+                leased = self.client.set(keys.node_reaper(name), self.node, nx=True, px=LEASE_MS)
+            if not leased:
+                continue
+            removed = self._reap_rooms(name)
+            with redis_errors():
+                score = self.client.zscore(keys.NODES, name)
+                if score is not None and score < cutoff:  # it did not come back meanwhile
+                    self.client.zrem(keys.NODES, name)
+                self.client.delete(keys.node_reaper(name))
+            reaped[name] = removed
+        return reaped
+
+    def reap_own_leftovers(self) -> int:
+        """At start: forget presence a previous run of this node left behind."""
+        return self._reap_rooms(self.node)
+
+    def _reap_rooms(self, node: str) -> int:
+        with redis_errors():
+            rooms = self.client.smembers(keys.node_rooms(node))
+        removed = sum(self.presence.reap(node, room) for room in sorted(rooms))
+        if rooms:
+            with redis_errors():
+                self.client.srem(keys.node_rooms(node), *rooms)
+        return removed

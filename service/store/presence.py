@@ -1,0 +1,58 @@
+"""Presence: who is in a room, across the cluster, per connection.
+
+Guarantees
+- A room's presence lives in its own slot (`room:{name}:conns`, `:users`) and changes with the
+  announcement on the room's channel in one script, so a user's `join` is announced once, when
+  its first connection arrives, and its `leave` once, when its last one goes.
+- Each node records the rooms it holds presence in (`node:{name}:rooms`) before adding any, so
+  whoever reaps the node (after it died, or itself after a restart) finds every entry it left.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..bus import message
+from . import keys
+from .failures import redis_errors
+from .scripts import Scripts
+
+
+class Presence:
+    def __init__(self, client: Any, scripts: Scripts, node: str):
+        self.client = client
+        self.scripts = scripts
+        self.node = node
+
+    def _field(self, sid: str) -> str:
+        return f"{self.node}|{sid}"
+
+    @staticmethod
+    def _room_keys(room: str) -> list[str]:
+        return [keys.room_connections(room), keys.room_users(room), keys.room_channel(room)]
+
+    def join(self, room: str, user: str, sid: str) -> list[str]:
+        """Mark the connection present (announcing the user if new); the members, sorted."""
+        frame = message.event("presence", {"room": room, "user": user, "action": "join"})
+        with redis_errors():
+            self.client.sadd(keys.node_rooms(self.node), room)
+            members = self.scripts.run("join", self._room_keys(room),
+                                       [self._field(sid), user, frame])
+        return sorted(members)
+
+    def leave(self, room: str, user: str, sid: str) -> None:
+        """Remove the connection's presence; announces the user's leave with its last one."""
+        frame = message.event("presence", {"room": room, "user": user, "action": "leave"})
+        with redis_errors():
+            self.scripts.run("leave", self._room_keys(room), [self._field(sid), user, frame])
+
+    def members(self, room: str) -> list[str]:
+        with redis_errors():
+            return sorted(self.client.hkeys(keys.room_users(room)))
+
+    def reap(self, node: str, room: str) -> int:
+        """Forget every connection `node` had in `room`, announcing leaves; how many."""
+        head, tail = message.presence_template(room, "leave")
+        with redis_errors():
+            return int(self.scripts.run("reap_room", self._room_keys(room),
+                                        [f"{node}|", head, tail]))

@@ -1,0 +1,67 @@
+"""The one module that owns Redis: one Redis or a Redis Cluster, its keys, scripts and promises.
+
+Handlers validate input and call this API; nothing else touches Redis keys. Each part states its
+own guarantees:
+
+- `messages` (messages.py): room and direct messages, stored and published in one step, live
+  order equal to stored order, resuming without a silent gap, acknowledged after replicas;
+- `presence` (presence.py): who is in a room across the cluster;
+- `nodes` (nodes.py): the node registry and reaping dead nodes' presence;
+- `accounts` (accounts.py), `sessions` (sessions.py): users and browser sessions.
+
+Every call raises ServiceError('unavailable') when Redis fails (failures.py). Keys and channels
+are named in keys.py; scripts get all of them as KEYS, in one hash slot, so the same calls run on
+a Redis Cluster, where the slot decides the master (topology.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import redis
+from redis.cluster import RedisCluster
+
+from .accounts import Accounts
+from .messages import Messages
+from .migrate import migrate_layout
+from .nodes import NodeRegistry
+from .presence import Presence
+from .scripts import Scripts
+from .sessions import Sessions
+from .topology import RedisTarget, Topology
+
+
+class Store:
+    def __init__(self, target: RedisTarget, node: str, history_max: int,
+                 async_mode: str = "gevent", ack_replicas: int = 0,
+                 ack_timeout_ms: int = 500):
+        self.node = node
+        self.topology = Topology(target, node, async_mode)
+        self.client = self.topology.client
+        self.scripts = Scripts(self.topology, timeout_s=5, replicas=ack_replicas,
+                               replica_timeout_ms=ack_timeout_ms)
+        self.accounts = Accounts(self.client)
+        self.messages = Messages(self.client, self.scripts, node, history_max)
+        self.presence = Presence(self.client, self.scripts, node)
+        self.nodes = NodeRegistry(self.client, self.presence, node)
+        self.sessions = Sessions(self.client, self.topology.raw)
+
+    def start(self) -> None:
+        """Refuse a Redis this service cannot use (naming the setting); bring data written in an
+        older key layout over (once, cluster-wide)."""
+        self.topology.check()
+        with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
+            migrate_layout(self.client, self.node)  # else the heartbeat does, once Redis is up
+
+    def ping(self) -> bool:
+        """Whether Redis answers: the one server, or every master of the cluster."""
+        try:
+            if self.topology.target.cluster:
+                return bool(self.client.ping(target_nodes=RedisCluster.PRIMARIES))
+            return bool(self.client.ping())
+        except (redis.RedisError, OSError):
+            return False
+
+    def close(self) -> None:
+        self.scripts.close()
+        self.topology.close()

@@ -1,0 +1,52 @@
+"""Server-side browser sessions (Flask-Session's Redis format), kept by the store.
+
+Flask-Session writes a session back after every request, so a request that loaded a session
+before a log-out (another tab reloading, say) used to store it again after the log-out had
+deleted it, and the user was logged in again. Here a session read from Redis is only ever
+overwritten, never re-created, so a log-out (`Store.end_session`) is final.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import Flask, Request
+from flask_session.base import ServerSideSession, ServerSideSessionInterface
+from flask_session.redis import RedisSession
+
+from ..store.store import Store
+
+
+class StoreSessionInterface(ServerSideSessionInterface):
+    """Flask-Session's server-side sessions, in the store (one Redis or a Redis Cluster); its
+    storage hooks are what this class fills in (relied on: transport/compat.py)."""
+
+    session_class = RedisSession
+    ttl = True
+
+    def __init__(self, app: Flask, store: Store) -> None:
+        super().__init__(app, key_prefix="", permanent=False)
+        self.store = store
+
+    def open_session(self, app: Flask, request: Request) -> ServerSideSession:
+        session = super().open_session(app, request)
+        # Flask-Session keeps the cookie's id only when it found that session in Redis.
+        session.loaded = session.sid == request.cookies.get(app.config["SESSION_COOKIE_NAME"])
+        return session
+
+    def _retrieve_session_data(self, store_id: str) -> dict | None:
+        data = self.store.sessions.load(store_id)
+        return None if data is None else self.serializer.decode(data)
+
+    def _delete_session(self, store_id: str) -> None:
+        self.store.sessions.end(store_id)
+
+    def _upsert_session(
+        self, session_lifetime: timedelta, session: ServerSideSession, store_id: str
+    ) -> None:
+        self.store.sessions.save(
+            store_id,
+            self.serializer.encode(session),
+            int(session_lifetime.total_seconds()),
+            existing=getattr(session, "loaded", False),
+        )
