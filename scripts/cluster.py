@@ -332,6 +332,21 @@ class Cluster:
                 masters.append(port)
         return masters
 
+    def master_of(self, key: str) -> int:
+        """The port of the Redis Cluster master that holds `key` now."""
+        from redis.crc import key_slot
+
+        slot = key_slot(key.encode())
+        for port in self.redis_masters():
+            for line in self.redis_command(port, "CLUSTER", "NODES").splitlines():
+                fields = line.split()
+                if "myself" in fields[2] and "master" in fields[2]:
+                    for span in fields[8:]:
+                        start, _, end = span.partition("-")
+                        if start.isdigit() and int(start) <= slot <= int(end or start):
+                            return port
+        raise RuntimeError(f"no master holds the slot of {key}")
+
     def kill_redis_server(self, port: int) -> None:
         """SIGKILL one server of the Redis Cluster, as a crash would."""
         self._stop_process(f"redis-{port}", signal.SIGKILL)

@@ -170,7 +170,7 @@ def load_settings(environ: dict[str, str] | None = None, dotenv: Path | None = N
     if env not in ("development", "production", "test"):
         raise SettingsError(f"ENV must be development, test or production, got {env!r}")
 
-    redis_url = source.get("REDIS_URL", Settings.redis_url)
+    redis_url = source.get("REDIS_URL") or Settings.redis_url
     if not redis_url.startswith(("redis://", "rediss://", "unix://")):
         raise SettingsError(
             f"REDIS_URL must start with redis://, rediss:// or unix://: {redis_url!r}"

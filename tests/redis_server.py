@@ -42,3 +42,48 @@ class RedisServer:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(10)
+
+
+def free_ports(count: int, low: int = 17000, high: int = 22000) -> int:
+    """A base port with `count` free ports above it, and free cluster-bus ports (+10000)."""
+    import random
+
+    for _ in range(200):
+        base = random.randrange(low, high - count)
+        ports = [base + i for i in range(count)]
+        if all(_free(port) and _free(port + 10000) for port in ports):
+            return base
+    raise RuntimeError("no free ports for a Redis Cluster")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+class RedisClusterServers:
+    """A real Redis Cluster of six redis-servers (3 masters, a replica each), started by the
+    project's launcher (scripts/cluster.py), for tests that need one but no service node."""
+
+    def __init__(self, folder: Path):
+        from cluster import Cluster
+
+        self.launcher = Cluster(nodes=0, redis_mode="cluster", redis_port=free_ports(6),
+                                run_dir=folder)
+        self.launcher.log_dir.mkdir(parents=True, exist_ok=True)
+        self.launcher.start_redis_cluster()
+
+    @property
+    def ports(self) -> list[int]:
+        return self.launcher.redis_ports()
+
+    @property
+    def seeds(self) -> tuple[tuple[str, int], ...]:
+        return tuple(("127.0.0.1", port) for port in self.ports)
+
+    def stop(self) -> None:
+        self.launcher.stop()

@@ -74,13 +74,12 @@ class Bus:
         self.replayed = 0
         self.resubscribes = 0
         self._repairing = False
-        self.started = False
+        self.closed = False
 
     # ---- life ------------------------------------------------------------------------------
 
     def start(self) -> None:
         """Subscribe the broadcast channel; a Redis that is not there yet is retried."""
-        self.started = True
         with self._lock:
             self.lost[channels.BROADCAST.name] = time.time()
         self._repair_soon()
@@ -94,7 +93,10 @@ class Bus:
         return True, "ready"
 
     def close(self) -> None:
+        """Unsubscribe everything by closing the links; nothing is restored after this."""
         with self._lock:
+            self.closed = True
+            self.lost.clear()
             links, self.links = list(self.links.values()), {}
         for link in links:
             link.close()
@@ -208,6 +210,8 @@ class Bus:
     def _lose(self, names: list[str], link: Link) -> None:
         now = time.time()
         with self._lock:
+            if self.closed:
+                return
             for name in names:
                 if self.link_of.get(name) is link:
                     del self.link_of[name]
@@ -218,7 +222,7 @@ class Bus:
 
     def _repair_soon(self) -> None:
         with self._lock:
-            if self._repairing or not self.lost:
+            if self._repairing or not self.lost or self.closed:
                 return
             self._repairing = True
         self.spawn(self._repair)
@@ -229,6 +233,8 @@ class Bus:
         try:
             while True:
                 with self._lock:
+                    if self.closed:
+                        return
                     pending = [name for name in self.lost
                                if self._wanted(name) and name not in self.link_of]
                     for name in [name for name in self.lost if not self._wanted(name)]:
@@ -252,8 +258,7 @@ class Bus:
         finally:
             with self._lock:
                 self._repairing = False
-            if self.lost:
-                self._repair_soon()
+            self._repair_soon()
 
     # ---- frames --------------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
+from ..transport import codec
 
 VERSION = "1"
 EVENT, CONTROL = "e", "c"
@@ -44,14 +44,14 @@ class Frame:
     body: str
 
     def control(self) -> dict[str, Any]:
-        value = orjson.loads(self.body)
+        value = codec.loads(self.body)
         if not isinstance(value, dict):
             raise UnknownFrame("a control frame's body must be a JSON object")
         return value
 
 
 def _dumps(value: Any) -> str:
-    return orjson.dumps(value).decode()
+    return codec.dumps(value)
 
 
 def _header(kind: str, stored_id: str | None, skip: str | None) -> str:

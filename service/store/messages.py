@@ -9,12 +9,16 @@ Guarantees
 - Acknowledged means safe across a failover when `replicas` > 0 (ACK_REPLICAS): the call returns
   only after that many replicas have the message (scripts.py); otherwise it raises
   `unavailable`, and the message may or may not survive a failover that happens now.
-- With `appendfsync everysec` a Redis crash can lose the last second of acknowledged messages
-  that no replica had: acknowledge after WAIT, or run Redis with `appendfsync always`.
 - Retention keeps at least `history_max` messages per stream (up to 100 more, trimmed in
   batches). A resuming reader is told `truncated` whenever messages after its position are
-  gone: retention, a stream that was lost and started again, a failover or restart that may have
-  lost writes, or a position newer than anything stored (lua/after.lua).
+  gone: retention, a stream that was lost and started again, a failover that may have lost
+  writes (the new master is the replica that took over from the one that wrote last), or a
+  position newer than anything stored (lua/after.lua).
+- Limit: a Redis that crashes and restarts by itself (no failover) with `appendfsync everysec`
+  can lose the last second of writes, acknowledged ones included unless a replica confirmed
+  them, and nothing in Redis records that it happened: a reader that resumes from before such a
+  loss without having seen the lost messages is not told. Acknowledge after replicas
+  (ACK_REPLICAS) with a failover (Redis Cluster, or Sentinel), or run `appendfsync always`.
 - Sending twice is safe: a repeat of a client_id by the same user, to the same room (or the
   same recipient), within IDEMPOTENCY_S, is answered with the first id; nothing new is stored or
   published. The record lives in the stream's slot and is written by the same script.

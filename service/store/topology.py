@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 
 import redis
 from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import RedisClusterException
 from redis.crc import key_slot
 from redis.maint_notifications import MaintNotificationsConfig
 
@@ -70,7 +71,7 @@ class Topology:
                                         **cluster_options)
             except redis.AuthenticationError as error:
                 raise SettingsError(f"REDIS_PASSWORD: the cluster refused it ({error})") from None
-            except (redis.RedisError, OSError) as error:
+            except (redis.RedisError, RedisClusterException, OSError) as error:
                 raise SettingsError(
                     f"REDIS_CLUSTER_NODES: no seed answered as a Redis Cluster "
                     f"({target.describe()}: {error})") from None
@@ -93,6 +94,7 @@ class Topology:
                 key: value for key, value in pool.connection_kwargs.items()
                 if key != "decode_responses" and not key.startswith("maint_notifications")}
             self._connection_kwargs.update(protocol=2, socket_timeout=None, socket_keepalive=True,
+                                           health_check_interval=0,
                                            maint_notifications_config=NO_MAINT_NOTIFICATIONS)
             self._connection_class = pool.connection_class
 

@@ -215,14 +215,13 @@ def _simple_websocket() -> bool:
 
 
 def _flask_session() -> bool:
-    from flask_session.base import ServerSideSessionInterface
-    from flask_session.redis import RedisSession
+    from flask_session.base import ServerSideSession, ServerSideSessionInterface
 
     hooks = ("_retrieve_session_data", "_delete_session", "_upsert_session")
     return (_has(ServerSideSessionInterface, *hooks, "open_session", "save_session")
             and _parameters(ServerSideSessionInterface._upsert_session)[1:] == [
                 "session_lifetime", "session", "store_id"]
-            and "sid" in inspect.getsource(RedisSession.__mro__[1]))
+            and _sets(ServerSideSession, "sid"))
 
 
 def _redis_connection() -> bool:

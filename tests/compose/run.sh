@@ -10,6 +10,7 @@ WORK="$ROOT/run/compose"
 ENV_FILE="$WORK/compose.env"
 PROJECT=rooms
 COMPOSE=(.venv/bin/podman-compose --project-name "$PROJECT" --env-file "$ENV_FILE" -f docker-compose.yml)
+ON_REDIS_CLUSTER=("${COMPOSE[@]}" -f docker-compose.redis-cluster.yml)
 started=$(date +%s)
 step() { echo "==> [$(( $(date +%s) - started ))s] $*"; }
 
@@ -70,7 +71,7 @@ chmod 600 "$ENV_FILE"
 
 cleanup() {
   step "bringing everything down"
-  "${COMPOSE[@]}" down -v -t 10 >"$WORK/down.log" 2>&1 || true
+  "${ON_REDIS_CLUSTER[@]}" down -v -t 10 >"$WORK/down.log" 2>&1 || true
   left=$(podman ps -a -q --filter "label=io.podman.compose.project=$PROJECT" | wc -l)
   volumes=$(podman volume ls -q | grep -c "^${PROJECT}_" || true)
   networks=$(podman network ls --format '{{.Name}}' | grep -c "^${PROJECT}_" || true)
@@ -84,25 +85,58 @@ step "building the project image from the Dockerfile (BASE_IMAGE=localhost/rooms
 "${COMPOSE[@]}" build node-1 >"$WORK/build.log" 2>&1 || { tail -30 "$WORK/build.log"; exit 1; }
 step "image size: $(podman image inspect --format '{{.Size}}' rooms-service:latest | numfmt --to=iec)"
 
-step "docker-compose.yml up"
 # Debian's podman 4.3 supports neither `condition: service_healthy` nor podman-compose's
 # --requires chains (it fails on transitive dependencies): start in dependency order without them
 # and wait for readiness here. Docker Compose v2 honours the conditions as written.
-"${COMPOSE[@]}" up -d --no-deps >"$WORK/up.log" 2>&1 || { tail -30 "$WORK/up.log"; exit 1; }
-deadline=$(( $(date +%s) + 120 ))
-front_door_ready() {
-  .venv/bin/python -c 'import urllib.request as u; u.urlopen("http://127.0.0.1:8080/readyz", timeout=2)' \
-    2>/dev/null
+wait_until() {  # seconds, description, command...
+  local deadline=$(( $(date +%s) + $1 )) what=$2
+  shift 2
+  until "$@" >/dev/null 2>&1; do
+    if [ "$(date +%s)" -gt "$deadline" ]; then
+      echo "timed out waiting for $what"; "${COMPOSE[@]}" ps; exit 1
+    fi
+    sleep 1
+  done
 }
-until front_door_ready; do
-  if [ "$(date +%s)" -gt "$deadline" ]; then
-    "${COMPOSE[@]}" ps; "${COMPOSE[@]}" logs --tail 30; exit 1
-  fi
-  sleep 1
-done
+front_door_ready() {
+  .venv/bin/python -c 'import urllib.request as u; u.urlopen("http://127.0.0.1:8080/readyz", timeout=2)'
+}
+redis_cli() { podman exec "${PROJECT}_$1_1" redis-cli "${@:2}"; }
+replicas_in_sync() {  # every master of the Redis Cluster has its replica connected and in sync
+  for server in redis redis-2 redis-3 redis-4 redis-5 redis-6; do
+    info=$(redis_cli "$server" INFO replication) || return 1
+    if grep -q role:master <<<"$info"; then
+      grep -q connected_slaves:1 <<<"$info" && grep -q state=online <<<"$info" || return 1
+    fi
+  done
+  redis_cli redis CLUSTER INFO | grep -q cluster_state:ok
+}
+run_checks() {  # the integration tests against the front door, then whatever else is given
+  set -a; . "$ENV_FILE"; set +a
+  CLUSTER_URL=http://127.0.0.1:8080 \
+  RESTART_NODE_COMMAND="podman restart -t 5 ${PROJECT}_{node}_1" \
+    .venv/bin/pytest -q -p no:cacheprovider tests/integration "$@"
+}
+
+step "docker-compose.yml up (one Redis)"
+"${COMPOSE[@]}" up -d --no-deps >"$WORK/up.log" 2>&1 || { tail -30 "$WORK/up.log"; exit 1; }
+wait_until 120 "the front door" front_door_ready
 step "the front door answers; running the cross-node checks against http://127.0.0.1:8080"
-set -a; . "$ENV_FILE"; set +a
-CLUSTER_URL=http://127.0.0.1:8080 \
-RESTART_NODE_COMMAND="podman restart -t 5 ${PROJECT}_{node}_1" \
-  .venv/bin/pytest -q -p no:cacheprovider tests/integration tests/compose
+run_checks tests/compose
+"${COMPOSE[@]}" down -v -t 10 >"$WORK/down.log" 2>&1
+
+step "docker-compose.yml with docker-compose.redis-cluster.yml up (a Redis Cluster)"
+"${ON_REDIS_CLUSTER[@]}" up -d --no-deps redis redis-2 redis-3 redis-4 redis-5 redis-6 \
+  >"$WORK/up-cluster.log" 2>&1 || { tail -30 "$WORK/up-cluster.log"; exit 1; }
+for server in redis redis-2 redis-3 redis-4 redis-5 redis-6; do
+  wait_until 60 "$server" redis_cli "$server" PING
+done
+"${ON_REDIS_CLUSTER[@]}" run --rm --no-deps redis-cluster-init >"$WORK/cluster-init.log" 2>&1 \
+  || { tail -30 "$WORK/cluster-init.log"; exit 1; }
+wait_until 60 "the Redis Cluster's replicas to be in sync" replicas_in_sync
+"${ON_REDIS_CLUSTER[@]}" up -d --no-deps node-1 node-2 node-3 nginx >>"$WORK/up-cluster.log" 2>&1 \
+  || { tail -30 "$WORK/up-cluster.log"; exit 1; }
+wait_until 120 "the front door" front_door_ready
+step "the front door answers on the Redis Cluster; running the cross-node checks"
+run_checks
 step "compose-test passed"

@@ -44,6 +44,12 @@ class Client:
     def _recorder(self, name: str):
         return lambda data: self.events[name].put(data)
 
+    def listen(self, *names: str) -> None:
+        """Record these events too (before they can arrive)."""
+        for name in names:
+            self.events.setdefault(name, queue.Queue())
+            self.sio.on(name, self._recorder(name))
+
     @property
     def node(self) -> str:
         return self.welcome["node"]
@@ -116,6 +122,21 @@ class Users:
     def user_on(self, node: str, prefix: str = "u", **kwargs: Any) -> tuple[str, Client]:
         name, token = self.register(prefix)
         return name, self.connect(token, node, **kwargs)
+
+    def history(self, room: str) -> list[dict[str, Any]]:
+        """Every stored message of `room`, oldest first (the HTTP API, page by page)."""
+        messages: list[dict[str, Any]] = []
+        after = "0-0"
+        while True:
+            answer = requests.get(f"{self.base}/api/rooms/{room}/messages",
+                                  params={"after": after, "limit": 500}, timeout=10,
+                                  headers={"Authorization": f"Bearer {API_KEY}"})
+            assert answer.status_code == 200, answer.text
+            page = answer.json()["messages"]
+            messages += page
+            if len(page) < 500:
+                return messages
+            after = page[-1]["id"]
 
     def close(self) -> None:
         for client in self.clients:

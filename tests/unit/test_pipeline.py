@@ -9,13 +9,25 @@ import redis
 from service.store.pipeline import Pipeline
 
 
+def connector(client):
+    """A factory of raw connections with the client's settings (what store/topology.py gives)."""
+    pool = client.connection_pool
+
+    def connect():
+        connection = pool.connection_class(**{**pool.connection_kwargs, "protocol": 2})
+        connection.connect()
+        return connection
+
+    return connect
+
+
 @pytest.fixture
 def client(redis_server):
     return redis.Redis.from_url(redis_server.url, client_name="node-p:store")
 
 
 def test_concurrent_callers_each_get_the_reply_to_their_own_command(client):
-    pipeline = Pipeline(client, timeout_s=5)
+    pipeline = Pipeline(connector(client), timeout_s=5)
     wrong: list[tuple[str, str]] = []
 
     def caller(name: str) -> None:
@@ -37,7 +49,7 @@ def test_concurrent_callers_each_get_the_reply_to_their_own_command(client):
 
 
 def test_replies_keep_their_types_and_errors_raise_without_breaking_the_connection(client):
-    pipeline = Pipeline(client, timeout_s=5)
+    pipeline = Pipeline(connector(client), timeout_s=5)
     assert pipeline.execute("SET", "k", "é") == "OK"
     assert pipeline.execute("GET", "k") == "é"
     assert pipeline.execute("INCR", "n") == 1
@@ -49,7 +61,7 @@ def test_replies_keep_their_types_and_errors_raise_without_breaking_the_connecti
 
 
 def test_a_killed_connection_fails_its_waiting_calls_and_the_next_call_reconnects(client):
-    pipeline = Pipeline(client, timeout_s=10)
+    pipeline = Pipeline(connector(client), timeout_s=10)
     connection_id = pipeline.execute("CLIENT", "ID")
     failures: list[BaseException] = []
 
@@ -72,7 +84,7 @@ def test_a_killed_connection_fails_its_waiting_calls_and_the_next_call_reconnect
 
 
 def test_a_late_reply_times_out_and_the_next_call_uses_a_fresh_connection(client):
-    pipeline = Pipeline(client, timeout_s=0.5)
+    pipeline = Pipeline(connector(client), timeout_s=0.5)
     connection_id = pipeline.execute("CLIENT", "ID")
     started = time.monotonic()
     with pytest.raises(redis.TimeoutError):
@@ -83,6 +95,15 @@ def test_a_late_reply_times_out_and_the_next_call_uses_a_fresh_connection(client
 
 
 def test_no_redis_is_a_connection_error():
-    pipeline = Pipeline(redis.Redis(port=1, socket_connect_timeout=1), timeout_s=1)
+    pipeline = Pipeline(connector(redis.Redis(port=1, socket_connect_timeout=1)), timeout_s=1)
     with pytest.raises(redis.ConnectionError):
         pipeline.execute("PING")
+
+
+def test_commands_given_together_are_written_back_to_back_each_with_its_reply(client):
+    """`execute_all`: nothing of another task comes between them (ASKING, WAIT)."""
+    pipeline = Pipeline(connector(client), timeout_s=5)
+    replies = pipeline.execute_all([("SET", "k", "v"), ("INCR", "k"), ("GET", "k")])
+    assert replies[0] == "OK"
+    assert isinstance(replies[1], redis.ResponseError)
+    assert replies[2] == "v"

@@ -4,6 +4,7 @@ import pytest
 import redis
 from flask import Flask, session
 
+from service.settings import RedisTarget
 from service.store.store import Store
 from service.web.sessions import StoreSessionInterface
 
@@ -13,7 +14,7 @@ COOKIE = "rooms_session"
 @pytest.fixture
 def store(redis_server):
     redis.Redis.from_url(redis_server.url).flushall()
-    return Store(redis_server.url, "node-a", "test-channel", history_max=100)
+    return Store(RedisTarget(url=redis_server.url), "node-a", history_max=100)
 
 
 @pytest.fixture
@@ -33,7 +34,7 @@ def app(store):
 
     @app.post("/logout")
     def logout():
-        store.end_session(session.sid)
+        store.sessions.end(session.sid)
         session.clear()
         return "bye"
 
@@ -49,7 +50,7 @@ def test_a_session_is_created_then_read_back(app, store):
     assert client.get("/me").text == "nobody"
     client.post("/login")
     assert client.get("/me").text == "alice"
-    assert store.load_session(session_id(client)) is not None
+    assert store.sessions.load(session_id(client)) is not None
 
 
 def test_a_request_that_loaded_the_session_before_log_out_cannot_log_the_user_in_again(app, store):
@@ -64,7 +65,7 @@ def test_a_request_that_loaded_the_session_before_log_out_cannot_log_the_user_in
         assert client.post("/logout").text == "bye"
         in_flight["seen"] = True  # modified, so Flask-Session would write it back
         interface.save_session(app, in_flight, app.response_class())
-    assert store.load_session(sid) is None
+    assert store.sessions.load(sid) is None
     assert client.get("/me").text == "nobody"
 
 
@@ -72,10 +73,10 @@ def test_a_socket_registering_after_log_out_is_refused_and_one_before_is_returne
     client = app.test_client()
     client.post("/login")
     sid = session_id(client)
-    assert store.add_session_socket(sid, "socket-1")
-    assert store.end_session(sid) == ["socket-1"]
-    assert not store.add_session_socket(sid, "socket-2")
-    assert store.end_session(sid) == []  # the refused socket left nothing behind
+    assert store.sessions.add_socket(sid, "socket-1")
+    assert store.sessions.end(sid) == ["socket-1"]
+    assert not store.sessions.add_socket(sid, "socket-2")
+    assert store.sessions.end(sid) == []  # the refused socket left nothing behind
 
 
 def test_an_unknown_cookie_gets_a_new_session_not_the_one_it_named(app, store):
@@ -83,5 +84,5 @@ def test_an_unknown_cookie_gets_a_new_session_not_the_one_it_named(app, store):
     client.set_cookie(COOKIE, "forged-or-expired")
     client.post("/login")
     assert session_id(client) != "forged-or-expired"
-    assert store.load_session("forged-or-expired") is None
+    assert store.sessions.load("forged-or-expired") is None
     assert client.get("/me").text == "alice"

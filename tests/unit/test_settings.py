@@ -105,3 +105,34 @@ def test_malformed_dotenv_line_is_reported(tmp_path):
 def test_origins_are_split_and_trimmed():
     settings = load(ALLOWED_ORIGINS="https://a.example, http://b.example:8080/")
     assert settings.allowed_origins == ("https://a.example", "http://b.example:8080")
+
+
+def test_a_redis_cluster_is_named_by_its_seeds():
+    settings = load(REDIS_CLUSTER_NODES="10.0.0.1:7000, redis-2:7001", REDIS_PASSWORD="pw")
+    target = settings.redis_target
+    assert target.cluster and target.cluster_nodes == (("10.0.0.1", 7000), ("redis-2", 7001))
+    assert target.password == "pw"
+    assert settings.ack_replicas == 1  # a cluster's writes wait for a replica by default
+    assert "pw" not in target.describe()
+    assert load().ack_replicas == 0 and not load().redis_target.cluster
+
+
+@pytest.mark.parametrize(("env", "named"), [
+    ({"REDIS_CLUSTER_NODES": "10.0.0.1"}, "REDIS_CLUSTER_NODES"),
+    ({"REDIS_CLUSTER_NODES": "host:99999"}, "REDIS_CLUSTER_NODES"),
+    ({"REDIS_CLUSTER_NODES": "a:1,,b:2"}, "REDIS_CLUSTER_NODES"),
+    ({"REDIS_CLUSTER_NODES": "a:1", "REDIS_URL": "redis://x:6379/0"}, "not both"),
+    ({"ACK_REPLICAS": "-1"}, "ACK_REPLICAS"),
+    ({"ACK_REPLICAS": "many"}, "ACK_REPLICAS"),
+    ({"ACK_TIMEOUT_MS": "0"}, "ACK_TIMEOUT_MS"),
+])
+def test_bad_redis_settings_name_the_setting(env, named):
+    with pytest.raises(SettingsError, match=named):
+        load(**env)
+
+
+def test_production_needs_a_password_for_a_cluster():
+    env = {key: value for key, value in PRODUCTION.items() if key != "REDIS_URL"}
+    with pytest.raises(SettingsError, match="REDIS_PASSWORD"):
+        load(**env, REDIS_CLUSTER_NODES="redis:7000")
+    assert load(**env, REDIS_CLUSTER_NODES="redis:7000", REDIS_PASSWORD="secret").production

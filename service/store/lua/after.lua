@@ -5,8 +5,8 @@
 -- Returns {entries newest first (at most limit + 1, so the caller sees there were more),
 --          truncated (1 or 0), the stream's newest id or ''}.
 -- Truncated: entries after `since` are gone for some reason: retention dropped up to or past it,
--- the stream started again after it (it was lost), Redis may have lost writes after it (a
--- failover or restart since), or `since` is newer than anything stored (the writes it saw are gone).
+-- the stream started again after it (it was lost), a failover since may have lost writes after
+-- it, or `since` is newer than anything stored (the writes it saw are gone).
 local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local last = newest[1] and newest[1][1] or ''
 if ARGV[1] == '' then return {{}, 0, last} end

@@ -12,8 +12,10 @@
 -- returns the first id and stores and publishes nothing.
 -- Meta: `created` the first id of this stream (a stream that is gone and starts again gets a new
 -- one), `trimmed` the newest id retention dropped, `rid` the replication id of the master that
--- wrote last and `gap` the first id written after it changed (a failover or restart: what was
--- written before may be lost). Retention keeps at least maxlen entries, trimming in batches.
+-- wrote last, and `gap` the first id written after a failover: when this master is the replica
+-- that took over from the one that wrote last (its previous replication id, master_replid2, is
+-- `rid`), writes that did not reach it may be lost. A slot that migrated to another master keeps
+-- its data: no gap. Retention keeps at least maxlen entries, trimming in batches.
 if ARGV[2] == '1' and redis.call('EXISTS', KEYS[4]) == 0 then return false end
 if ARGV[3] == '1' then
   local first = redis.call('GET', KEYS[5])
@@ -23,18 +25,32 @@ if ARGV[3] == '1' then
   end
 end
 local fresh = redis.call('EXISTS', KEYS[1]) == 0
+local replication = redis.call('INFO', 'replication')
+local replid = string.match(replication, 'master_replid:(%w+)')
+local previous = string.match(replication, 'master_replid2:(%w+)')
+local seen = redis.call('HGET', KEYS[2], 'rid')
+local failed_over = seen and seen ~= replid and seen == previous
+local wanted = ARGV[5]
+if seen and (fresh or failed_over) then
+  -- written before, and now gone or taken over by a replica: ids issued before may be lost, and
+  -- `*` could issue one of them again in the same millisecond. Lost ids are at most one
+  -- millisecond ahead of the clock (this rule), so start two ahead.
+  local now = redis.call('TIME')
+  local floor_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) + 2
+  if wanted == '*' or tonumber(string.match(wanted, '^(%d+)')) < floor_ms then
+    wanted = floor_ms .. '-0'
+  end
+end
 local id
-if ARGV[5] ~= '*' then
-  local taken = redis.pcall('XADD', KEYS[1], ARGV[5], unpack(ARGV, 10))
+if wanted ~= '*' then
+  local taken = redis.pcall('XADD', KEYS[1], wanted, unpack(ARGV, 10))
   if type(taken) == 'string' then id = taken end  -- else not newer than the stream's newest
 end
 id = id or redis.call('XADD', KEYS[1], '*', unpack(ARGV, 10))
 if fresh then redis.call('HSET', KEYS[2], 'created', id) end
 if ARGV[3] == '1' then redis.call('SET', KEYS[5], id, 'EX', tonumber(ARGV[4])) end
-local replid = string.match(redis.call('INFO', 'replication'), 'master_replid:(%w+)')
-local seen = redis.call('HGET', KEYS[2], 'rid')
 if seen ~= replid then
-  if seen and not fresh then redis.call('HSET', KEYS[2], 'gap', id) end
+  if failed_over and not fresh then redis.call('HSET', KEYS[2], 'gap', id) end
   redis.call('HSET', KEYS[2], 'rid', replid)
 end
 local excess = redis.call('XLEN', KEYS[1]) - tonumber(ARGV[1])

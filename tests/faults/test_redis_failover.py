@@ -1,0 +1,134 @@
+"""Redis fails under traffic from senders on every node: on one Redis it restarts, on a Redis
+Cluster the master of the rooms' slot is killed (SIGKILL) and its replica takes over. No
+acknowledged message is lost or duplicated, every receiver keeps stored order, and the nodes are
+ready again by themselves."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import defaultdict
+
+import pytest
+import requests
+
+from service.store import keys
+from service.store.messages import parse_id
+
+pytestmark = pytest.mark.local_cluster
+MESSAGES_PER_SENDER = 200
+SEND_EVERY_S = 0.05  # so the traffic spans the failure (about 10 s)
+RETRY_FOR_S = 45  # a sender retries `unavailable` with the same client_id this long
+
+
+def wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        time.sleep(0.1)
+
+
+def all_ready(cluster) -> bool:
+    return all(requests.get(cluster.node_url(i) + "/readyz", timeout=5).status_code == 200
+               for i in cluster.indexes())
+
+
+class Sender(threading.Thread):
+    """Sends numbered messages, retrying each with its client_id until it is acknowledged."""
+
+    def __init__(self, client, room: str, name: str, started: threading.Event):
+        super().__init__(daemon=True)
+        self.client, self.room, self.name = client, room, name
+        self.started = started
+        self.acked: dict[str, str] = {}  # client_id -> id
+        self.retries = 0
+        self.failure: str | None = None
+
+    def run(self) -> None:
+        for number in range(MESSAGES_PER_SENDER):
+            client_id = f"{self.name}-{number}"
+            deadline = time.monotonic() + RETRY_FOR_S
+            while True:
+                try:
+                    answer = self.client.call("send", {"room": self.room, "text": client_id,
+                                                       "client_id": client_id}, timeout=10)
+                except Exception as error:  # a timed-out call is retried like `unavailable`
+                    answer = {"ok": False, "error": {"code": "timeout", "message": str(error)}}
+                if answer.get("ok"):
+                    self.acked[client_id] = answer["id"]
+                    break
+                if answer["error"]["code"] not in ("unavailable", "timeout"):
+                    self.failure = str(answer)
+                    return
+                if time.monotonic() > deadline:
+                    self.failure = f"{client_id} not acknowledged within {RETRY_FOR_S} s"
+                    return
+                self.retries += 1
+                time.sleep(0.05)  # pacing of the sender's retries, not a wait in the test
+            if number == 10:
+                self.started.set()
+            time.sleep(SEND_EVERY_S)  # the sender's pace
+
+
+def test_redis_fails_under_traffic_and_nothing_acknowledged_is_lost_or_doubled(cluster, users):
+    rooms = [f"failover-{n}-{time.time_ns()}" for n in range(3)]
+    receivers = []
+    for node in ("node-1", "node-2", "node-3"):
+        _, receiver = users.user_on(node, "rx")
+        for room in rooms:
+            receiver.ok("join", {"room": room})
+        receivers.append(receiver)
+    started = [threading.Event() for _ in rooms]
+    senders = []
+    for index, (node, room) in enumerate(zip(("node-1", "node-2", "node-3"), rooms, strict=True)):
+        name, client = users.user_on(node, "tx")
+        client.ok("join", {"room": room})
+        senders.append(Sender(client, room, name, started[index]))
+    for sender in senders:
+        sender.start()
+    for event in started:
+        assert event.wait(30), "the senders did not get going"
+
+    if cluster.clustered:
+        victim = cluster.master_of(keys.room_log(rooms[0]))
+        masters_before = set(cluster.redis_masters())
+        cluster.kill_redis_server(victim)
+        wait_for(lambda: len(set(cluster.redis_masters()) - masters_before) == 1, 30,
+                 "a replica to take over the killed master's slots")
+        cluster.start_redis_server(victim)  # rejoins as the new master's replica
+        wait_for(cluster.redis_cluster_ok, 60, "the killed server to be a replica in sync")
+    else:
+        cluster.stop_redis()
+        wait_for(lambda: not all_ready(cluster), 10, "the nodes to report Redis gone")
+        wait_for(lambda: sum(sender.retries for sender in senders) > 0, 20,
+                 "a send to meet the outage")
+        cluster.start_redis()
+
+    assert any(sender.is_alive() for sender in senders), "the failure came after the traffic"
+    for sender in senders:
+        sender.join(RETRY_FOR_S * MESSAGES_PER_SENDER)
+        assert sender.failure is None, sender.failure
+        assert len(sender.acked) == MESSAGES_PER_SENDER
+    assert sum(sender.retries for sender in senders) > 0, "no send met the failure"
+    wait_for(lambda: all_ready(cluster), 30, "every node to be ready again")
+
+    acked_by_room = {sender.room: set(sender.acked.values()) for sender in senders}
+    history = {room: [m["id"] for m in users.history(room)] for room in rooms}
+    for room, acked in acked_by_room.items():
+        assert acked <= set(history[room]), f"acknowledged but not stored in {room}"
+        assert len(history[room]) == len(set(history[room]))
+    for receiver in receivers:
+        got: dict[str, list[str]] = defaultdict(list)
+        expected = sum(len(ids) for ids in acked_by_room.values())
+        deadline = time.monotonic() + 30
+        while sum(len(set(ids) & acked_by_room[room]) for room, ids in got.items()) < expected:
+            assert time.monotonic() < deadline, (
+                f"{receiver.node}: got {sum(len(ids) for ids in got.values())} messages, "
+                f"{expected} acknowledged")
+            for message in receiver.take("message", 1, timeout=max(0.1, deadline -
+                                                                    time.monotonic())):
+                got[message["room"]].append(message["id"])
+        for room, ids in got.items():
+            assert len(ids) == len(set(ids)), f"{receiver.node} got duplicates in {room}"
+            assert ids == sorted(ids, key=parse_id), f"{receiver.node} out of order in {room}"
+    print(f"retries while Redis failed: {[sender.retries for sender in senders]}")

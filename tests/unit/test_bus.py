@@ -1,0 +1,270 @@
+"""The bus against a real redis-server (service/bus/bus.py): a node receives exactly the rooms
+and users it serves, in stored order, and a lost subscription loses nothing."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+import redis
+
+from service.bus import channels, message
+from service.bus.bus import Bus
+from service.settings import RedisTarget
+from service.store.store import Store
+
+NODE = "node-a"
+
+
+def wait_for(condition: Callable[[], object], timeout: float = 10, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what or condition}"
+        time.sleep(0.01)
+
+
+def spawn(target, *args) -> None:
+    threading.Thread(target=target, args=args, daemon=True).start()
+
+
+class Recorder:
+    """Stands in for the node's Socket.IO server: what the bus delivers, to whom."""
+
+    def __init__(self) -> None:
+        self.delivered: list[tuple[str | None, str, list[str]]] = []
+        self.to_one: list[tuple[str, str]] = []
+        self.controls: list[dict] = []
+        self.lock = threading.Lock()
+
+    def deliver(self, room: str | None, body: str, skip: list[str]) -> None:
+        with self.lock:
+            self.delivered.append((room, body, list(skip)))
+
+    def deliver_to(self, sid: str, body: str) -> None:
+        self.to_one.append((sid, body))
+
+    def texts(self, room: str) -> list[str]:
+        with self.lock:
+            return [json.loads(body)[1]["text"] for to, body, _ in self.delivered
+                    if to == room and json.loads(body)[0] == "message"]
+
+
+@pytest.fixture
+def client(redis_server):
+    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
+    client.flushall()
+    return client
+
+
+@pytest.fixture
+def store(client, redis_server):
+    store = Store(RedisTarget(url=redis_server.url), NODE, history_max=1000)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def recorder() -> Recorder:
+    return Recorder()
+
+
+@pytest.fixture
+def bus(store, recorder):
+    bus = Bus(NODE, store.topology, store.messages, recorder.deliver, recorder.deliver_to,
+              recorder.controls.append, spawn, time.sleep)
+    bus.start()
+    wait_for(lambda: bus.ready()[0], what="the bus to be ready")
+    yield bus
+    bus.close()
+
+
+def shard_channels(client) -> set[str]:
+    return set(client.execute_command("PUBSUB", "SHARDCHANNELS"))
+
+
+def kill_bus_connections(client) -> int:
+    killed = 0
+    for entry in client.client_list(_type="pubsub"):
+        if entry["name"] == f"{NODE}:bus":
+            killed += client.client_kill_filter(_id=entry["id"])
+    return killed
+
+
+def test_a_node_subscribes_to_a_room_when_it_serves_it_and_receives_only_those(bus, store,
+                                                                              recorder, client):
+    lobby = channels.room("lobby")
+    assert bus.attach("sid-1", lobby) is True
+    assert bus.attach("sid-2", lobby) is False  # the room was served here already
+    assert lobby.name in shard_channels(client)
+    store.messages.publish("lobby", "alice", "one", None)
+    store.messages.publish("elsewhere", "alice", "not for us", None)
+    wait_for(lambda: recorder.texts("r:lobby") == ["one"])
+    assert channels.room("elsewhere").name not in shard_channels(client)
+    assert all(room == "r:lobby" for room, _, _ in recorder.delivered)
+
+
+def test_attach_returns_only_once_redis_confirmed_the_subscription(bus, client):
+    names = [channels.room(f"new-{n}") for n in range(50)]
+    for sid, channel in enumerate(names):
+        bus.attach(f"sid-{sid}", channel)
+        assert client.execute_command("PUBSUB", "SHARDNUMSUB", channel.name)[1] == 1
+
+
+def test_the_last_connection_leaving_unsubscribes(bus, store, recorder, client):
+    lobby = channels.room("lobby")
+    bus.attach("sid-1", lobby)
+    bus.attach("sid-2", lobby)
+    bus.detach("sid-1", lobby)
+    assert lobby.name in shard_channels(client)
+    bus.detach("sid-2", lobby)
+    wait_for(lambda: lobby.name not in shard_channels(client), what="the unsubscribe")
+    store.messages.publish("lobby", "alice", "after", None)
+    store.messages.publish("probe", "alice", "probe", None)  # the link still reads
+    bus.attach("sid-3", channels.room("probe"))
+    store.messages.publish("probe", "alice", "probe 2", None)
+    wait_for(lambda: recorder.texts("r:probe") == ["probe 2"])
+    assert recorder.texts("r:lobby") == []
+
+
+def test_stored_messages_are_delivered_once_in_order_and_the_senders_connection_skipped(
+        bus, store, recorder, client):
+    client.hset("user:{bob}", "pw", "x")
+    client.hset("user:{alice}", "pw", "x")
+    bob = channels.user("bob")
+    bus.attach("sid-bob", bob)
+    sent = store.messages.direct("bob", "alice", "hi", None, f"{NODE}|sid-bob")
+    wait_for(lambda: len(recorder.delivered) == 1)
+    room, body, skip = recorder.delivered[0]
+    assert (room, skip) == ("u:bob", ["sid-bob"])
+    assert json.loads(body)[1]["id"] == sent.id
+    # the same frame again (a replay meeting the live stream) is dropped
+    bus.handle(bob, message.decode(message.stored_event("direct", json.loads(body)[1])))
+    assert len(recorder.delivered) == 1
+
+
+def test_frames_of_an_unknown_format_are_dropped_and_counted(bus, recorder, client):
+    lobby = channels.room("lobby")
+    bus.attach("sid-1", lobby)
+    client.execute_command("SPUBLISH", lobby.name, "from a future version")
+    client.execute_command("SPUBLISH", lobby.name, message.event("notice", {"text": "ok"}))
+    wait_for(lambda: len(recorder.delivered) == 1)
+    assert bus.unknown_frames == 1
+
+
+def test_control_frames_go_to_the_node(bus, recorder, client):
+    alice = channels.user("alice")
+    bus.attach("sid-1", alice)
+    client.execute_command("SPUBLISH", alice.name, message.control({"disconnect": ["n|s"]}))
+    wait_for(lambda: recorder.controls == [{"disconnect": ["n|s"]}])
+    assert recorder.delivered == []
+
+
+def test_a_lost_subscription_is_noticed_restored_and_what_was_missed_replayed_once(
+        bus, store, recorder, client):
+    lobby = channels.room("lobby")
+    bus.attach("sid-1", lobby)
+    before = store.messages.publish("lobby", "alice", "before", None)
+    wait_for(lambda: recorder.texts("r:lobby") == ["before"])
+    assert kill_bus_connections(client) >= 1
+    wait_for(lambda: not bus.ready()[0] or bus.resubscribes, what="the loss to be noticed")
+    missed = [store.messages.publish("lobby", "alice", f"missed {n}", None).id
+              for n in range(5)]
+    wait_for(lambda: bus.ready()[0], what="the subscription to be restored")
+    after = store.messages.publish("lobby", "alice", "after", None)
+    expected = ["before", *(f"missed {n}" for n in range(5)), "after"]
+    wait_for(lambda: len(recorder.texts("r:lobby")) >= len(expected))
+    assert recorder.texts("r:lobby") == expected
+    ids = [json.loads(body)[1]["id"] for _, body, _ in recorder.delivered]
+    assert ids == [before.id, *missed, after.id]
+
+
+def test_twenty_thousand_rooms_are_resubscribed_in_one_batch_and_each_replayed_exactly(
+        bus, store, recorder, client):
+    rooms = [f"room-{n}" for n in range(20_000)]
+    errors: list[BaseException] = []
+
+    def attach(part: list[str]) -> None:
+        try:
+            for name in part:
+                bus.attach(f"sid-{name}", channels.room(name))
+        except BaseException as error:  # reported below
+            errors.append(error)
+
+    workers = [threading.Thread(target=attach, args=(rooms[n::40],)) for n in range(40)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    assert errors == []
+    assert client.execute_command("PUBSUB", "SHARDNUMSUB", rooms[0], rooms[-1])  # answered
+    assert len(shard_channels(client)) == 20_000 + 1  # and the broadcast channel
+    resubscribes = bus.resubscribes
+    kill_bus_connections(client)
+    wait_for(lambda: not bus.ready()[0] or bus.resubscribes > resubscribes)
+    touched = rooms[::200]  # 100 rooms get a message while the node is not subscribed
+    for name in touched:
+        store.messages.publish(name, "alice", f"missed in {name}", None)
+    wait_for(lambda: bus.ready()[0], timeout=30, what="20,000 rooms to be restored")
+    assert bus.resubscribes == resubscribes + 1  # every lost channel in one pass
+    wait_for(lambda: len(recorder.delivered) >= len(touched), timeout=10)
+    assert sorted(room for room, _, _ in recorder.delivered) == sorted(
+        channels.socketio_room(name) for name in touched)
+    assert len(shard_channels(client)) == 20_000 + 1
+
+
+# ---- resuming joins: held, then released after the answer -------------------------------------
+
+
+def live(bus: Bus, message_id: str, skip: str | None = None) -> None:
+    data = {"id": message_id, "room": "lobby", "text": message_id}
+    bus.handle(channels.room("lobby"), message.decode(message.stored_event("message", data,
+                                                                           skip=skip)))
+
+
+@pytest.fixture
+def offline_bus(recorder) -> Bus:
+    """A bus that never connects: frames are handed to it directly."""
+    return Bus(NODE, None, None, recorder.deliver, recorder.deliver_to,  # type: ignore[arg-type]
+               recorder.controls.append, spawn, time.sleep)
+
+
+def delivered(recorder: Recorder) -> list[tuple[str, list[str]]]:
+    return [(json.loads(body)[1]["id"], sorted(skip)) for _, body, skip in recorder.delivered]
+
+
+def test_a_message_of_the_answer_arriving_after_it_is_not_delivered_again(offline_bus, recorder):
+    lobby = channels.room("lobby")
+    offline_bus.hold("joiner", lobby)
+    live(offline_bus, "100-0")  # arrives while the join runs: held
+    offline_bus.release("joiner", lobby, "101-0")  # the answer's missed ended at 101-0
+    live(offline_bus, "101-0")  # stored before the join, reaches the subscription only now
+    live(offline_bus, "102-0", skip="node-b|sender-elsewhere")
+    live(offline_bus, "103-0", skip=f"{NODE}|sender-here")
+    assert delivered(recorder) == [
+        ("100-0", ["joiner"]), ("101-0", ["joiner"]), ("102-0", []), ("103-0", ["sender-here"])]
+    assert offline_bus.answered == {}  # past the answer, nothing is remembered for the room
+    assert recorder.to_one == []  # 100-0 was in the answer
+
+
+def test_held_messages_newer_than_the_answer_follow_it_to_the_joiner_alone(offline_bus,
+                                                                          recorder):
+    lobby = channels.room("lobby")
+    offline_bus.hold("joiner", lobby)
+    live(offline_bus, "100-0")
+    live(offline_bus, "105-0")
+    offline_bus.release("joiner", lobby, "101-0")
+    assert [(sid, json.loads(body)[1]["id"]) for sid, body in recorder.to_one] == [
+        ("joiner", "105-0")]
+    assert delivered(recorder) == [("100-0", ["joiner"]), ("105-0", ["joiner"])]
+
+
+def test_a_connection_that_leaves_is_forgotten(offline_bus, recorder):
+    lobby = channels.room("lobby")
+    offline_bus.hold("joiner", lobby)
+    offline_bus.release("joiner", lobby, "101-0")
+    offline_bus.forget("joiner")
+    live(offline_bus, "101-0")
+    assert delivered(recorder) == [("101-0", [])]
