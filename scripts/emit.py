@@ -17,8 +17,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from service.bus.emitter import Emitter  # noqa: E402 - after the path is set
-from service.settings import SettingsError, load_settings  # noqa: E402
+from service.bus.emitter import Emitter
+from service.settings import SettingsError, load_settings
 
 
 def main() -> int:
