@@ -33,13 +33,20 @@ class Receiver:
 
 @dataclass
 class Ledger:
-    """One process's record of sends and receipts."""
+    """One process's record of sends and receipts.
+
+    Direct messages are owed to their recipient connection when they were acknowledged while it
+    was listening (`inbox_open`: from its welcome until it stopped); senders pick recipients in
+    their own process, so one clock decides."""
 
     sent: dict[str, list[str]] = field(default_factory=dict)  # room -> acknowledged ids
     send_failures: Counter = field(default_factory=Counter)  # error code -> count
     receivers: dict[str, Receiver] = field(default_factory=dict)  # connection id -> receiver
     latencies: dict[str, list[float]] = field(default_factory=lambda: {"same_node": [],
                                                                         "cross_node": []})
+    directs: list[tuple[str, str, float]] = field(default_factory=list)  # to, client_id, at ms
+    inbox: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # uid -> client_id, id
+    inbox_open: dict[str, list[float]] = field(default_factory=dict)  # uid -> [from ms, to ms]
 
     def acknowledged(self, room: str, message_id: str) -> None:
         self.sent.setdefault(room, []).append(message_id)
@@ -47,12 +54,21 @@ class Ledger:
     def received(self, receiver_id: str, message_id: str) -> None:
         self.receivers[receiver_id].ids.append(message_id)
 
+    def direct_acknowledged(self, recipient: str, client_id: str, at_ms: float) -> None:
+        self.directs.append((recipient, client_id, at_ms))
+
+    def direct_received(self, recipient: str, client_id: str, message_id: str) -> None:
+        self.inbox.setdefault(recipient, []).append((client_id, message_id))
+
     def to_json(self) -> dict[str, Any]:
         return {
             "sent": self.sent,
             "send_failures": dict(self.send_failures),
             "receivers": {key: vars(r) for key, r in self.receivers.items() if r.listening},
             "latencies": self.latencies,
+            "directs": self.directs,
+            "inbox": self.inbox,
+            "inbox_open": self.inbox_open,
         }
 
     def write(self, path: Path) -> None:
@@ -70,6 +86,7 @@ class Accounting:
     sent: int = 0
     send_failures: dict[str, int] = field(default_factory=dict)
     latencies: dict[str, list[float]] = field(default_factory=dict)
+    directs: int = 0  # direct messages received (among the deliveries)
 
     @property
     def clean(self) -> bool:
@@ -103,7 +120,28 @@ def account(ledgers: list[dict[str, Any]]) -> Accounting:
         keys = [id_key(i) for i in got]
         result.out_of_order += sum(1 for a, b in pairwise(keys) if b < a)
     result.deliveries_per_s = steady_delivery_rate(sent, receivers)
+    for ledger in ledgers:
+        add_directs(result, ledger)
     return result
+
+
+def add_directs(result: Accounting, ledger: dict[str, Any]) -> None:
+    """Direct messages of one process: each owed once, in inbox order, to its recipient."""
+    inbox = ledger.get("inbox", {})
+    windows = ledger.get("inbox_open", {})
+    for recipient, client_id, at_ms in ledger.get("directs", []):
+        window = windows.get(recipient)
+        if window is None or not window[0] < at_ms < (window[1] or float("inf")):
+            continue
+        got = [cid for cid, _ in inbox.get(recipient, [])].count(client_id)
+        result.expected += 1
+        result.delivered += min(got, 1)
+        result.lost += 1 if got == 0 else 0
+        result.duplicates += max(0, got - 1)
+    for received in inbox.values():
+        keys = [id_key(message_id) for _, message_id in received]
+        result.out_of_order += sum(1 for a, b in pairwise(keys) if b < a)
+    result.directs += sum(len(received) for received in inbox.values())
 
 
 def steady_delivery_rate(sent: dict[str, list[str]], receivers: list[dict[str, Any]]) -> float:

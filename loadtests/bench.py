@@ -9,7 +9,15 @@ Writes bench-results/<time>/ (or BENCH_RESULTS): summary.json (a row per system 
 bench.png, and each run's own load-test folder; prints a table with each row's ratio to the Node
 reference. Exits non-zero if any run lost a message.
 
-Knobs: SCENARIOS (chat,fanout), SYSTEMS (names, comma-separated), USERS (100), DURATION (30),
+Then the scale series: the same small-room load (SCENARIO=smallrooms: rooms of 4, direct
+messages too, SCALE_USERS users) against this service with 3, 6 and 9 nodes, on one Redis and on
+a local Redis Cluster (3 masters, a replica each). Each run also starts one more node that the
+front door does not know: it serves no room, and its CPU shows what a node pays for rooms it does
+not serve. Writes scale.json and scale.png, prints the table, and the ratio of server CPU per
+delivery at 9 nodes to 3 (the target: at most 1.15).
+
+Knobs: PARTS (compare,scale), SCENARIOS (chat,fanout), SYSTEMS (names, comma-separated), USERS
+(100), SCALE_USERS (300), SCALE_NODES (3,6,9), SCALE_REDIS (single,cluster), DURATION (30),
 SPAWN_RATE (50), PROCESSES (load-generating processes, default all cores); `make bench` passes
 the same defaults as `make loadtest` (100 users, 45 s).
 """
@@ -74,10 +82,11 @@ def cluster_pids(cluster: Cluster) -> list[int]:
     return [process.pid for process in cluster.processes.values()]
 
 
-def run_scenario(system: System, cluster: Cluster, scenario: str, folder: Path) -> dict:
+def run_scenario(system: System, cluster: Cluster, scenario: str, folder: Path,
+                 users: str | None = None) -> dict:
     env = dict(os.environ, SCENARIO=scenario, HOST=cluster.url, RESULTS_DIR=str(folder),
                SERVER_PIDS=",".join(map(str, cluster_pids(cluster))),
-               USERS=os.environ.get("USERS") or "100",
+               USERS=users or os.environ.get("USERS") or "100",
                DURATION=os.environ.get("DURATION") or "30",
                SPAWN_RATE=os.environ.get("SPAWN_RATE") or "50")
     run = subprocess.run([sys.executable, str(ROOT / "loadtests" / "run.py")], env=env, cwd=ROOT,
@@ -104,6 +113,8 @@ def run_scenario(system: System, cluster: Cluster, scenario: str, folder: Path) 
         "duplicates": summary["duplicates"],
         "out_of_order": summary["out_of_order"],
         "server_cpu_s_per_1000": round(summary["server_cpu_s"] / delivered * 1000, 3),
+        "delivered": summary["delivered"],
+        "directs_received": summary.get("directs_received", 0),
         "server_cpu_s": summary["server_cpu_s"],
         "server_cpu_s_by_program": summary["server_cpu_s_by_program"],
         "deliveries_per_server_cpu_s": round(delivered / max(summary["server_cpu_s"], 0.001)),
@@ -182,23 +193,142 @@ def chart(rows: list[dict], scenarios: list[str], path: Path) -> None:
     plt.close(figure)
 
 
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            for process in (psutil.Process(pid), *psutil.Process(pid).children(recursive=True)):
+                times = process.cpu_times()
+                total += times.user + times.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def scale_run(nodes: int, redis_mode: str, index: int, folder: Path) -> dict:
+    """One run of the scale series: `nodes` serve the small-room load, one more serves nothing."""
+    name = f"rooms-{nodes}" + ("-cluster" if redis_mode == "cluster" else "")
+    system = System(name, nodes, "gunicorn", f"this service, {nodes} nodes, "
+                    + ("a Redis Cluster (3 masters, 3 replicas)" if redis_mode == "cluster"
+                       else "one Redis"))
+    cluster = Cluster(nodes=nodes, port=18500 + index, redis_port=16500 + 10 * index,
+                      node_base_port=15500 + 20 * index, redis_mode=redis_mode,
+                      run_dir=folder / "systems" / name,
+                      env={"RATE_LIMIT_PER_S": "1000", "RATE_LIMIT_BURST": "2000"})
+    cluster.start()
+    try:
+        idle = nodes + 1  # started after the front door: it gets no client
+        cluster.start_node(idle, wait=False)
+        cluster.wait_node_ready(idle)
+        idle_pid = cluster.processes[cluster.node_name(idle)].pid
+        idle_before, started = cpu_seconds([idle_pid]), time.monotonic()
+        row = run_scenario(system, cluster, "smallrooms", folder / f"scale-{name}",
+                           users=os.environ.get("SCALE_USERS") or "300")
+        elapsed = time.monotonic() - started
+    finally:
+        cluster.stop()
+    row.update(redis=redis_mode,
+               node_cpu_s=round(row["server_cpu_s_by_program"].get("python", 0.0), 1),
+               idle_node_cpu_percent=round((cpu_seconds([idle_pid]) - idle_before)
+                                           / elapsed * 100, 2) if elapsed else None)
+    row["node_cpu_s_per_node_per_minute"] = round(
+        row["node_cpu_s"] / nodes / max(elapsed, 1) * 60, 2)
+    return row
+
+
+def scale_series(folder: Path) -> list[dict]:
+    sizes = [int(n) for n in (os.environ.get("SCALE_NODES") or "3,6,9").split(",")]
+    modes = (os.environ.get("SCALE_REDIS") or "single,cluster").split(",")
+    rows = []
+    for mode in modes:
+        for nodes in sizes:
+            started = time.monotonic()
+            row = scale_run(nodes, mode, len(rows), folder)
+            rows.append(row)
+            print(f"  {row['system']:18} smallrooms {row['deliveries_per_s']:8.1f} deliveries/s  "
+                  f"cpu {row['server_cpu_s_per_1000']:.3f} s/1000  idle node "
+                  f"{row['idle_node_cpu_percent']}% cpu  lost {row['lost']}  "
+                  f"({time.monotonic() - started:.0f} s)", flush=True)
+    for mode in modes:
+        subset = [row for row in rows if row["redis"] == mode]
+        if subset:
+            base = subset[0]["server_cpu_s_per_1000"]
+            for row in subset:
+                row["cpu_per_delivery_vs_first"] = round(row["server_cpu_s_per_1000"] / base, 2)
+    return rows
+
+
+def print_scale(rows: list[dict]) -> None:
+    header = (f"{'system':18} {'redis':8} {'nodes':>5} {'deliv/s':>8} {'p50 ms':>7} "
+              f"{'p99 ms':>7} {'lost':>4} {'cpu s/1k':>8} {'x vs 3':>6} {'node cpu s/min':>14} "
+              f"{'idle node %':>11} {'loadgen':>7}")
+    print(header)
+    print("-" * len(header))
+    for row in rows:
+        print(f"{row['system']:18} {row['redis']:8} {row['nodes']:5d} "
+              f"{row['deliveries_per_s']:8.0f} {row['p50_ms']:7.1f} {row['p99_ms']:7.1f} "
+              f"{row['lost']:4d} {row['server_cpu_s_per_1000']:8.3f} "
+              f"{row['cpu_per_delivery_vs_first']:6.2f} "
+              f"{row['node_cpu_s_per_node_per_minute']:14.2f} "
+              f"{row['idle_node_cpu_percent']:11.2f} "
+              f"{row['load_generator_busiest_process_cores']:7.2f}")
+
+
+def scale_chart(rows: list[dict], path: Path) -> None:
+    figure, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for mode, color in (("single", "tab:blue"), ("cluster", "tab:orange")):
+        subset = [row for row in rows if row["redis"] == mode]
+        if not subset:
+            continue
+        label = "one Redis" if mode == "single" else "Redis Cluster"
+        nodes = [row["nodes"] for row in subset]
+        for axis, key in zip(axes, ("server_cpu_s_per_1000", "node_cpu_s_per_node_per_minute",
+                                    "p99_ms"), strict=True):
+            axis.plot(nodes, [row[key] for row in subset], marker="o", color=color, label=label)
+    for axis, title in zip(axes, ("server CPU s per 1000 deliveries",
+                                  "CPU s per node per minute", "cross-node p99 (ms)"),
+                           strict=True):
+        axis.set_title(title)
+        axis.set_xlabel("nodes")
+        axis.set_ylim(bottom=0)
+        axis.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+
+
 def main() -> int:
-    scenarios = (os.environ.get("SCENARIOS") or "chat,fanout").split(",")
-    systems = choose(os.environ.get("SYSTEMS"))
+    parts = (os.environ.get("PARTS") or "compare,scale").split(",")
+    unknown = set(parts) - {"compare", "scale"}
+    if unknown:
+        raise SystemExit(f"PARTS: unknown {sorted(unknown)}; choose from compare, scale")
     folder = Path(os.environ.get("BENCH_RESULTS") or ROOT / "bench-results" /
                   time.strftime("%Y%m%d-%H%M%S"))
     folder.mkdir(parents=True, exist_ok=True)
-    print(f"bench: {len(systems)} systems x {scenarios}, {os.environ.get('USERS') or 100} users, "
-          f"{os.environ.get('DURATION') or 30} s each, on {psutil.cpu_count()} cores; results in "
-          f"{folder}", flush=True)
-    rows: list[dict] = []
-    for index, system in enumerate(systems):
-        rows += bench_system(system, index, scenarios, folder)
-    rows = with_ratios(rows)
-    (folder / "summary.json").write_text(json.dumps(rows, indent=2) + "\n")
-    chart(rows, scenarios, folder / "bench.png")
-    print_table(rows)
-    if any(row["lost"] for row in rows):
+    failed = False
+    if "compare" in parts:
+        scenarios = (os.environ.get("SCENARIOS") or "chat,fanout").split(",")
+        systems = choose(os.environ.get("SYSTEMS"))
+        print(f"bench: {len(systems)} systems x {scenarios}, {os.environ.get('USERS') or 100} "
+              f"users, {os.environ.get('DURATION') or 30} s each, on {psutil.cpu_count()} cores; "
+              f"results in {folder}", flush=True)
+        rows: list[dict] = []
+        for index, system in enumerate(systems):
+            rows += bench_system(system, index, scenarios, folder)
+        rows = with_ratios(rows)
+        (folder / "summary.json").write_text(json.dumps(rows, indent=2) + "\n")
+        chart(rows, scenarios, folder / "bench.png")
+        print_table(rows)
+        failed = failed or any(row["lost"] for row in rows)
+    if "scale" in parts:
+        print(f"scale series: smallrooms, {os.environ.get('SCALE_USERS') or 300} users; results "
+              f"in {folder}", flush=True)
+        scale = scale_series(folder)
+        (folder / "scale.json").write_text(json.dumps(scale, indent=2) + "\n")
+        scale_chart(scale, folder / "scale.png")
+        print_scale(scale)
+        failed = failed or any(row["lost"] for row in scale)
+    if failed:
         print("FAILED: a run lost messages")
         return 1
     return 0

@@ -2,6 +2,8 @@
 
 SCENARIO=chat    rooms of ROOM_SIZE users; every user sends SEND_RATE messages/s and receives.
 SCENARIO=fanout  one room; SENDERS users send FANOUT_RATE messages/s each; everyone receives.
+SCENARIO=smallrooms  rooms of ROOM_SIZE (4) users; every user sends SEND_RATE (0.5) messages/s,
+                 DIRECT_SHARE (0.2) of them as direct messages to another member of its room.
 
 Reported to locust as request types: `connect` (Socket.IO connect until `welcome`), `send` (ack
 time), `deliver` named `same-node` / `cross-node` (send to receipt, from the send time carried in
@@ -13,6 +15,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import random
 import time
 import uuid
 from pathlib import Path
@@ -27,8 +30,10 @@ from loadtests.accounting import Ledger, Receiver
 from loadtests.pacing import steady_rate
 
 SCENARIO = os.environ.get("SCENARIO", "chat")
-ROOM_SIZE = int(os.environ.get("ROOM_SIZE", "10"))
-SEND_RATE = float(os.environ.get("SEND_RATE", "1"))
+SMALL = SCENARIO == "smallrooms"
+ROOM_SIZE = int(os.environ.get("ROOM_SIZE") or ("4" if SMALL else "10"))
+SEND_RATE = float(os.environ.get("SEND_RATE") or ("0.5" if SMALL else "1"))
+DIRECT_SHARE = float(os.environ.get("DIRECT_SHARE") or ("0.2" if SMALL else "0"))
 SENDERS = int(os.environ.get("SENDERS", "5"))
 FANOUT_RATE = float(os.environ.get("FANOUT_RATE", "5"))
 USERS = int(os.environ.get("USERS", "100"))
@@ -41,6 +46,7 @@ PASSWORD = os.environ.get("LOADTEST_PASSWORD", "load-test-password")
 ledger = Ledger()
 local_index = itertools.count()
 _tokens: list[str] | None = None
+members: dict[str, dict[str, str]] = {}  # room -> uid -> username, of this process's users
 
 
 def worker_index(environment) -> int:
@@ -83,15 +89,18 @@ class RoomsUser(User):
         welcome: AsyncResult = AsyncResult()
         self.sio.on("welcome", welcome.set)
         self.sio.on("message", self.on_room_message)
+        self.sio.on("direct", self.on_direct)
         started = time.perf_counter()
         try:
             self.sio.connect(f"{self.host}?node_key=lt-{RUN_ID}-{self.uid}", auth={"token": token},
                              transports=["websocket"], wait_timeout=30)
-            self.node = welcome.get(timeout=30)["node"]
+            greeting = welcome.get(timeout=30)
+            self.node, self.username = greeting["node"], greeting["user"]
         except Exception as error:
             self.fire("connect", "socketio", started, error)
             raise
         self.fire("connect", "socketio", started)
+        ledger.inbox_open[self.uid] = [time.time() * 1000, 0]
         self.receiver = Receiver(self.room, self.node)
         ledger.receivers[self.uid] = self.receiver
         answer = self.sio.call("join", {"room": self.room}, timeout=30)
@@ -100,11 +109,15 @@ class RoomsUser(User):
             raise RuntimeError(f"join failed: {answer} {newest}")
         self.receiver.watermark = newest["messages"][-1]["id"] if newest["messages"] else None
         self.receiver.listening = True
+        members.setdefault(self.room, {})[self.uid] = self.username
         gevent.sleep(self.wait_time())
 
     def on_stop(self) -> None:
         if hasattr(self, "receiver"):
             self.receiver.listening = self.receiver.listening and self.sio.connected
+            members.get(self.room, {}).pop(self.uid, None)
+        if self.uid in ledger.inbox_open:
+            ledger.inbox_open[self.uid][1] = time.time() * 1000 if self.sio.connected else -1
         if self.sio.connected:
             self.sio.disconnect()
 
@@ -129,9 +142,47 @@ class RoomsUser(User):
             request_type="deliver", name=kind.replace("_", "-"), response_time=latency,
             response_length=len(message.get("text", "")), exception=None, context={})
 
+    def on_direct(self, message: dict) -> None:
+        client_id = message.get("client_id", "")
+        if not client_id.startswith("ld:"):
+            return
+        ledger.direct_received(self.uid, client_id, message["id"])
+        latency = max(0.0, time.time() * 1000 - float(client_id.rsplit(":", 1)[1]))
+        kind = "same_node" if message["node"] == self.node else "cross_node"
+        ledger.latencies[kind].append(latency)
+        self.environment.events.request.fire(
+            request_type="deliver", name="direct", response_time=latency, response_length=0,
+            exception=None, context={})
+
+    def send_direct(self) -> None:
+        """A direct message to another member of the room (listening in this process)."""
+        others = [(uid, name) for uid, name in members.get(self.room, {}).items()
+                  if uid != self.uid]
+        if not others:
+            return
+        uid, name = random.choice(others)
+        client_id = f"ld:{self.uid}:{next(self.seq)}:{time.time() * 1000:.3f}"
+        started = time.perf_counter()
+        try:
+            answer = self.sio.call("direct", {"to": name, "text": "d" * 64,
+                                              "client_id": client_id}, timeout=10)
+        except Exception as error:
+            ledger.send_failures["timeout"] += 1
+            self.fire("direct", "direct", started, error)
+            return
+        if answer.get("ok"):
+            ledger.direct_acknowledged(uid, client_id, time.time() * 1000)
+            self.fire("direct", "direct", started)
+        else:
+            ledger.send_failures[answer["error"]["code"]] += 1
+            self.fire("direct", "direct", started, RuntimeError(answer["error"]["code"]))
+
     @task
     def send(self) -> None:
         if not self.sender or time.time() >= STOP_SENDING_AT or not self.sio.connected:
+            return
+        if DIRECT_SHARE and random.random() < DIRECT_SHARE:
+            self.send_direct()
             return
         client_id = f"lt:{self.uid}:{next(self.seq)}:{time.time() * 1000:.3f}"
         started = time.perf_counter()
@@ -165,9 +216,9 @@ class FanoutUser(RoomsUser):
         return f"fanout-{RUN_ID}", n % every == 0
 
 
-SCENARIOS = {"chat": ChatUser, "fanout": FanoutUser}
+SCENARIOS = {"chat": ChatUser, "fanout": FanoutUser, "smallrooms": ChatUser}
 if SCENARIO not in SCENARIOS:
-    raise SystemExit(f"SCENARIO must be chat or fanout, got {SCENARIO!r}")
+    raise SystemExit(f"SCENARIO must be chat, fanout or smallrooms, got {SCENARIO!r}")
 
 
 @events.test_stop.add_listener

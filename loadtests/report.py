@@ -90,6 +90,7 @@ def write_report(folder: Path, *, scenario: str, users: int, nodes: int, duratio
         "duration_s": duration_s,
         "expected": accounting.expected,
         "delivered": accounting.delivered,
+        "directs_received": accounting.directs,
         "lost": accounting.lost,
         "duplicates": accounting.duplicates,
         "out_of_order": accounting.out_of_order,

@@ -1,9 +1,9 @@
 """`make loadtest`: run a locust scenario headless on all cores and write its results folder.
 
-Knobs (environment): SCENARIO (chat|fanout), USERS, SPAWN_RATE, DURATION (seconds), HOST (the
-front door; a local cluster is started if HOST is the local default and nothing answers there),
-PROCESSES (locust processes, default all cores), LOADGEN_CPUS (pin locust to these CPUs, e.g. `1`),
-plus the scenario's own knobs (locustfile.py).
+Knobs (environment): SCENARIO (chat|fanout|smallrooms), USERS, SPAWN_RATE, DURATION (seconds),
+HOST (the front door; a local cluster is started if HOST is the local default and nothing answers
+there), PROCESSES (locust processes, default all cores), LOADGEN_CPUS (pin locust to these CPUs,
+e.g. `1`), plus the scenario's own knobs (locustfile.py).
 
 Writes loadtests/results/<time>/: locust's CSV and HTML report, the PNG charts and summary.json.
 Exits non-zero when any message was lost, duplicated or delivered out of order.
@@ -233,8 +233,8 @@ def live_nodes(host: str, token: str) -> int:
 
 def main() -> int:
     scenario = os.environ.get("SCENARIO", "chat")
-    if scenario not in ("chat", "fanout"):
-        raise SystemExit(f"SCENARIO must be chat or fanout, got {scenario!r}")
+    if scenario not in ("chat", "fanout", "smallrooms"):
+        raise SystemExit(f"SCENARIO must be chat, fanout or smallrooms, got {scenario!r}")
     users = env_int("USERS", 100)
     spawn_rate = env_int("SPAWN_RATE", 50)
     duration = env_int("DURATION", 45)
@@ -262,7 +262,8 @@ def main() -> int:
                    LOADTEST_RESULTS=str(folder), LOADTEST_RUN_ID=run_id,
                    LOADTEST_STOP_SENDING_AT=str(time.time() + run_time - DRAIN_S),
                    PYTHONPATH=str(ROOT))
-        user_class = {"chat": "ChatUser", "fanout": "FanoutUser"}[scenario]
+        user_class = {"chat": "ChatUser", "fanout": "FanoutUser",
+                      "smallrooms": "ChatUser"}[scenario]
         argv = [sys.executable, "-m", "locust", "-f", str(ROOT / "loadtests" / "locustfile.py"),
                 user_class, "--headless", "--host", host, "--users", str(users),
                 "--spawn-rate", str(spawn_rate), "--run-time", f"{run_time}s",

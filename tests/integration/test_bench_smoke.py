@@ -16,6 +16,7 @@ pytestmark = pytest.mark.local_cluster
 def test_bench_runs_this_service_the_node_reference_and_the_naive_app():
     folder = RESULTS / "bench"
     env = dict(os.environ, SYSTEMS="rooms-1,node-reference-3,naive-1", SCENARIOS="chat",
+               PARTS="compare",
                USERS="20", DURATION="5", SPAWN_RATE="20", PROCESSES="1",
                BENCH_RESULTS=str(folder))
     run = subprocess.run([sys.executable, "loadtests/bench.py"], env=env, capture_output=True,
@@ -30,3 +31,19 @@ def test_bench_runs_this_service_the_node_reference_and_the_naive_app():
     assert rows["node-reference-3"]["ratio_deliveries_per_s"] == 1.0
     assert (folder / "bench.png").stat().st_size > 10_000
     assert "x per cpu" in run.stdout
+
+
+def test_the_scale_series_runs_on_one_redis_and_on_a_redis_cluster():
+    folder = RESULTS / "bench-scale"
+    env = dict(os.environ, PARTS="scale", SCALE_NODES="2", SCALE_USERS="16", USERS="16",
+               DURATION="5", SPAWN_RATE="16", PROCESSES="1", BENCH_RESULTS=str(folder))
+    run = subprocess.run([sys.executable, "loadtests/bench.py"], env=env, capture_output=True,
+                         text=True, timeout=400, check=False)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    rows = json.loads((folder / "scale.json").read_text())
+    assert [(row["redis"], row["nodes"]) for row in rows] == [("single", 2), ("cluster", 2)]
+    for row in rows:
+        assert row["lost"] == 0 and row["duplicates"] == 0 and row["out_of_order"] == 0
+        assert row["directs_received"] > 0 and row["server_cpu_s_per_1000"] > 0
+        assert 0 <= row["idle_node_cpu_percent"] < 50
+    assert (folder / "scale.png").stat().st_size > 10_000

@@ -68,3 +68,22 @@ def test_steady_rate_keeps_a_fixed_grid_and_skips_missed_slots(monkeypatch):
     assert wait(user) == pytest.approx(0.4)  # the grid, not 0.5 after the send
     clock.now = origin + 2.2  # a 1.7 s pause of the load generator
     assert wait(user) == pytest.approx(0.3)  # next slot at origin + 2.5, no burst of catch-ups
+
+
+def test_direct_messages_are_owed_once_to_a_listening_recipient_in_inbox_order():
+    from loadtests.accounting import Ledger, account
+
+    ledger = Ledger()
+    ledger.inbox_open = {"bob": [1000.0, 9000.0], "carol": [5000.0, 0]}
+    ledger.direct_acknowledged("bob", "ld:a:1", 2000.0)  # delivered twice
+    ledger.direct_acknowledged("bob", "ld:a:2", 3000.0)  # lost
+    ledger.direct_acknowledged("carol", "ld:a:3", 4000.0)  # before carol listened: not owed
+    ledger.direct_acknowledged("carol", "ld:a:4", 6000.0)  # delivered, out of order
+    ledger.direct_received("bob", "ld:a:1", "20-0")
+    ledger.direct_received("bob", "ld:a:1", "20-0")
+    ledger.direct_received("carol", "ld:a:4", "40-0")
+    ledger.direct_received("carol", "ld:a:5", "30-0")
+    result = account([ledger.to_json()])
+    assert (result.expected, result.delivered, result.lost, result.duplicates) == (3, 2, 1, 1)
+    assert result.out_of_order == 1
+    assert result.directs == 4
