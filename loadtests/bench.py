@@ -16,6 +16,10 @@ front door does not know: it serves no room, and its CPU shows what a node pays 
 not serve. Writes scale.json and scale.png, prints the table, and the ratio of server CPU per
 delivery at 9 nodes to 3 (the target: at most 1.15).
 
+BASELINE_REV=<git revision> runs the scale series against that revision of this service as
+well (checked out in a git worktree under the results folder, one Redis only), for before and
+after figures.
+
 Knobs: PARTS (compare,scale), SCENARIOS (chat,fanout), SYSTEMS (names, comma-separated), USERS
 (100), SCALE_USERS (300), SCALE_NODES (3,6,9), SCALE_REDIS (single,cluster), DURATION (30),
 SPAWN_RATE (50), PROCESSES (load-generating processes, default all cores); `make bench` passes
@@ -205,15 +209,31 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
-def scale_run(nodes: int, redis_mode: str, index: int, folder: Path) -> dict:
+def baseline_command(revision: str, folder: Path) -> list[str]:
+    """A node command that serves an earlier revision of this service from a git worktree."""
+    tree = folder / f"baseline-{revision}"
+    if not tree.exists():
+        subprocess.run(["git", "worktree", "add", "--detach", str(tree), revision], cwd=ROOT,
+                       check=True, capture_output=True)
+    conf = next(path for path in (tree / "service/node/gunicorn_conf.py",
+                                  tree / "service/gunicorn_conf.py") if path.exists())
+    app = "service.node.wsgi:app" if (tree / "service/node/wsgi.py").exists() else \
+        "service.wsgi:app"
+    return ["sh", "-c", f'cd "{tree}" && exec "{VENV_BIN / "gunicorn"}" -c "{conf}" {app}']
+
+
+def scale_run(nodes: int, redis_mode: str, index: int, folder: Path,
+              baseline: str | None = None) -> dict:
     """One run of the scale series: `nodes` serve the small-room load, one more serves nothing."""
-    name = f"rooms-{nodes}" + ("-cluster" if redis_mode == "cluster" else "")
+    name = (f"rooms-{nodes}" + ("-cluster" if redis_mode == "cluster" else "")
+            + (f"@{baseline}" if baseline else ""))
     system = System(name, nodes, "gunicorn", f"this service, {nodes} nodes, "
                     + ("a Redis Cluster (3 masters, 3 replicas)" if redis_mode == "cluster"
-                       else "one Redis"))
+                       else "one Redis") + (f", revision {baseline}" if baseline else ""))
     cluster = Cluster(nodes=nodes, port=18500 + index, redis_port=16500 + 10 * index,
                       node_base_port=15500 + 20 * index, redis_mode=redis_mode,
                       run_dir=folder / "systems" / name,
+                      node_command=baseline_command(baseline, folder) if baseline else "gunicorn",
                       env={"RATE_LIMIT_PER_S": "1000", "RATE_LIMIT_BURST": "2000"})
     cluster.start()
     try:
@@ -224,13 +244,12 @@ def scale_run(nodes: int, redis_mode: str, index: int, folder: Path) -> dict:
         idle_before, started = cpu_seconds([idle_pid]), time.monotonic()
         row = run_scenario(system, cluster, "smallrooms", folder / f"scale-{name}",
                            users=os.environ.get("SCALE_USERS") or "300")
-        elapsed = time.monotonic() - started
+        idle_cpu_s, elapsed = cpu_seconds([idle_pid]) - idle_before, time.monotonic() - started
     finally:
         cluster.stop()
-    row.update(redis=redis_mode,
+    row.update(redis=redis_mode, revision=baseline or "this",
                node_cpu_s=round(row["server_cpu_s_by_program"].get("python", 0.0), 1),
-               idle_node_cpu_percent=round((cpu_seconds([idle_pid]) - idle_before)
-                                           / elapsed * 100, 2) if elapsed else None)
+               idle_node_cpu_percent=round(idle_cpu_s / elapsed * 100, 2))
     row["node_cpu_s_per_node_per_minute"] = round(
         row["node_cpu_s"] / nodes / max(elapsed, 1) * 60, 2)
     return row
@@ -239,22 +258,29 @@ def scale_run(nodes: int, redis_mode: str, index: int, folder: Path) -> dict:
 def scale_series(folder: Path) -> list[dict]:
     sizes = [int(n) for n in (os.environ.get("SCALE_NODES") or "3,6,9").split(",")]
     modes = (os.environ.get("SCALE_REDIS") or "single,cluster").split(",")
+    baseline = os.environ.get("BASELINE_REV")
+    series = [(mode, None) for mode in modes] + ([("single", baseline)] if baseline else [])
     rows = []
-    for mode in modes:
+    for mode, revision in series:
         for nodes in sizes:
             started = time.monotonic()
-            row = scale_run(nodes, mode, len(rows), folder)
+            row = scale_run(nodes, mode, len(rows), folder, revision)
             rows.append(row)
             print(f"  {row['system']:18} smallrooms {row['deliveries_per_s']:8.1f} deliveries/s  "
                   f"cpu {row['server_cpu_s_per_1000']:.3f} s/1000  idle node "
                   f"{row['idle_node_cpu_percent']}% cpu  lost {row['lost']}  "
                   f"({time.monotonic() - started:.0f} s)", flush=True)
-    for mode in modes:
-        subset = [row for row in rows if row["redis"] == mode]
+    for mode, revision in series:
+        subset = [row for row in rows
+                  if row["redis"] == mode and row["revision"] == (revision or "this")]
         if subset:
             base = subset[0]["server_cpu_s_per_1000"]
             for row in subset:
                 row["cpu_per_delivery_vs_first"] = round(row["server_cpu_s_per_1000"] / base, 2)
+    if baseline:
+        subprocess.run(["git", "worktree", "remove", "--force",
+                        str(folder / f"baseline-{baseline}")], cwd=ROOT, check=False,
+                       capture_output=True)
     return rows
 
 
@@ -276,11 +302,14 @@ def print_scale(rows: list[dict]) -> None:
 
 def scale_chart(rows: list[dict], path: Path) -> None:
     figure, axes = plt.subplots(1, 3, figsize=(15, 4))
-    for mode, color in (("single", "tab:blue"), ("cluster", "tab:orange")):
-        subset = [row for row in rows if row["redis"] == mode]
+    lines = [("single", "this", "tab:blue", "one Redis"),
+             ("cluster", "this", "tab:orange", "Redis Cluster")]
+    lines += [("single", revision, "tab:gray", f"one Redis, {revision} (before)")
+              for revision in sorted({row["revision"] for row in rows} - {"this"})]
+    for mode, revision, color, label in lines:
+        subset = [row for row in rows if row["redis"] == mode and row["revision"] == revision]
         if not subset:
             continue
-        label = "one Redis" if mode == "single" else "Redis Cluster"
         nodes = [row["nodes"] for row in subset]
         for axis, key in zip(axes, ("server_cpu_s_per_1000", "node_cpu_s_per_node_per_minute",
                                     "p99_ms"), strict=True):

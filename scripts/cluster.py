@@ -285,6 +285,13 @@ class Cluster:
             self._spawn(f"redis-{port}", self.redis_cluster_argv(port))
         for port in self.redis_ports():
             wait_until(lambda port=port: self.redis_answers(port), 15, f"redis-server :{port}")
+        known = {self.redis_known_nodes(port) for port in self.redis_ports()}
+        if known == {REDIS_CLUSTER_SIZE}:  # formed by an earlier run (nodes.conf): data kept
+            wait_until(self.redis_cluster_ok, 30, "the Redis Cluster to report ok on every server")
+            return
+        if known != {1}:
+            raise SystemExit(f"the Redis Cluster in {self.run_dir / 'redis-cluster'} is half "
+                             "formed; remove that folder (make clean) and start again")
         create = [find_binary("redis-cli"), "--cluster", "create",
                   *(f"127.0.0.1:{port}" for port in self.redis_ports()),
                   "--cluster-replicas", "1", "--cluster-yes"]
@@ -307,6 +314,12 @@ class Cluster:
         if self.redis_password:
             env["REDISCLI_AUTH"] = self.redis_password
         return env
+
+    def redis_known_nodes(self, port: int) -> int:
+        for line in self.redis_command(port, "CLUSTER", "INFO").splitlines():
+            if line.startswith("cluster_known_nodes:"):
+                return int(line.split(":")[1])
+        return 0
 
     def redis_cluster_ok(self) -> bool:
         """Every running server sees the cluster ok with three masters, and every master has
