@@ -154,6 +154,22 @@ class RoomsUser(User):
             request_type="deliver", name="direct", response_time=latency, response_length=0,
             exception=None, context={})
 
+    def acknowledged(self, event: str, payload: dict) -> dict | None:
+        """Call `event` and report it to locust; the answer if it was ok, else None (counted)."""
+        started = time.perf_counter()
+        try:
+            answer = self.sio.call(event, payload, timeout=10)
+        except Exception as error:
+            ledger.send_failures["timeout"] += 1
+            self.fire(event, event, started, error)
+            return None
+        if not answer.get("ok"):
+            ledger.send_failures[answer["error"]["code"]] += 1
+            self.fire(event, event, started, RuntimeError(answer["error"]["code"]))
+            return None
+        self.fire(event, event, started)
+        return answer
+
     def send_direct(self) -> None:
         """A direct message to another member of the room (listening in this process)."""
         others = [(uid, name) for uid, name in members.get(self.room, {}).items()
@@ -162,20 +178,8 @@ class RoomsUser(User):
             return
         uid, name = random.choice(others)
         client_id = f"ld:{self.uid}:{next(self.seq)}:{time.time() * 1000:.3f}"
-        started = time.perf_counter()
-        try:
-            answer = self.sio.call("direct", {"to": name, "text": "d" * 64,
-                                              "client_id": client_id}, timeout=10)
-        except Exception as error:
-            ledger.send_failures["timeout"] += 1
-            self.fire("direct", "direct", started, error)
-            return
-        if answer.get("ok"):
+        if self.acknowledged("direct", {"to": name, "text": "d" * 64, "client_id": client_id}):
             ledger.direct_acknowledged(uid, client_id, time.time() * 1000)
-            self.fire("direct", "direct", started)
-        else:
-            ledger.send_failures[answer["error"]["code"]] += 1
-            self.fire("direct", "direct", started, RuntimeError(answer["error"]["code"]))
 
     @task
     def send(self) -> None:
@@ -185,20 +189,10 @@ class RoomsUser(User):
             self.send_direct()
             return
         client_id = f"lt:{self.uid}:{next(self.seq)}:{time.time() * 1000:.3f}"
-        started = time.perf_counter()
-        try:
-            answer = self.sio.call("send", {"room": self.room, "text": "x" * 64,
-                                            "client_id": client_id}, timeout=10)
-        except Exception as error:
-            ledger.send_failures["timeout"] += 1
-            self.fire("send", "send", started, error)
-            return
-        if answer.get("ok"):
+        answer = self.acknowledged("send", {"room": self.room, "text": "x" * 64,
+                                            "client_id": client_id})
+        if answer:
             ledger.acknowledged(self.room, answer["id"])
-            self.fire("send", "send", started)
-        else:
-            ledger.send_failures[answer["error"]["code"]] += 1
-            self.fire("send", "send", started, RuntimeError(answer["error"]["code"]))
 
 
 class ChatUser(RoomsUser):

@@ -349,7 +349,9 @@ class Cluster:
         """The port of the Redis Cluster master that holds `key` now."""
         from redis.crc import key_slot
 
-        slot = key_slot(key.encode())
+        return self.master_of_slot(key_slot(key.encode()))
+
+    def master_of_slot(self, slot: int) -> int:
         for port in self.redis_masters():
             for line in self.redis_command(port, "CLUSTER", "NODES").splitlines():
                 fields = line.split()
@@ -358,7 +360,7 @@ class Cluster:
                         start, _, end = span.partition("-")
                         if start.isdigit() and int(start) <= slot <= int(end or start):
                             return port
-        raise RuntimeError(f"no master holds the slot of {key}")
+        raise RuntimeError(f"no master holds slot {slot}")
 
     def kill_redis_server(self, port: int) -> None:
         """SIGKILL one server of the Redis Cluster, as a crash would."""

@@ -199,6 +199,8 @@ class Bus:
 
     def on_link_lost(self, link: Link, error: BaseException) -> None:
         with self._lock:
+            if self.closed:
+                return
             if self.links.get(link.address) is link:
                 del self.links[link.address]
             names = [name for name, on in self.link_of.items() if on is link]

@@ -9,14 +9,11 @@ import time
 from collections.abc import Callable
 
 import pytest
-import redis
 
 from service.bus import channels, message
 from service.bus.bus import Bus
-from service.settings import RedisTarget
-from service.store.store import Store
 
-NODE = "node-a"
+NODE = "node-a"  # the store fixture's node
 
 
 def wait_for(condition: Callable[[], object], timeout: float = 10, what: str = "") -> None:
@@ -53,30 +50,22 @@ class Recorder:
 
 
 @pytest.fixture
-def client(redis_server):
-    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
-    client.flushall()
-    return client
-
-
-@pytest.fixture
-def store(client, redis_server):
-    store = Store(RedisTarget(url=redis_server.url), NODE, history_max=1000)
-    yield store
-    store.close()
-
-
-@pytest.fixture
 def recorder() -> Recorder:
     return Recorder()
 
 
-@pytest.fixture
-def bus(store, recorder):
-    bus = Bus(NODE, store.topology, store.messages, recorder.deliver, recorder.deliver_to,
+def running_bus(store, recorder: Recorder) -> Bus:
+    """A started bus of the store's node that hands its frames to `recorder`."""
+    bus = Bus(store.node, store.topology, store.messages, recorder.deliver, recorder.deliver_to,
               recorder.controls.append, spawn, time.sleep)
     bus.start()
     wait_for(lambda: bus.ready()[0], what="the bus to be ready")
+    return bus
+
+
+@pytest.fixture
+def bus(store, recorder):
+    bus = running_bus(store, recorder)
     yield bus
     bus.close()
 

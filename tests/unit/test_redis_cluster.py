@@ -6,19 +6,17 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import time
 
 import pytest
 import redis
 from redis.crc import key_slot
 
 from service.bus import channels
-from service.bus.bus import Bus
 from service.settings import RedisTarget, SettingsError
 from service.store import keys
 from service.store.store import Store
 from service.store.topology import Topology
-from tests.unit.test_bus import Recorder, spawn, wait_for
+from tests.unit.test_bus import Recorder, running_bus, wait_for
 
 NODE = "node-c"
 
@@ -37,10 +35,7 @@ def recorder() -> Recorder:
 
 @pytest.fixture
 def bus(store, recorder):
-    bus = Bus(NODE, store.topology, store.messages, recorder.deliver, recorder.deliver_to,
-              recorder.controls.append, spawn, time.sleep)
-    bus.start()
-    wait_for(lambda: bus.ready()[0], what="the bus to be ready")
+    bus = running_bus(store, recorder)
     yield bus
     bus.close()
 
@@ -50,15 +45,7 @@ def server(port: int) -> redis.Redis:
 
 
 def owner(redis_cluster, slot: int) -> int:
-    for port in redis_cluster.ports:
-        for line in server(port).execute_command("CLUSTER", "NODES").splitlines():
-            fields = line.split()
-            if "myself" in fields[2] and "master" in fields[2]:
-                for span in fields[8:]:
-                    start, _, end = span.partition("-")
-                    if start.isdigit() and int(start) <= slot <= int(end or start):
-                        return port
-    raise AssertionError(f"no master holds slot {slot}")
+    return redis_cluster.launcher.master_of_slot(slot)
 
 
 def move_slot(redis_cluster, slot: int, target: int) -> None:

@@ -16,20 +16,6 @@ from service.store.store import Store
 
 
 @pytest.fixture
-def client(redis_server):
-    client = redis.Redis.from_url(redis_server.url, decode_responses=True)
-    client.flushall()
-    return client
-
-
-@pytest.fixture
-def store(client, redis_server):
-    store = Store(RedisTarget(url=redis_server.url), "node-a", history_max=1000)
-    yield store
-    store.close()
-
-
-@pytest.fixture
 def channel(redis_server):
     """Frames published on a shard channel, as a node's subscription sees them."""
     subscriptions = []
