@@ -68,6 +68,9 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
         logger=False,
         engineio_logger=False,
         json=codec,
+        # each event is handled in its connection's own task, in the order it came, instead of
+        # a new task per event (no server-to-client `call` is used)
+        async_handlers=False,
     )
     register_handlers(socketio, node)
     websocket.install(socketio.server)

@@ -43,12 +43,12 @@ SUBSCRIBE_TIMEOUT_S = 5.0
 RESUBSCRIBE_EVERY_S = 1.0
 REPLAY_PAGE = 500
 log = logging.getLogger("service.bus")
-Deliver = Callable[[str | None, str, list[str]], None]  # (local room, event args, sids to skip)
+Deliver = Callable[[str | None, bytes, list[str]], None]  # (local room, event args, sids to skip)
 
 
 class Bus:
     def __init__(self, node: str, topology: Topology, messages: Messages, deliver: Deliver,
-                 deliver_to: Callable[[str, str], None],
+                 deliver_to: Callable[[str, bytes], None],
                  on_control: Callable[[dict[str, Any]], None],
                  spawn: Callable[..., Any], sleep: Callable[[float], None]):
         self.node = node
@@ -62,13 +62,14 @@ class Bus:
         self._lock = threading.RLock()
         self.members: dict[str, set[str]] = {}  # channel -> local sids
         self.known: dict[str, Channel] = {channels.BROADCAST.name: channels.BROADCAST}
+        self.by_bytes: dict[bytes, Channel] = {channels.BROADCAST.name.encode(): channels.BROADCAST}
         self.links: dict[Address, Link] = {}
         self.link_of: dict[str, Link] = {}  # channel -> the link it is (being) subscribed on
         self.subscribed: set[str] = set()  # confirmed
         self.waiters: dict[str, threading.Event] = {}
         self.lost: dict[str, float] = {}  # channel -> when its subscription was lost
         self.delivered: dict[str, str] = {}  # channel -> newest stored id delivered here
-        self.held: dict[str, dict[str, list[tuple[str, str]]]] = {}  # channel -> sid -> held
+        self.held: dict[str, dict[str, list[tuple[str, bytes]]]] = {}  # channel -> sid -> held
         self.answered: dict[str, dict[str, str]] = {}  # channel -> sid -> newest id answered
         self.unknown_frames = 0
         self.replayed = 0
@@ -110,7 +111,9 @@ class Bus:
             sids = self.members.setdefault(channel.name, set())
             new = not sids
             sids.add(sid)
-            self.known[channel.name] = channel
+            if channel.name not in self.known:
+                self.known[channel.name] = channel
+                self.by_bytes[channel.name.encode()] = channel
             if channel.name in self.subscribed:
                 return False
             waiter = self.waiters.get(channel.name)
@@ -265,7 +268,7 @@ class Bus:
     # ---- frames --------------------------------------------------------------------------------
 
     def on_frame(self, channel_name: bytes, payload: bytes) -> None:
-        channel = self.known.get(channel_name.decode())
+        channel = self.by_bytes.get(channel_name)
         if channel is None:
             return
         try:
@@ -329,7 +332,7 @@ class Bus:
                     if not table[name]:
                         del table[name]
 
-    def _catching_up(self, name: str, stored_id: str, body: str) -> list[str]:
+    def _catching_up(self, name: str, stored_id: str, body: bytes) -> list[str]:
         """Connections that must not get this live message now: those held (it is kept for
         them) and those whose join answer already carried it (stored before their join, it can
         reach the subscription after the answer)."""

@@ -22,8 +22,7 @@ never compose JSON of their own. Events carry JSON data only (no binary attachme
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..transport import codec
 
@@ -36,12 +35,13 @@ class UnknownFrame(ValueError):
     """Not a frame of a format version this node knows."""
 
 
-@dataclass(frozen=True, slots=True)
-class Frame:
+class Frame(NamedTuple):
+    """A decoded frame; `body` stays bytes, as a node hands it on without decoding it."""
+
     kind: str
     stored_id: str | None
     skip: str | None
-    body: str
+    body: bytes
 
     def control(self) -> dict[str, Any]:
         value = codec.loads(self.body)
@@ -97,14 +97,14 @@ def presence_template(room: str, action: str) -> tuple[str, str]:
 
 
 def decode(payload: bytes) -> Frame:
-    """Parse a frame; raises UnknownFrame for anything else (another version, a stray message)."""
+    """Parse a frame; raises UnknownFrame for anything else (another version, a stray message).
+    Every node runs this once per frame it receives: it splits the header and keeps the body."""
+    header, newline, body = payload.partition(b"\n")
     try:
-        text = payload.decode()
-        header, body = text.split("\n", 1)
-        version, kind, stored_id, skip = header.split(" ")
+        version, kind, stored_id, skip = header.decode().split(" ")
     except (UnicodeDecodeError, ValueError):
         raise UnknownFrame("not a bus frame") from None
-    if version != VERSION or kind not in (EVENT, CONTROL):
+    if version != VERSION or kind not in (EVENT, CONTROL) or not newline:
         raise UnknownFrame(f"frame version {version!r} kind {kind!r} is not known here")
     return Frame(kind, None if stored_id == NONE else stored_id, None if skip == NONE else skip,
                  body)

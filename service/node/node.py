@@ -64,10 +64,10 @@ class Node:
 
     # ---- delivery from the bus --------------------------------------------------------------
 
-    def _deliver(self, room: str | None, event_args: str, skip: list[str]) -> None:
+    def _deliver(self, room: str | None, event_args: bytes, skip: list[str]) -> None:
         compat.broadcast(self.server, room, event_args, skip)
 
-    def _deliver_to(self, sid: str, event_args: str) -> None:
+    def _deliver_to(self, sid: str, event_args: bytes) -> None:
         compat.send_to(self.server, sid, event_args)
 
     def _on_control(self, body: dict[str, Any]) -> None:

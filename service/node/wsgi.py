@@ -1,5 +1,6 @@
 """gunicorn entry point: `gunicorn -c service/node/gunicorn_conf.py service.node.wsgi:app`."""
 
+import gc
 import sys
 
 from service import create_app
@@ -14,3 +15,6 @@ except SettingsError as error:
 except CompatError as error:  # a library internal is gone: refuse rather than run degraded
     print(f"cannot start: {error}", file=sys.stderr, flush=True)
     sys.exit(3)  # gunicorn's "worker failed to boot": the node stops instead of retrying
+
+# What start-up made lives as long as the process: keep it out of every garbage collection.
+gc.freeze()

@@ -23,6 +23,10 @@ from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
+from engineio.exceptions import SocketIsClosedError
+
+from .websocket import message_packet
+
 WRITTEN_FOR = {
     "python-socketio": "5.18",
     "python-engineio": "4.15",
@@ -56,17 +60,14 @@ def _parameters(function: Any) -> list[str]:
 # ---- python-socketio and python-engineio: delivering bus frames --------------------------------
 
 
-def broadcast(server: Any, room: str | None, event_args: str, skip: list[str]) -> None:
+def broadcast(server: Any, room: str | None, event_args: bytes, skip: list[str]) -> None:
     """Deliver a Socket.IO event to this node's connections in `room` (None: all), but `skip`.
 
-    `event_args` is the EVENT packet's JSON (`["message", {...}]`): the packet is built once and
-    handed to each recipient's Engine.IO socket, which writes it at once (websocket.py), instead
-    of python-socketio's emit building and routing one per recipient.
+    `event_args` is the EVENT packet's JSON (`["message", {...}]`): the packet and its WebSocket
+    frame are built once and handed to each recipient's Engine.IO socket, which writes it at once
+    (websocket.py), instead of python-socketio's emit building and routing one per recipient.
     """
-    from engineio import packet as eio_packet
-    from engineio.exceptions import SocketIsClosedError
-
-    packet = eio_packet.Packet(eio_packet.MESSAGE, "2" + event_args)
+    packet = message_packet(b"2" + event_args)
     sockets = server.eio.sockets
     for sid, eio_sid in server.manager.get_participants("/", room):
         if sid in skip:
@@ -77,18 +78,15 @@ def broadcast(server: Any, room: str | None, event_args: str, skip: list[str]) -
                 eio_socket.send(packet)
 
 
-def send_to(server: Any, sid: str, event_args: str) -> None:
+def send_to(server: Any, sid: str, event_args: bytes) -> None:
     """Deliver a Socket.IO event to one connection of this node."""
     eio_sid = server.manager.eio_sid_from_sid(sid, "/")
     if eio_sid is None:
         return
-    from engineio import packet as eio_packet
-    from engineio.exceptions import SocketIsClosedError
-
     eio_socket = server.eio.sockets.get(eio_sid)
     if eio_socket is not None and not eio_socket.closed:
         with contextlib.suppress(SocketIsClosedError):
-            eio_socket.send(eio_packet.Packet(eio_packet.MESSAGE, "2" + event_args))
+            eio_socket.send(message_packet(b"2" + event_args))
 
 
 def end_transports(server: Any) -> int:

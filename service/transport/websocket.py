@@ -31,6 +31,7 @@ import time
 from typing import Any
 
 from engineio import exceptions as engineio_exceptions
+from engineio import packet as eio_packet
 from engineio.async_drivers import gevent as gevent_driver
 from engineio.socket import Socket as EngineIOSocket
 
@@ -51,6 +52,15 @@ def frame(payload: bytes, opcode: int) -> bytes:
 
 def framed(message: str | bytes) -> bytes:
     return frame(message, BINARY) if isinstance(message, bytes) else frame(message.encode(), TEXT)
+
+
+def message_packet(payload: bytes) -> Any:
+    """An Engine.IO MESSAGE packet of a Socket.IO packet (`payload`, e.g. b'2["message",{...}]')
+    with its WebSocket frame built now, straight from the bytes: a bus frame's body becomes the
+    frame every recipient on this node gets, without encoding it again."""
+    pkt = eio_packet.Packet(eio_packet.MESSAGE, payload.decode())
+    pkt._frame = frame(b"4" + payload, TEXT)
+    return pkt
 
 
 def packet_frame(pkt: Any) -> bytes:

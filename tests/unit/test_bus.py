@@ -31,16 +31,16 @@ class Recorder:
     """Stands in for the node's Socket.IO server: what the bus delivers, to whom."""
 
     def __init__(self) -> None:
-        self.delivered: list[tuple[str | None, str, list[str]]] = []
-        self.to_one: list[tuple[str, str]] = []
+        self.delivered: list[tuple[str | None, bytes, list[str]]] = []
+        self.to_one: list[tuple[str, bytes]] = []
         self.controls: list[dict] = []
         self.lock = threading.Lock()
 
-    def deliver(self, room: str | None, body: str, skip: list[str]) -> None:
+    def deliver(self, room: str | None, body: bytes, skip: list[str]) -> None:
         with self.lock:
             self.delivered.append((room, body, list(skip)))
 
-    def deliver_to(self, sid: str, body: str) -> None:
+    def deliver_to(self, sid: str, body: bytes) -> None:
         self.to_one.append((sid, body))
 
     def texts(self, room: str) -> list[str]:
