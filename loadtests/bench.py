@@ -7,7 +7,7 @@ Each runs behind the same nginx template with its own Redis, started and stopped
 
 Writes bench-results/<time>/ (or BENCH_RESULTS): summary.json (a row per system and scenario),
 bench.png, and each run's own load-test folder; prints a table with each row's ratio to the Node
-reference. Exits non-zero if any run lost a message.
+reference. Exits non-zero if any run lost a message or had a send refused.
 
 Then the scale series: the same small-room load (SCENARIO=smallrooms: rooms of 4, direct
 messages too, SCALE_USERS users) against this service with 3, 6 and 9 nodes, on one Redis and on
@@ -16,13 +16,17 @@ front door does not know: it serves no room, and its CPU shows what a node pays 
 not serve. Writes scale.json and scale.png, prints the table, and the ratio of server CPU per
 delivery at 9 nodes to 3 (the target: at most 1.15).
 
-BASELINE_REV=<git revision> runs the scale series against that revision of this service as
-well (checked out in a git worktree under the results folder, one Redis only), for before and
-after figures.
+BASELINE_REV=<git revision> runs that revision of this service as well, with 3 nodes in the
+comparison and in the scale series (checked out in a git worktree under the results folder, one
+Redis only), for before and after figures in the same run.
 
 REPEAT=N runs each configuration of the scale series N times and keeps the median (by server CPU
 per delivery; every run's figure is in scale.json): single runs on a small shared machine vary
 by several percent.
+
+Every finished run of the series is appended to scale-runs.jsonl in the results folder; running
+again with the same BENCH_RESULTS reuses those runs and does only the missing ones, so an
+interrupted series resumes where it stopped.
 
 Knobs: PARTS (compare,scale), SCENARIOS (chat,fanout), SYSTEMS (names, comma-separated), USERS
 (100), SCALE_USERS (300), SCALE_NODES (3,6,9), SCALE_REDIS (single,cluster), DURATION (30),
@@ -77,7 +81,7 @@ SYSTEMS = [
 
 def choose(names: str | None) -> list[System]:
     if not names:
-        return SYSTEMS
+        return list(SYSTEMS)
     wanted = [name.strip() for name in names.split(",")]
     unknown = set(wanted) - {system.name for system in SYSTEMS}
     if unknown:
@@ -123,6 +127,7 @@ def run_scenario(system: System, cluster: Cluster, scenario: str, folder: Path,
         "server_cpu_s_per_1000": round(summary["server_cpu_s"] / delivered * 1000, 3),
         "delivered": summary["delivered"],
         "directs_received": summary.get("directs_received", 0),
+        "send_failures": summary.get("send_failures") or {},
         "server_cpu_s": summary["server_cpu_s"],
         "server_cpu_s_by_program": summary["server_cpu_s_by_program"],
         "deliveries_per_server_cpu_s": round(delivered / max(summary["server_cpu_s"], 0.001)),
@@ -264,21 +269,27 @@ def scale_series(folder: Path) -> list[dict]:
     modes = (os.environ.get("SCALE_REDIS") or "single,cluster").split(",")
     baseline = os.environ.get("BASELINE_REV")
     series = [(mode, None) for mode in modes] + ([("single", baseline)] if baseline else [])
-    rows = []
     repeat = int(os.environ.get("REPEAT") or "1")
+    journal = folder / "scale-runs.jsonl"
+    done = [json.loads(line) for line in journal.read_text().splitlines()] \
+        if journal.exists() else []
     rows = []
-    runs = 0
+    runs = len(done)
     for mode, revision in series:
         for nodes in sizes:
-            tries = []
-            for _ in range(repeat):
+            tries = [row for row in done if (row["redis"], row["revision"], row["nodes"])
+                     == (mode, revision or "this", nodes)][:repeat]
+            for _ in range(repeat - len(tries)):
                 started = time.monotonic()
                 row = scale_run(nodes, mode, runs, folder, revision)
                 runs += 1
                 tries.append(row)
+                with journal.open("a") as out:
+                    out.write(json.dumps(row) + "\n")
                 print(f"  {row['system']:18} smallrooms {row['deliveries_per_s']:8.1f} "
                       f"deliveries/s  cpu {row['server_cpu_s_per_1000']:.3f} s/1000  idle node "
                       f"{row['idle_node_cpu_percent']}% cpu  lost {row['lost']}  "
+                      f"refused {sum(row['send_failures'].values())}  "
                       f"({time.monotonic() - started:.0f} s)", flush=True)
             tries.sort(key=lambda r: r["server_cpu_s_per_1000"])
             median = dict(tries[len(tries) // 2])
@@ -353,6 +364,9 @@ def main() -> int:
     if "compare" in parts:
         scenarios = (os.environ.get("SCENARIOS") or "chat,fanout").split(",")
         systems = choose(os.environ.get("SYSTEMS"))
+        if baseline := os.environ.get("BASELINE_REV"):
+            systems.append(System(f"rooms-3@{baseline}", 3, baseline_command(baseline, folder),
+                                  f"this service, 3 nodes (gevent), revision {baseline}"))
         print(f"bench: {len(systems)} systems x {scenarios}, {os.environ.get('USERS') or 100} "
               f"users, {os.environ.get('DURATION') or 30} s each, on {psutil.cpu_count()} cores; "
               f"results in {folder}", flush=True)
@@ -363,7 +377,7 @@ def main() -> int:
         (folder / "summary.json").write_text(json.dumps(rows, indent=2) + "\n")
         chart(rows, scenarios, folder / "bench.png")
         print_table(rows)
-        failed = failed or any(row["lost"] for row in rows)
+        failed = failed or any(row["lost"] or row["send_failures"] for row in rows)
     if "scale" in parts:
         print(f"scale series: smallrooms, {os.environ.get('SCALE_USERS') or 300} users; results "
               f"in {folder}", flush=True)
@@ -371,9 +385,9 @@ def main() -> int:
         (folder / "scale.json").write_text(json.dumps(scale, indent=2) + "\n")
         scale_chart(scale, folder / "scale.png")
         print_scale(scale)
-        failed = failed or any(row["lost"] for row in scale)
+        failed = failed or any(row["lost"] or row["send_failures"] for row in scale)
     if failed:
-        print("FAILED: a run lost messages")
+        print("FAILED: a run lost messages or had sends refused (send_failures)")
         return 1
     return 0
 

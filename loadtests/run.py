@@ -54,10 +54,16 @@ def answers(host: str) -> bool:
         return False
 
 
-def token_accepted(host: str, token: str) -> bool:
-    answer = requests.get(f"{host}/api/cluster", headers={"Authorization": f"Bearer {token}"},
-                          timeout=30)
-    return answer.status_code == 200
+def cache_valid(host: str, cached: dict[str, dict]) -> bool:
+    """Whether the cached accounts are this deployment's: a cached token is accepted (same
+    secret) and its account still exists (a fresh Redis at the same address has none, and a
+    direct message to a name it does not know is `not_found`)."""
+    name, entry = next(iter(cached.items()))
+    accepted = requests.get(f"{host}/api/cluster", timeout=30,
+                            headers={"Authorization": f"Bearer {entry['token']}"})
+    login = requests.post(f"{host}/api/token", json={"username": name, "password": PASSWORD},
+                          timeout=60)
+    return accepted.status_code == 200 and login.status_code == 200
 
 
 def prepare_tokens(host: str, count: int, folder: Path) -> Path:
@@ -68,9 +74,9 @@ def prepare_tokens(host: str, count: int, folder: Path) -> Path:
     cache.mkdir(exist_ok=True)
     cached_path = cache / (host.replace("://", "_").replace(":", "_").replace("/", "_") + ".json")
     cached = json.loads(cached_path.read_text()) if cached_path.exists() else {}
-    if cached and not token_accepted(host, next(iter(cached.values()))["token"]):
-        print(f"cached accounts are not valid at {host} (another deployment?): preparing anew",
-              flush=True)
+    if cached and not cache_valid(host, cached):
+        print(f"cached accounts are not valid at {host} (another deployment, or a fresh Redis): "
+              "preparing anew", flush=True)
         cached = {}
     now = time.time()
     tokens: list[str | None] = [None] * count
