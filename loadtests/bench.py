@@ -270,6 +270,7 @@ def scale_series(folder: Path) -> list[dict]:
     baseline = os.environ.get("BASELINE_REV")
     series = [(mode, None) for mode in modes] + ([("single", baseline)] if baseline else [])
     repeat = int(os.environ.get("REPEAT") or "1")
+    users = int(os.environ.get("SCALE_USERS") or "300")
     journal = folder / "scale-runs.jsonl"
     done = [json.loads(line) for line in journal.read_text().splitlines()] \
         if journal.exists() else []
@@ -277,8 +278,9 @@ def scale_series(folder: Path) -> list[dict]:
     runs = len(done)
     for mode, revision in series:
         for nodes in sizes:
-            tries = [row for row in done if (row["redis"], row["revision"], row["nodes"])
-                     == (mode, revision or "this", nodes)][:repeat]
+            tries = [row for row in done if (row["redis"], row["revision"], row["nodes"],
+                                             row["users"], "send_failures" in row)
+                     == (mode, revision or "this", nodes, users, True)][:repeat]
             for _ in range(repeat - len(tries)):
                 started = time.monotonic()
                 row = scale_run(nodes, mode, runs, folder, revision)
@@ -385,7 +387,7 @@ def main() -> int:
         (folder / "scale.json").write_text(json.dumps(scale, indent=2) + "\n")
         scale_chart(scale, folder / "scale.png")
         print_scale(scale)
-        failed = failed or any(row["lost"] or row["send_failures"] for row in scale)
+        failed = failed or any(row["lost"] or row.get("send_failures") for row in scale)
     if failed:
         print("FAILED: a run lost messages or had sends refused (send_failures)")
         return 1

@@ -56,8 +56,10 @@ def client_frame(text: str) -> bytes:
 
 class LeanClient:
     def __init__(self, url: str, token: str, node_key: str | None = None,
-                 on_message: Callable[[dict[str, Any], float], None] | None = None):
+                 on_message: Callable[[dict[str, Any], float], None] | None = None,
+                 source_address: str | None = None):
         self.url, self.token, self.node_key = url, token, node_key
+        self.source_address = source_address  # e.g. 127.0.0.2: more than one port range's worth
         self.on_message = on_message
         self.node: str | None = None
         self.sock: socket.socket | None = None
@@ -77,7 +79,9 @@ class LeanClient:
         query = "EIO=4&transport=websocket" + (f"&node_key={self.node_key}"
                                                if self.node_key else "")
         with gevent.Timeout(timeout):
-            self.sock = socket.create_connection((parts.hostname, parts.port or 80))
+            self.sock = socket.create_connection(
+                (parts.hostname, parts.port or 80),
+                source_address=(self.source_address, 0) if self.source_address else None)
             self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             key = base64.b64encode(os.urandom(16)).decode()
             self.sock.sendall((f"GET /socket.io/?{query} HTTP/1.1\r\n"

@@ -1,10 +1,15 @@
-"""`make capacity`: how many idle connections one node holds, at what memory per connection, and
-the largest fan-out room whose cross-node deliveries keep p99 under 200 ms.
+"""`make capacity`: how many idle connections one node holds, at what memory per connection, the
+same beside the Node.js reference, and the largest fan-out room whose cross-node deliveries keep
+p99 under 200 ms.
 
 - idle: a one-node cluster; lean clients (lean_client.py) connect straight to the node in steps
   of IDLE_STEP (1000) up to IDLE_MAX (10000) connections and stay idle, answering pings. After each
   step the node's resident memory is read; memory per connection is the slope over all steps. A
   step whose connections fail ends the probe there, with the reason.
+- memory: this service and the Node.js Socket.IO reference (MEMORY_SYSTEMS), each one node behind
+  nginx; MEMORY_CONNECTIONS (3000) lean clients through the front door, each joining a room of 30
+  and staying idle. Server memory per connection counts every process of the system (node, nginx,
+  Redis), before and after; the load generator's CPU is reported next to it.
 - fanout: a cluster of FANOUT_NODES (3) behind nginx; receivers, spread over the nodes by their
   sticky keys, join one room in steps (ROOM_SIZES, default 250,500,1000,2000,4000,6000,8000). At
   each step one sender sends RATE (2) messages/s for SEND_S (10) s; every receiver times every
@@ -64,11 +69,13 @@ def receiver_main() -> None:
                 got.setdefault(message.get("client_id", ""), []).append(
                     (message["node"], received))
 
+            # one source address holds about 28,000 connections to one address and port
+            source = f"127.0.0.{1 + index // 25000}" if "//127.0.0.1:" in url else None
             client = LeanClient(url, tokens[index % len(tokens)], node_key=f"cap{index}",
-                                on_message=on_message)
+                                on_message=on_message, source_address=source)
             client.connect()
             if room is not None:
-                answer = client.call("join", {"room": room})
+                answer = client.call("join", {"room": room.format(n=index // 30)})
                 if not answer.get("ok"):
                     raise RuntimeError(f"join refused: {answer}")
             clients.append(client)
@@ -134,7 +141,7 @@ def main() -> int:
     folder = Path(os.environ.get("CAPACITY_RESULTS") or ROOT / "bench-results" /
                   time.strftime("capacity-%Y%m%d-%H%M%S"))
     folder.mkdir(parents=True, exist_ok=True)
-    probes = (os.environ.get("PROBES") or "idle,fanout").split(",")
+    probes = (os.environ.get("PROBES") or "idle,memory,fanout").split(",")
     processes = env_int("RECEIVER_PROCESSES", 2)
     results: dict[str, Any] = {"machine_cores": psutil.cpu_count()}
 
@@ -236,6 +243,9 @@ def main() -> int:
         print(f"idle: one node held {last['connections']} connections (cap {most}); "
               f"{per_connection_kb:.1f} KB per connection", flush=True)
 
+    if "memory" in probes:
+        results["memory"] = memory_probe(folder, limits, Receivers, rss_mb)
+
     if "fanout" in probes:
         sizes = [int(size) for size in (os.environ.get("ROOM_SIZES")
                                         or "250,500,1000,2000,4000,6000,8000").split(",")]
@@ -311,8 +321,68 @@ def main() -> int:
     return 1 if lost else 0
 
 
+def memory_probe(folder: Path, limits: dict[str, str], receivers_class: Any,
+                 rss_mb: Any) -> list[dict[str, Any]]:
+    """Server memory per idle connection in a room, through the front door, for this service and
+    the Node.js reference side by side: one node behind nginx, MEMORY_CONNECTIONS lean clients
+    in rooms of 30; every process of the system (node, nginx, Redis) counted."""
+    import psutil
+    from cluster import Cluster
+
+    from loadtests.bench import REFERENCE, SYSTEMS
+    from loadtests.run import env_int, prepare_tokens
+
+    count = env_int("MEMORY_CONNECTIONS", 3000)
+    commands = {"rooms": "gunicorn",
+                "node-reference": next(s.command for s in SYSTEMS if s.name == REFERENCE)}
+    wanted = (os.environ.get("MEMORY_SYSTEMS") or "rooms,node-reference").split(",")
+    unknown = set(wanted) - set(commands)
+    if unknown:
+        raise SystemExit(f"MEMORY_SYSTEMS: unknown {sorted(unknown)}; choose from "
+                         f"{sorted(commands)}")
+    rows = []
+    for index, name in enumerate(wanted):
+        cluster = Cluster(nodes=1, port=18360 + index, redis_port=16360 + index,
+                          node_base_port=15360 + 10 * index, node_command=commands[name],
+                          run_dir=folder / f"memory-{name}",
+                          env={**limits, "WORKER_CONNECTIONS": str(count + 1000)})
+        cluster.start()
+        receivers = receivers_class()
+        try:
+            tokens = json.loads(prepare_tokens(cluster.url, ACCOUNTS, folder).read_text())
+            pids = [process.pid for process in cluster.processes.values()]
+            before = sum(rss_mb(pid) for pid in pids)
+            loadgen = [psutil.Process(child.pid) for child in receivers.children]
+            loadgen_before = sum(sum(p.cpu_times()[:2]) for p in loadgen)
+            started = time.monotonic()
+            grown = receivers.grow(cluster.url, tokens, count, "memory-room-{n}")
+            elapsed = time.monotonic() - started
+            time.sleep(3)  # pings answered, allocations settled
+            after = sum(rss_mb(pid) for pid in pids)
+            row = {"system": name, "connections": grown["open"], "failed": grown["failed"],
+                   "errors": grown["errors"],
+                   "server_rss_mb_before": round(before, 1),
+                   "server_rss_mb_after": round(after, 1),
+                   "kb_per_connection": round((after - before) * 1024 / max(grown["open"], 1),
+                                              1),
+                   "connect_s": round(elapsed, 1),
+                   "load_generator_cpu_s": round(
+                       sum(sum(p.cpu_times()[:2]) for p in loadgen) - loadgen_before, 1)}
+        finally:
+            receivers.stop()
+            cluster.stop()
+        rows.append(row)
+        print(f"memory: {name}: {row['connections']} idle connections in rooms through the "
+              f"front door, {row['kb_per_connection']} KB of server memory each "
+              f"(load generator {row['load_generator_cpu_s']} s CPU to connect them in "
+              f"{row['connect_s']} s)", flush=True)
+    return rows
+
+
 def chart(plt: Any, results: dict[str, Any], path: Path) -> None:
     panels = [name for name in ("idle", "fanout") if name in results]
+    if not panels:
+        return  # the memory probe alone: its figures are in capacity.json and printed
     figure, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 4.5), squeeze=False)
     for axis, name in zip(axes[0], panels, strict=True):
         steps = results[name]["steps"]

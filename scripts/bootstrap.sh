@@ -7,7 +7,8 @@
 #   browser   Debian's chromium (the browser tests drive it; Playwright's own download fails here)
 #   compose   podman, runc, netavark (and the iptables it needs), aardvark-dns, debootstrap
 #   venv      .venv from requirements-dev.lock, every file checked against its hash
-#   npm       the pinned Socket.IO browser client and the bench's Node.js reference
+#   npm       the pinned Socket.IO browser client, the bench's Node.js reference and the
+#             protocol test suites (tests/conformance)
 #
 # Every part checks its tools first and installs only what is missing, so a second run does no
 # work and runs no apt. Nothing the machine already runs is stopped or reconfigured: the local
@@ -98,13 +99,14 @@ if wants npm; then
     npm ci --no-audit --no-fund --loglevel=error
     touch "$npm_stamp"
   fi
-  reference=loadtests/reference/node
-  reference_stamp="$reference/node_modules/.installed-$(sha256sum $reference/package-lock.json | cut -c1-16)"
-  if [ ! -f "$reference_stamp" ]; then
-    echo "==> installing the bench's Node.js reference ($reference) from its lock file"
-    npm ci --prefix "$reference" --no-audit --no-fund --loglevel=error
-    touch "$reference_stamp"
-  fi
+  for locked in loadtests/reference/node tests/conformance/engine.io-v4 tests/conformance/socket.io-v5; do
+    locked_stamp="$locked/node_modules/.installed-$(sha256sum $locked/package-lock.json | cut -c1-16)"
+    if [ ! -f "$locked_stamp" ]; then
+      echo "==> installing $locked's npm packages from its lock file"
+      npm ci --prefix "$locked" --no-audit --no-fund --loglevel=error
+      touch "$locked_stamp"
+    fi
+  done
   mkdir -p service/static/vendor
   cmp -s node_modules/socket.io-client/dist/socket.io.min.js service/static/vendor/socket.io.min.js \
     || cp node_modules/socket.io-client/dist/socket.io.min.js service/static/vendor/socket.io.min.js

@@ -73,7 +73,11 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
         async_handlers=False,
     )
     register_handlers(socketio, node)
-    websocket.install(socketio.server)
+    websocket.install(socketio.server.eio, send_buffer_bytes=settings.send_buffer_bytes,
+                      connect_timeout_s=settings.connect_timeout_s,
+                      allowed_origins=list(settings.allowed_origins),
+                      spawn=socketio.server.start_background_task,
+                      is_joined=websocket.joined_socketio(socketio.server))
     # Flask's documented way to wrap WSGI middleware around the app, which mypy sees as replacing
     # a method
     guarded = PollingBodyGuard(app.wsgi_app, settings.max_frame_bytes)

@@ -74,6 +74,8 @@ class Settings:
     max_frame_bytes: int = 64 * 1024
     ping_interval_s: int = 25
     ping_timeout_s: int = 20
+    send_buffer_bytes: int = 1 << 20
+    connect_timeout_s: float = 10.0
 
     @property
     def production(self) -> bool:
@@ -229,6 +231,11 @@ def load_settings(environ: dict[str, str] | None = None, dotenv: Path | None = N
     drain_timeout = _float(source, "DRAIN_TIMEOUT_S", Settings.drain_timeout_s, 0, 60)
     if node_ttl < 2 * heartbeat:
         raise SettingsError("NODE_TTL_S must be at least twice HEARTBEAT_INTERVAL_S")
+    max_frame = _int(source, "MAX_FRAME_BYTES", Settings.max_frame_bytes, 4096, 16 << 20)
+    send_buffer = _int(source, "SEND_BUFFER_BYTES", Settings.send_buffer_bytes, 16 << 10, 1 << 30)
+    if send_buffer < 2 * max_frame:
+        raise SettingsError(f"SEND_BUFFER_BYTES ({send_buffer}) must be at least twice "
+                            f"MAX_FRAME_BYTES ({max_frame}): a message must fit with room to spare")
 
     return Settings(
         env=env,
@@ -256,7 +263,9 @@ def load_settings(environ: dict[str, str] | None = None, dotenv: Path | None = N
         node_ttl_s=node_ttl,
         drain_timeout_s=drain_timeout,
         session_cookie_secure=_bool(source, "SESSION_COOKIE_SECURE", env == "production"),
-        max_frame_bytes=_int(source, "MAX_FRAME_BYTES", Settings.max_frame_bytes, 4096, 16 << 20),
+        max_frame_bytes=max_frame,
+        send_buffer_bytes=send_buffer,
+        connect_timeout_s=_float(source, "CONNECT_TIMEOUT_S", Settings.connect_timeout_s, 1, 600),
         ping_interval_s=_int(source, "PING_INTERVAL_S", Settings.ping_interval_s, 1, 600),
         ping_timeout_s=_int(source, "PING_TIMEOUT_S", Settings.ping_timeout_s, 1, 600),
     )

@@ -28,7 +28,18 @@ def _drain_timeout_s() -> float:
 
 
 graceful_timeout = int(_drain_timeout_s()) + 10  # draining, then whatever requests are left
-keepalive = 75
+
+
+def _connect_timeout_s() -> float:
+    try:
+        return float(os.environ.get("CONNECT_TIMEOUT_S", "10"))
+    except ValueError:
+        return 10.0  # the node itself refuses the bad value, naming CONNECT_TIMEOUT_S
+
+
+# a request's headers must arrive within this (a slow-loris handshake is cut off), and a kept-alive
+# connection may idle this long between requests
+keepalive = max(1, int(_connect_timeout_s()))
 accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info")
@@ -38,11 +49,18 @@ control_socket_disable = True
 
 
 def on_starting(server):
-    """Raise the open-file limit's soft value so the worker can hold worker_connections sockets
-    (many hosts start processes at 1024); the hard limit is the ceiling, and a warning names it."""
+    """Raise the open-file limit so the worker can hold worker_connections sockets (many hosts
+    start processes at 1024): the hard limit too where the process may (root, CAP_SYS_RESOURCE),
+    else up to it, with a warning naming it."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = worker_connections + 1024  # Redis, nginx upstream keepalive, logs, listeners
     if soft != resource.RLIM_INFINITY and soft < wanted:
+        if hard != resource.RLIM_INFINITY and hard < wanted:
+            try:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, wanted))
+                soft, hard = wanted, wanted
+            except (ValueError, OSError):
+                pass  # not allowed here: up to the hard limit, and the warning below
         raised = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
         resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
         if raised < wanted:

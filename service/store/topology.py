@@ -39,6 +39,10 @@ REFRESH_EVERY_S = 0.5
 NO_MAINT_NOTIFICATIONS = MaintNotificationsConfig(enabled=False)
 
 
+POOL_CONNECTIONS = 100  # per pool (per master on a cluster)
+POOL_WAIT_S = 5
+
+
 def client_options(async_mode: str) -> dict[str, Any]:
     """redis-py options for a node's clients in this async mode.
 
@@ -58,12 +62,17 @@ class Topology:
         self._refreshed_at = 0.0
         common = {"socket_timeout": 5, "socket_connect_timeout": 3,
                   **client_options(async_mode)}
+        # redis-py 8 refuses a command once a pool has 100 connections (MaxConnectionsError);
+        # a node with hundreds of events in flight waits for a free one instead, for at most
+        # POOL_WAIT_S
+        pooled = {"connection_pool_class": redis.BlockingConnectionPool,
+                  "max_connections": POOL_CONNECTIONS}
         self.client: Any
         self.raw: Any  # replies not decoded (Flask-Session stores bytes)
         if target.cluster:
             seeds = [ClusterNode(host, port) for host, port in target.cluster_nodes]
             cluster_options = {"username": target.username, "password": target.password,
-                               "require_full_coverage": False, **common}
+                               "require_full_coverage": False, **pooled, **common}
             try:
                 self.client = RedisCluster(startup_nodes=seeds, decode_responses=True,
                                            client_name=f"{client_name}:store", **cluster_options)
@@ -84,9 +93,12 @@ class Topology:
             self.refresh()
         else:
             url = cast(str, target.url)
-            self.client = redis.Redis.from_url(url, decode_responses=True, health_check_interval=15,
-                                               client_name=f"{client_name}:store", **common)
-            self.raw = redis.Redis.from_url(url, client_name=f"{client_name}:sessions", **common)
+            self.client = redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(
+                url, decode_responses=True, health_check_interval=15, timeout=POOL_WAIT_S,
+                max_connections=POOL_CONNECTIONS, client_name=f"{client_name}:store", **common))
+            self.raw = redis.Redis(connection_pool=redis.BlockingConnectionPool.from_url(
+                url, timeout=POOL_WAIT_S, max_connections=POOL_CONNECTIONS,
+                client_name=f"{client_name}:sessions", **common))
             pool = self.client.connection_pool
             parts = urlsplit(url)
             self._single = (parts.hostname or "unix", parts.port or 6379)

@@ -3,9 +3,9 @@
 The service serves connections through python-socketio and python-engineio's public API. Where
 it goes below that (to deliver a bus frame to many connections without building a packet per
 recipient, to refuse hostile packets before python-socketio trips on them, to hand connections
-over when draining, to write WebSocket frames directly, to read Redis replies with hiredis on a
-socket redis-py opened, to make a log-out final in Flask-Session) it does so here, or in a
-module named below, and nowhere else.
+over when draining, to serve WebSockets with the project's own transport, to read Redis replies
+with hiredis on a socket redis-py opened, to make a log-out final in Flask-Session) it does so
+here, or in a module named below, and nowhere else.
 
 `INTERNALS` lists each reliance with a check that it is still there. `verify()` runs them all
 when a node starts and refuses to start, naming each one that is gone and the versions the code
@@ -30,7 +30,7 @@ from .websocket import message_packet
 WRITTEN_FOR = {
     "python-socketio": "5.18",
     "python-engineio": "4.15",
-    "simple-websocket": "1.1",
+    "gunicorn": "27.0",
     "flask-session": "0.8",
     "redis": "8.1",
 }
@@ -176,9 +176,22 @@ def _engineio_socket() -> bool:
     from engineio import packet
     from engineio.socket import Socket
 
-    return (_has(Socket, "send", "poll", "close", "check_ping_timeout")
+    return (_has(Socket, "send", "poll", "close", "check_ping_timeout", "schedule_ping",
+                 "receive", "_upgrade_websocket")
+            and _parameters(Socket.__init__)[1:] == ["server", "sid"]
             and _parameters(Socket.close)[1:] == ["wait", "abort", "reason"]
             and _has(packet.Packet, "encode") and packet.MESSAGE == 4)
+
+
+def _engineio_socket_state() -> bool:
+    import engineio
+    from engineio.socket import Socket
+
+    socket = Socket(engineio.Server(async_mode="threading"), "sid")
+    return (all(hasattr(socket, attribute) for attribute in (
+        "sid", "queue", "connected", "upgraded", "upgrading", "closed", "closing"))
+            and "self.server._async['websocket'](\n            self._websocket_handler, "
+                "self.server)" in inspect.getsource(Socket._upgrade_websocket))
 
 
 def _engineio_server() -> bool:
@@ -187,29 +200,39 @@ def _engineio_server() -> bool:
     server = engineio.Server(async_mode="threading")
     return (isinstance(getattr(server, "sockets", None), dict)
             and isinstance(getattr(server, "_async", None), dict)
-            and _has(server.reason, "SERVER_DISCONNECT"))
+            and _has(server, "generate_id", "get_queue_empty_exception", "_trigger_event")
+            and "run_async = kwargs.pop('run_async'" in inspect.getsource(server._trigger_event)
+            and all(_has(server.reason, name) for name in (
+                "SERVER_DISCONNECT", "CLIENT_DISCONNECT", "TRANSPORT_CLOSE", "TRANSPORT_ERROR",
+                "PING_TIMEOUT")))
 
 
-def _gevent_websocket_driver() -> bool:
-    from engineio.async_drivers import gevent as gevent_driver
+def _socketio_request_path() -> bool:
+    import socketio
 
-    wsgi = getattr(gevent_driver, "WebSocketWSGI", None)
-    return (wsgi is not None and getattr(gevent_driver, "SimpleWebSocketWSGI", None) is not None
-            and _parameters(wsgi.__init__)[1:3] == ["handler", "server"])
+    return "return self.eio.handle_request(environ, start_response)" in inspect.getsource(
+        socketio.Server.handle_request)
+
+
+def _socketio_sids() -> bool:
+    import socketio
+
+    return (_has(socketio.Manager, "sid_from_eio_sid", "get_namespaces")
+            and _parameters(socketio.Manager.sid_from_eio_sid)[1:] == ["eio_sid", "namespace"])
+
+
+def _gunicorn_socket() -> bool:
+    from gunicorn.http import wsgi
+    from gunicorn.workers import base_async
+
+    return ('"gunicorn.socket": sock' in inspect.getsource(wsgi)
+            and "except StopIteration" in inspect.getsource(base_async.AsyncWorker.handle))
 
 
 def _sets(cls: type, *attributes: str) -> bool:
     """Whether the class's own source assigns these instance attributes."""
     source = inspect.getsource(cls)
     return all(f"self.{attribute} =" in source for attribute in attributes)
-
-
-def _simple_websocket() -> bool:
-    import simple_websocket
-    from simple_websocket.ws import Base
-
-    return (_sets(Base, "sock", "connected") and _has(simple_websocket.Server, "close", "receive")
-            and "max_message_size" in _parameters(simple_websocket.Server.__init__))
 
 
 def _flask_session() -> bool:
@@ -243,16 +266,25 @@ INTERNALS = [
              "guard_incoming_packets: hostile packets refused with one log line", _socketio_server),
     Internal("python-socketio", "Manager.get_participants, Manager.eio_sid_from_sid",
              "broadcast, send_to: bus frames to this node's connections", _manager),
-    Internal("python-engineio", "Socket.send/poll/close(wait, abort, reason), packet.Packet",
-             "broadcast; transport/websocket.py; end_transports (drain)", _engineio_socket),
-    Internal("python-engineio", "Server.sockets, Server._async, reason.SERVER_DISCONNECT",
-             "broadcast; transport/websocket.py installs its WebSocket class", _engineio_server),
-    Internal("python-engineio", "async_drivers.gevent.WebSocketWSGI(handler, server)",
-             "transport/websocket.py: direct WebSocket frames in gevent mode",
-             _gevent_websocket_driver),
-    Internal("simple-websocket", "Server.sock, connected, max_message_size",
-             "transport/websocket.py: frames written to the socket, size limit",
-             _simple_websocket),
+    Internal("python-engineio", "Socket(server, sid): send, receive, close(wait, abort, reason), "
+             "schedule_ping, check_ping_timeout, _upgrade_websocket; packet.Packet",
+             "broadcast; transport/websocket.py: its socket class; end_transports (drain)",
+             _engineio_socket),
+    Internal("python-engineio", "Socket.queue/connected/upgraded/upgrading/closed/closing; "
+             "an upgrade calls _async['websocket'](handler, server)",
+             "transport/websocket.py: taking over a long-polling session that upgrades",
+             _engineio_socket_state),
+    Internal("python-engineio", "Server.sockets, _async, generate_id, _trigger_event(run_async=), "
+             "get_queue_empty_exception, reason.*",
+             "broadcast; transport/websocket.py opens WebSocket sessions itself",
+             _engineio_server),
+    Internal("python-socketio", "Manager.sid_from_eio_sid(eio_sid, namespace), get_namespaces",
+             "transport/websocket.py: a connection that never joins is cut off", _socketio_sids),
+    Internal("python-socketio", "Server.handle_request calls self.eio.handle_request",
+             "transport/websocket.py wraps Engine.IO's request handler", _socketio_request_path),
+    Internal("gunicorn", "environ['gunicorn.socket']; StopIteration from the app ends the "
+             "connection", "transport/websocket.py: the connection's socket, served to its end",
+             _gunicorn_socket),
     Internal("flask-session", "ServerSideSessionInterface._retrieve_session_data, "
              "_delete_session, _upsert_session(session_lifetime, session, store_id)",
              "web/sessions.py: sessions in the store, a log-out is final", _flask_session),

@@ -1,57 +1,72 @@
-"""WebSocket output written by the emitting task itself, framed once per broadcast.
+"""Engine.IO over WebSocket, served by the project: one task per connection (gevent mode).
 
-In gevent mode python-engineio sends every packet of an upgraded connection through a queue to
-a writer task per connection, which frames it with simple-websocket's wsproto machinery: a
-queue put, a task switch, a timeout armed and cancelled and a frame built, per recipient of every
-broadcast. py-spy put that path at over a third of a node's CPU in a fan-out (README,
-performance). Here:
+python-engineio serves a WebSocket with three tasks per connection (simple-websocket's reader, a
+writer draining a queue, and a ping timer), each with a saved stack, and writes every packet with
+its own system call. Here a connection is its request's own task, and nothing more:
 
-- A packet for a connection whose writer has nothing pending is written by the task that emits it,
-  with one non-blocking send of a frame built once per packet: a broadcast's recipients share one
-  packet object, so they share one frame. Frames are short unmasked headers and the payload
-  (RFC 6455, 5.2); frames sent without compression are valid on a connection that negotiated
-  permessage-deflate (RFC 7692, 6).
-- If the kernel takes only part of the frame (a slow reader), the rest goes to python-engineio's
-  queue and every later packet follows it there until the writer task has caught up, so a slow
-  client never blocks the emitting task and packets stay in order.
-- Before the upgrade completes, while the queue holds anything and while the writer task is
-  writing, packets take python-engineio's queue as before. Handshakes, incoming frames, pings and
-  the close handshake stay with simple-websocket.
-- A text frame that is not an Engine.IO packet (packet_guard.py) ends that one connection here,
-  instead of raising inside python-engineio's handler; so does a message larger than the
-  server's max_http_buffer_size (MAX_FRAME_BYTES), before it is buffered whole.
-- Liveness stays python-engineio's: a client that leaves a ping unanswered for longer than the
-  ping timeout is cut off (see `poll`); idle clients that answer pings stay connected.
+- The task reads the connection's frames with the project's RFC 6455 reader (frames.py) and hands
+  each Engine.IO packet to python-engineio's socket, which python-socketio serves as before.
+- Writes never block the task that emits them: a packet's frame (built once per broadcast) is
+  appended to the connection's buffer, and everything buffered in one turn of the event loop goes
+  out in one `send` at the end of that turn, in order. What the kernel does not take waits for the
+  socket to be writable; a connection whose buffer passes `send_buffer_bytes` (a client that
+  stopped reading) is cut off, so one slow client costs a bounded amount of memory.
+- One timer for the whole node (heartbeat.py) sends the pings, cuts off a connection that leaves
+  one unanswered past the ping timeout, one that has not joined Socket.IO within the connect
+  timeout (a half-open or idle handshake), and one whose close handshake does not finish.
+- A connection starts either as a WebSocket (`transport=websocket`, taken before python-engineio:
+  `WebSocketTransport`) or as long-polling that upgrades (python-engineio hands the upgrade
+  request to `UpgradeHandler`). Long-polling itself stays python-engineio's.
+- A protocol violation ends that connection with the close code RFC 6455 prescribes (1002, 1007,
+  1009; 1008 for a text frame that is not an Engine.IO packet), logged in one line; nothing of it
+  reaches another connection.
+
+python-engineio's internals this relies on are checked by compat.py.
 """
 
 from __future__ import annotations
 
-import struct
+import base64
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import socket
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs
 
-from engineio import exceptions as engineio_exceptions
 from engineio import packet as eio_packet
-from engineio.async_drivers import gevent as gevent_driver
 from engineio.socket import Socket as EngineIOSocket
 
+from . import frames
+from .frames import Control, FrameReader, ProtocolError
+from .heartbeat import Heartbeat
 from .packet_guard import acceptable
 
-TEXT, BINARY = 0x1, 0x2
-FINAL = 0x80
+GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+READ_BYTES = 65536
+CLOSE_HANDSHAKE_S = 5.0
+log = logging.getLogger("service.transport")
 
 
 def frame(payload: bytes, opcode: int) -> bytes:
-    length = len(payload)
-    if length < 126:
-        return bytes((FINAL | opcode, length)) + payload
-    if length < 1 << 16:
-        return struct.pack("!BBH", FINAL | opcode, 126, length) + payload
-    return struct.pack("!BBQ", FINAL | opcode, 127, length) + payload
+    return frames.server_frame(opcode, payload)
 
 
-def framed(message: str | bytes) -> bytes:
-    return frame(message, BINARY) if isinstance(message, bytes) else frame(message.encode(), TEXT)
+def packet_frame(pkt: Any) -> bytes:
+    """The WebSocket frame of an Engine.IO packet, built once and kept on the packet (the
+    recipients of a broadcast share one packet object)."""
+    data = pkt.__dict__.get("_frame")
+    if data is None:
+        encoded = pkt.encode()
+        data = (frame(encoded, frames.BINARY) if isinstance(encoded, bytes)
+                else frame(encoded.encode(), frames.TEXT))
+        pkt._frame = data
+    return data
 
 
 def message_packet(payload: bytes) -> Any:
@@ -59,113 +74,481 @@ def message_packet(payload: bytes) -> Any:
     with its WebSocket frame built now, straight from the bytes: a bus frame's body becomes the
     frame every recipient on this node gets, without encoding it again."""
     pkt = eio_packet.Packet(eio_packet.MESSAGE, payload.decode())
-    pkt._frame = frame(b"4" + payload, TEXT)
+    pkt._frame = frame(b"4" + payload, frames.TEXT)
     return pkt
 
 
-def packet_frame(pkt: Any) -> bytes:
-    """The WebSocket frame of an Engine.IO packet, built once and kept on the packet."""
-    data = pkt.__dict__.get("_frame")
-    if data is None:
-        data = pkt._frame = framed(pkt.encode())
-    return data
+PING_FRAME = frame(b"2", frames.TEXT)
+PROBE_ANSWER = frame(b"3probe", frames.TEXT)
 
 
-class Framed(bytes):
-    """Bytes that are already WebSocket frames (or a frame's unsent rest): written as they are."""
+@dataclass(frozen=True)
+class Limits:
+    ping_interval_s: float
+    ping_timeout_s: float
+    max_message: int
+    send_buffer_bytes: int
+    connect_timeout_s: float
+    accepts: Callable[[str], bool] = acceptable  # which text packets are served
 
 
-class QueuedFrame:
-    """A python-engineio queue item for bytes already framed (the writer calls `encode()`)."""
+def handshake_error(environ: dict[str, Any]) -> tuple[str, str] | None:
+    """Why this request is not a WebSocket opening handshake (RFC 6455 4.2.1), or None."""
+    if environ.get("REQUEST_METHOD") != "GET":
+        return "400 Bad Request", "a WebSocket handshake is a GET"
+    if environ.get("HTTP_UPGRADE", "").lower() != "websocket":
+        return "400 Bad Request", "Upgrade: websocket is missing"
+    if "upgrade" not in [t.strip() for t in environ.get("HTTP_CONNECTION", "").lower().split(",")]:
+        return "400 Bad Request", "Connection: Upgrade is missing"
+    if environ.get("HTTP_SEC_WEBSOCKET_VERSION") != "13":
+        return "426 Upgrade Required", "only WebSocket version 13 is spoken here"
+    try:
+        key = base64.b64decode(environ.get("HTTP_SEC_WEBSOCKET_KEY", ""), validate=True)
+    except ValueError:
+        key = b""
+    if len(key) != 16:
+        return "400 Bad Request", "Sec-WebSocket-Key must be 16 bytes in base64"
+    return None
 
-    __slots__ = ("data",)
 
-    def __init__(self, data: bytes):
-        self.data = data
+def handshake_response(environ: dict[str, Any]) -> bytes:
+    accept = base64.b64encode(hashlib.sha1(  # noqa: S324 - RFC 6455 prescribes SHA-1 here
+        environ["HTTP_SEC_WEBSOCKET_KEY"].encode() + GUID).digest()).decode()
+    return ("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Accept: {accept}\r\n\r\n").encode()
 
-    def encode(self) -> Framed:
-        return Framed(self.data)
+
+def http_error(start_response: Callable[..., Any], status: str, message: str,
+               extra: list[tuple[str, str]] | None = None) -> list[bytes]:
+    body = json.dumps({"error": {"code": "bad_request", "message": message}}).encode()
+    start_response(status, [("Content-Type", "application/json"),
+                            ("Content-Length", str(len(body))), *(extra or [])])
+    return [body]
 
 
-class DirectFrameWebSocket(gevent_driver.WebSocketWSGI):
-    def __init__(self, handler: Any, server: Any):
-        super().__init__(handler, server)
-        # simple-websocket buffers a whole message before python-engineio can refuse it as too
-        # large; with a limit it closes the connection (1009) as soon as a message outgrows it
-        self.server_args["max_message_size"] = server.max_http_buffer_size
-        self.writer_busy = False
-        self.raw_socket: Any = None  # gevent's non-blocking socket, found at the first packet
-        self.eio_socket: Any = getattr(handler, "__self__", None)  # python-engineio's Socket
-        if isinstance(self.eio_socket, EngineIOSocket):
-            self.eio_socket.send = self.send_packet
-            self.eio_socket.poll = self.poll
+class WebSocketEngineIOSocket(EngineIOSocket):
+    """python-engineio's socket of a connection whose transport is a WebSocketSession: packets
+    go to the session, the node's heartbeat pings, and closing ends the session."""
 
-    def poll(self) -> list[Any]:
-        """python-engineio's wait for queued packets; the writer is busy until it polls again.
+    session: WebSocketSession
 
-        Upstream, a writer that waits ping interval + ping timeout without a packet ends the
-        connection: pings go through the queue, so silence meant a client that stopped answering
-        them. Pings are written directly here, so the writer ends the connection only when a ping
-        is actually unanswered for longer than the ping timeout.
-        """
-        self.writer_busy = False
-        eio_socket = self.eio_socket
-        while True:
-            try:
-                packets = EngineIOSocket.poll(eio_socket)
-            except engineio_exceptions.QueueEmpty:
-                last_ping = eio_socket.last_ping
-                unanswered = (last_ping is not None
-                              and time.time() - last_ping > eio_socket.server.ping_timeout)
-                if eio_socket.closed or unanswered:
-                    raise
-                continue
-            self.writer_busy = bool(packets)
-            return packets
+    def send(self, pkt: Any) -> None:
+        self.session.send_packet(pkt)
+
+    def check_ping_timeout(self) -> bool:
+        return not self.closed  # liveness is the heartbeat's
+
+    def schedule_ping(self) -> None:
+        return None  # the heartbeat pings
+
+    def close(self, wait: bool = True, abort: bool = False, reason: Any = None) -> None:
+        # never wait on python-engineio's queue: nothing drains it once the session has the
+        # connection
+        first = not self.closed and not self.closing
+        if first and not abort:
+            self.session.send_packet(eio_packet.Packet(eio_packet.CLOSE))
+        super().close(wait=False, abort=True, reason=reason)
+        if first:
+            self.session.end(graceful=not abort)
+
+
+class WebSocketSession:
+    """One connection: its socket, its reader, its send buffer and its timer state."""
+
+    __slots__ = ("closing_since", "eio", "eio_socket", "end_reason", "ended", "fd",
+                 "flush_scheduled", "heartbeat", "is_joined", "limits", "loop", "next_ping",
+                 "opened_at", "out", "out_bytes", "ping_sent_at", "reader", "sock", "writable")
+
+    def __init__(self, eio: Any, eio_socket: Any, sock: Any, limits: Limits,
+                 heartbeat: Heartbeat, is_joined: Callable[[str], bool]):
+        from gevent import get_hub
+
+        self.eio, self.eio_socket, self.sock, self.limits = eio, eio_socket, sock, limits
+        self.heartbeat, self.is_joined = heartbeat, is_joined
+        self.loop = get_hub().loop
+        self.fd = sock.fileno()
+        self.reader = FrameReader(limits.max_message)
+        self.out: list[bytes] = []
+        self.out_bytes = 0
+        self.flush_scheduled = False
+        self.writable: Any = None  # the loop's watcher, while the kernel's buffer is full
+        self.ended = False
+        self.end_reason: Any = eio.reason.TRANSPORT_CLOSE
+        self.closing_since: float | None = None
+        now = time.monotonic()
+        self.opened_at = now
+        self.next_ping = now + limits.ping_interval_s
+        self.ping_sent_at: float | None = None
+
+    # ---- writing: never blocks, one send per connection per turn of the loop -----------------
 
     def send_packet(self, pkt: Any) -> None:
-        """python-engineio's Socket.send: written now if nothing is ahead of it, else queued."""
-        eio_socket = self.eio_socket
-        if not eio_socket.check_ping_timeout():
+        if not self.ended:
+            self.write(packet_frame(pkt))
+
+    def write(self, data: bytes) -> None:
+        self.out.append(data)
+        self.out_bytes += len(data)
+        if self.out_bytes > self.limits.send_buffer_bytes:
+            log.info("sid=%s cut off: it stopped reading (%d bytes waiting)",
+                     self.eio_socket.sid, self.out_bytes)
+            self.out, self.out_bytes = [], 0
+            self.end_reason = self.eio.reason.TRANSPORT_ERROR
+            self.abort()
             return
-        raw = self.raw_socket
-        if raw is None:
-            raw = self.raw_socket = getattr(getattr(getattr(self, "ws", None), "sock", None),
-                                            "_sock", None)
-        if (raw is None or not eio_socket.upgraded or self.writer_busy
-                or not eio_socket.queue.empty() or not self.ws.connected):
-            eio_socket.queue.put(pkt)
+        if not self.flush_scheduled and self.writable is None:
+            self.flush_scheduled = True
+            self.loop.run_callback(self.flush)
+
+    def flush(self) -> None:
+        self.flush_scheduled = False
+        if not self.out or self.fd < 0:
             return
-        data = packet_frame(pkt)
+        data = self.out[0] if len(self.out) == 1 else b"".join(self.out)
         try:
-            sent = raw.send(data)
-        except OSError:  # full (BlockingIOError) or broken: the writer task sends or fails
+            sent = os.write(self.fd, data)
+        except BlockingIOError:
             sent = 0
-        if sent < len(data):
-            eio_socket.queue.put(QueuedFrame(data[sent:]))
+        except OSError:
+            self.out, self.out_bytes = [], 0
+            self.abort()
+            return
+        if sent == len(data):
+            self.out, self.out_bytes = [], 0
+            if self.writable is not None:
+                self.writable.stop()
+                self.writable = None
+            return
+        rest = data[sent:]
+        self.out, self.out_bytes = [rest], len(rest)
+        if self.writable is None:
+            self.writable = self.loop.io(self.fd, 2)  # 2: writable
+            self.writable.start(self.flush)
 
-    def send(self, message: str | bytes) -> None:
-        """The writer task's send (and the upgrade's probe answer): blocks only this task."""
-        if not self.ws.connected:
-            raise OSError("the WebSocket is closed")
-        data = message if isinstance(message, Framed) else framed(message)
-        sock = self.ws.sock
-        sent = sock.send(data)  # gevent's sendall asks the kernel for SO_SNDBUF on every call
-        if sent < len(data):
-            sock.sendall(data[sent:])
+    # ---- the connection's task -----------------------------------------------------------------
 
-    def wait(self) -> str | bytes | None:
-        message = super().wait()
-        if isinstance(message, str) and not acceptable(message):
-            self.close()
-            return None
-        return message
+    def start(self, handshake: bytes, first: bytes = b"") -> None:
+        self.write(handshake + first)
+        self.heartbeat.schedule(self, min(self.next_ping,
+                                          self.opened_at + self.limits.connect_timeout_s))
 
-
-def install(server: Any) -> bool:
-    """Use direct frames for this Socket.IO server's WebSockets (gevent with simple-websocket)."""
-    eio = server.eio
-    if eio.async_mode != "gevent" or getattr(gevent_driver, "SimpleWebSocketWSGI", None) is None:
+    def upgrade(self) -> bool:
+        """A long-polling session moving here (Engine.IO v4): `2probe`, answered `3probe`,
+        then `5`; the session then takes the socket over. False if the client did not."""
+        expected = "2probe"
+        try:
+            while not self.ended:
+                data = self.sock.recv(READ_BYTES)
+                if not data:
+                    return False
+                events = self.reader.feed(data)
+                for index, event in enumerate(events):
+                    if isinstance(event, Control):
+                        self.on_control(event)
+                        continue
+                    if not event.text or event.data.decode() != expected:
+                        return False
+                    if expected == "2probe":
+                        self.write(PROBE_ANSWER)
+                        self.eio_socket.queue.put(eio_packet.Packet(eio_packet.NOOP))  # ends a poll
+                        expected = "5"
+                        continue
+                    self.take_over()
+                    self.serve(events[index + 1 :])
+                    return True
+        except (ProtocolError, OSError):
+            return False
         return False
-    eio._async = {**eio._async, "websocket": DirectFrameWebSocket}
+
+    def take_over(self) -> None:
+        """Serve python-engineio's socket of the polling session from now on: its packets come
+        here, and what it had queued for the next poll goes out first."""
+        eio_socket = self.eio_socket
+        eio_socket.__class__ = WebSocketEngineIOSocket
+        eio_socket.session = self
+        eio_socket.upgraded, eio_socket.upgrading = True, False
+        empty = self.eio.get_queue_empty_exception()
+        while True:
+            try:
+                pkt = eio_socket.queue.get(block=False)
+            except empty:
+                break
+            eio_socket.queue.task_done()
+            if pkt is not None and pkt.packet_type != eio_packet.NOOP:
+                self.send_packet(pkt)
+        self.heartbeat.schedule(self, self.next_ping)
+
+    def serve(self, events: list[Any]) -> None:
+        for event in events:
+            if isinstance(event, Control):
+                self.on_control(event)
+            else:
+                self.on_packet(event.data if not event.text else event.data.decode())
+            if self.ended:
+                return
+
+    def run(self) -> None:
+        """Read and serve the connection until it ends; returns when it has."""
+        try:
+            while not self.ended:
+                data = self.sock.recv(READ_BYTES)
+                if not data:
+                    break
+                self.serve(self.reader.feed(data))
+        except ProtocolError as error:
+            log.info("sid=%s broke the WebSocket protocol: %s (closing with %d)",
+                     self.eio_socket.sid, error.reason, error.code)
+            self.close_with(error.code, error.reason)
+        except OSError:
+            pass
+        except Exception:
+            log.exception("sid=%s: serving the connection failed", self.eio_socket.sid)
+            self.close_with(frames.INTERNAL_ERROR, "internal error")
+        finally:
+            self.finish()
+
+    def on_control(self, event: Control) -> None:
+        if event.opcode == frames.PING:
+            self.write(frame(event.data, frames.PONG))
+        elif event.opcode == frames.CLOSE:
+            self.end_reason = self.eio.reason.CLIENT_DISCONNECT
+            if self.closing_since is not None:  # the answer to our close frame
+                self.abort()
+                return
+            code = frames.NORMAL if event.code == frames.NO_STATUS else event.code
+            self.close_with(code or frames.NORMAL, "")
+
+    def on_packet(self, data: str | bytes) -> None:
+        if isinstance(data, str):
+            if not self.limits.accepts(data):
+                self.close_with(frames.POLICY_VIOLATION, "not a packet this server takes")
+                return
+            kind = data[0]
+            if kind == "3":  # PONG: the client is alive
+                self.ping_sent_at = None
+                return
+            if kind == "6":  # NOOP
+                return
+            if kind == "0":  # OPEN is the server's to send
+                self.close_with(frames.POLICY_VIOLATION, "a client does not send OPEN")
+                return
+        self.eio_socket.receive(eio_packet.Packet(encoded_packet=data))
+
+    def close_with(self, code: int, reason: str) -> None:
+        """Send a close frame, flush, and end the connection."""
+        if self.fd >= 0:
+            self.out.append(frames.close_frame(code, reason))
+            self.flush()
+        self.abort()
+
+    def end(self, graceful: bool) -> None:
+        """python-engineio closed the socket: close the WebSocket too (with the close handshake
+        if `graceful`, leaving the client CLOSE_HANDSHAKE_S to answer)."""
+        if self.ended:
+            return
+        if not graceful:
+            self.abort()
+            return
+        self.write(frames.close_frame(frames.NORMAL))
+        self.closing_since = time.monotonic()
+        self.heartbeat.schedule(self, self.closing_since + CLOSE_HANDSHAKE_S)
+
+    def abort(self) -> None:
+        """End the connection now (from any task): the reader sees it closed."""
+        if self.ended:
+            return
+        self.ended = True
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+
+    def finish(self) -> None:
+        self.ended = True
+        self.heartbeat.forget(self)
+        if self.writable is not None:
+            self.writable.stop()
+            self.writable = None
+        self.fd = -1
+        if not self.eio_socket.closed:
+            self.eio_socket.close(wait=False, abort=True, reason=self.end_reason)
+        self.eio.sockets.pop(self.eio_socket.sid, None)
+
+    # ---- the heartbeat's visits ----------------------------------------------------------------
+
+    def on_timer(self, now: float) -> float | None:
+        if self.ended:
+            return None
+        if self.closing_since is not None:
+            if now - self.closing_since >= CLOSE_HANDSHAKE_S:
+                self.abort()
+                return None
+            return self.closing_since + CLOSE_HANDSHAKE_S
+        connect_deadline = self.opened_at + self.limits.connect_timeout_s
+        if connect_deadline <= now and not self.is_joined(self.eio_socket.sid):
+            log.info("sid=%s cut off: no Socket.IO connect within %.0f s", self.eio_socket.sid,
+                     self.limits.connect_timeout_s)
+            self.close_with(frames.POLICY_VIOLATION, "no Socket.IO connect in time")
+            return None
+        if self.ping_sent_at is not None:
+            deadline = self.ping_sent_at + self.limits.ping_timeout_s
+            if now >= deadline:
+                self.end_reason = self.eio.reason.PING_TIMEOUT
+                self.abort()
+                return None
+            return deadline
+        if now >= self.next_ping:
+            self.ping_sent_at = now
+            self.next_ping = now + self.limits.ping_interval_s
+            self.write(PING_FRAME)
+            return now + self.limits.ping_timeout_s
+        upcoming = self.next_ping
+        if not self.is_joined(self.eio_socket.sid):
+            upcoming = min(upcoming, connect_deadline)
+        return upcoming
+
+
+class WebSocketTransport:
+    """python-engineio's request handler, wrapped: Engine.IO connections that start as a
+    WebSocket are served here; the rest (long-polling, and its upgrades, which python-engineio
+    hands to UpgradeHandler) passes on."""
+
+    def __init__(self, app: Callable[..., Any], eio: Any, limits: Limits,
+                 heartbeat: Heartbeat, allowed_origins: list[str],
+                 start_heartbeat: Callable[[], Any], is_joined: Callable[[str], bool]):
+        self.app, self.eio, self.limits = app, eio, limits
+        self.heartbeat, self.is_joined = heartbeat, is_joined
+        self.allowed_origins = set(allowed_origins)
+        self._start_heartbeat: Callable[[], Any] | None = start_heartbeat
+
+    def session(self, eio_socket: Any, sock: Any) -> WebSocketSession:
+        """A new session; the node's heartbeat starts with its first one."""
+        if self._start_heartbeat is not None:
+            start, self._start_heartbeat = self._start_heartbeat, None
+            start()
+        return WebSocketSession(self.eio, eio_socket, sock, self.limits, self.heartbeat,
+                                self.is_joined)
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        query = parse_qs(environ.get("QUERY_STRING", ""))
+        if query.get("transport") != ["websocket"]:
+            return self.app(environ, start_response)
+        if "sid" in query:
+            existing = self.eio.sockets.get(query["sid"][0])
+            if existing is None or not (existing.upgraded or existing.upgrading):
+                return self.app(environ, start_response)  # python-engineio: an upgrade
+            return self.refuse_second_upgrade(environ, start_response)
+        if query.get("EIO") != ["4"]:
+            return http_error(start_response, "400 Bad Request", "only Engine.IO 4 is spoken")
+        origin = environ.get("HTTP_ORIGIN")
+        if origin and "*" not in self.allowed_origins and origin not in self.allowed_origins:
+            return http_error(start_response, "400 Bad Request", "not an accepted origin")
+        problem = handshake_error(environ)
+        if problem is not None:
+            extra = [("Sec-WebSocket-Version", "13")] if problem[0].startswith("426") else None
+            return http_error(start_response, problem[0], problem[1], extra)
+        sock = environ.get("gunicorn.socket")
+        if sock is None:
+            return http_error(start_response, "400 Bad Request", "WebSocket needs gunicorn")
+        eio = self.eio
+        sid = eio.generate_id()
+        eio_socket = WebSocketEngineIOSocket(eio, sid)
+        eio.sockets[sid] = eio_socket
+        refused = eio._trigger_event("connect", sid, environ, run_async=False)
+        if refused is not None and refused is not True:
+            eio.sockets.pop(sid, None)
+            return http_error(start_response, "401 Unauthorized", "connection refused")
+        eio_socket.connected = eio_socket.upgraded = True
+        session = self.session(eio_socket, sock)
+        eio_socket.session = session
+        opening = eio_packet.Packet(eio_packet.OPEN, {
+            "sid": sid, "upgrades": [],
+            "pingInterval": int(self.limits.ping_interval_s * 1000),
+            "pingTimeout": int(self.limits.ping_timeout_s * 1000),
+            "maxPayload": self.limits.max_message,
+        })
+        session.start(handshake_response(environ), packet_frame(opening))
+        session.run()
+        raise StopIteration  # gunicorn: the connection was served here; write nothing more
+
+
+    def refuse_second_upgrade(self, environ: dict[str, Any],
+                              start_response: Callable[..., Any]) -> Any:
+        """A WebSocket for a session that has one already: opened, then closed at once (1008),
+        as Engine.IO servers do; the session keeps its WebSocket."""
+        problem = handshake_error(environ)
+        sock = environ.get("gunicorn.socket")
+        if problem is not None or sock is None:
+            return http_error(start_response, *(problem or ("400 Bad Request",
+                                                            "WebSocket needs gunicorn")))
+        with contextlib.suppress(OSError):
+            sock.sendall(handshake_response(environ)
+                         + frames.close_frame(frames.POLICY_VIOLATION, "already upgraded"))
+        raise StopIteration
+
+
+class UpgradeHandler:
+    """python-engineio's WebSocket class for a long-polling session that upgrades: the probe,
+    then the connection is served by a WebSocketSession (installed by `install`)."""
+
+    transport: WebSocketTransport  # set by install()
+
+    def __init__(self, handler: Any, server: Any):
+        self.eio_socket = handler.__self__  # python-engineio's Socket of the polling session
+        self.eio = server
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        problem = handshake_error(environ)
+        if problem is not None:
+            return http_error(start_response, problem[0], problem[1])
+        sock = environ.get("gunicorn.socket")
+        if sock is None:
+            return http_error(start_response, "400 Bad Request", "WebSocket needs gunicorn")
+        transport = self.transport
+        eio_socket = self.eio_socket
+        session = transport.session(eio_socket, sock)
+        session.write(handshake_response(environ))
+        eio_socket.upgrading = True  # python-engineio's polling answers NOOP from now on
+        if not session.upgrade():
+            eio_socket.upgrading = False
+            session.abort()
+            session.fd = -1
+            raise StopIteration
+        session.run()
+        raise StopIteration
+
+
+def joined_socketio(server: Any) -> Callable[[str], bool]:
+    """Whether an Engine.IO connection has joined this Socket.IO server (any namespace)."""
+    manager = server.manager
+
+    def is_joined(eio_sid: str) -> bool:
+        return any(manager.sid_from_eio_sid(eio_sid, namespace) is not None
+                   for namespace in list(manager.get_namespaces()))
+
+    return is_joined
+
+
+def install(eio: Any, *, send_buffer_bytes: int, connect_timeout_s: float,
+            allowed_origins: list[str], spawn: Callable[..., Any],
+            is_joined: Callable[[str], bool],
+            accepts: Callable[[str], bool] = acceptable) -> bool:
+    """Serve this Engine.IO server's WebSockets here (gevent mode): its requests pass through
+    WebSocketTransport, and upgrades use UpgradeHandler. A connection for which `is_joined` stays
+    false past `connect_timeout_s` is cut off; text packets `accepts` refuses end their
+    connection. Whether it was installed: eventlet mode keeps python-engineio's own WebSocket
+    path (README: eventlet)."""
+    if eio.async_mode != "gevent":
+        return False
+    limits = Limits(ping_interval_s=float(eio.ping_interval),
+                    ping_timeout_s=float(eio.ping_timeout),
+                    max_message=eio.max_http_buffer_size,
+                    send_buffer_bytes=send_buffer_bytes, connect_timeout_s=connect_timeout_s,
+                    accepts=accepts)
+    tick = min(1.0, limits.ping_interval_s / 4, limits.ping_timeout_s / 4)
+    heartbeat = Heartbeat(tick, sleep=eio.sleep)
+    transport = WebSocketTransport(eio.handle_request, eio, limits, heartbeat, allowed_origins,
+                                   start_heartbeat=lambda: spawn(heartbeat.run_forever),
+                                   is_joined=is_joined)
+    eio.handle_request = transport  # socketio.Server.handle_request calls it (compat.py)
+    eio._async = {**eio._async, "websocket": type("NodeUpgradeHandler", (UpgradeHandler,),
+                                                  {"transport": transport})}
     return True

@@ -3,6 +3,7 @@ every row carries its ratio to the Node.js reference."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -15,6 +16,7 @@ pytestmark = pytest.mark.local_cluster
 
 def test_bench_runs_this_service_the_node_reference_and_the_naive_app():
     folder = RESULTS / "bench"
+    shutil.rmtree(folder, ignore_errors=True)  # a journal of an earlier run would be resumed
     env = dict(os.environ, SYSTEMS="rooms-1,node-reference-3,naive-1", SCENARIOS="chat",
                PARTS="compare",
                USERS="20", DURATION="5", SPAWN_RATE="20", PROCESSES="1",
@@ -35,6 +37,7 @@ def test_bench_runs_this_service_the_node_reference_and_the_naive_app():
 
 def test_the_scale_series_runs_on_one_redis_and_on_a_redis_cluster():
     folder = RESULTS / "bench-scale"
+    shutil.rmtree(folder, ignore_errors=True)  # a journal of an earlier run would be resumed
     env = dict(os.environ, PARTS="scale", SCALE_NODES="2", SCALE_USERS="16", USERS="16",
                DURATION="5", SPAWN_RATE="16", PROCESSES="1", BENCH_RESULTS=str(folder))
     run = subprocess.run([sys.executable, "loadtests/bench.py"], env=env, capture_output=True,

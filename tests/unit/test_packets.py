@@ -4,8 +4,9 @@ import struct
 
 import pytest
 
+from service.transport.frames import BINARY, TEXT
 from service.transport.packet_guard import acceptable
-from service.transport.websocket import BINARY, TEXT, frame
+from service.transport.websocket import frame
 
 
 @pytest.mark.parametrize(("length", "header"), [

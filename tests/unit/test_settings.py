@@ -70,11 +70,22 @@ def test_production_accepts_real_secrets_and_secures_cookies():
         ("TOKEN_TTL_S", "1.5"),
         ("PING_INTERVAL_S", "0"),
         ("PING_TIMEOUT_S", "soon"),
+        ("SEND_BUFFER_BYTES", "big"),
+        ("SEND_BUFFER_BYTES", "1024"),
+        ("CONNECT_TIMEOUT_S", "0"),
+        ("CONNECT_TIMEOUT_S", "later"),
     ],
 )
 def test_bad_values_name_the_setting(name, value):
     with pytest.raises(SettingsError, match=name):
         load(**{name: value})
+
+
+def test_the_send_buffer_must_hold_two_of_the_largest_messages():
+    with pytest.raises(SettingsError, match="SEND_BUFFER_BYTES .* MAX_FRAME_BYTES"):
+        load(MAX_FRAME_BYTES="1048576", SEND_BUFFER_BYTES="1048576")
+    settings = load(MAX_FRAME_BYTES="65536", SEND_BUFFER_BYTES="131072", CONNECT_TIMEOUT_S="2.5")
+    assert (settings.send_buffer_bytes, settings.connect_timeout_s) == (131072, 2.5)
 
 
 def test_node_ttl_must_outlast_heartbeats():
