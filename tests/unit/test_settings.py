@@ -82,7 +82,7 @@ def test_bad_values_name_the_setting(name, value):
 
 
 def test_the_send_buffer_must_hold_two_of_the_largest_messages():
-    with pytest.raises(SettingsError, match="SEND_BUFFER_BYTES .* MAX_FRAME_BYTES"):
+    with pytest.raises(SettingsError, match=r"SEND_BUFFER_BYTES .* MAX_FRAME_BYTES"):
         load(MAX_FRAME_BYTES="1048576", SEND_BUFFER_BYTES="1048576")
     settings = load(MAX_FRAME_BYTES="65536", SEND_BUFFER_BYTES="131072", CONNECT_TIMEOUT_S="2.5")
     assert (settings.send_buffer_bytes, settings.connect_timeout_s) == (131072, 2.5)
