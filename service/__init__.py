@@ -75,6 +75,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
     register_handlers(socketio, node)
     websocket.install(socketio.server.eio, send_buffer_bytes=settings.send_buffer_bytes,
                       connect_timeout_s=settings.connect_timeout_s,
+                      max_sessions=settings.worker_connections,
                       allowed_origins=list(settings.allowed_origins),
                       spawn=socketio.server.start_background_task,
                       is_joined=websocket.joined_socketio(socketio.server))

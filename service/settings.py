@@ -76,6 +76,7 @@ class Settings:
     ping_timeout_s: int = 20
     send_buffer_bytes: int = 1 << 20
     connect_timeout_s: float = 10.0
+    worker_connections: int = 10000
 
     @property
     def production(self) -> bool:
@@ -266,6 +267,8 @@ def load_settings(environ: dict[str, str] | None = None, dotenv: Path | None = N
         max_frame_bytes=max_frame,
         send_buffer_bytes=send_buffer,
         connect_timeout_s=_float(source, "CONNECT_TIMEOUT_S", Settings.connect_timeout_s, 1, 600),
+        worker_connections=_int(source, "WORKER_CONNECTIONS", Settings.worker_connections, 1,
+                                10_000_000),
         ping_interval_s=_int(source, "PING_INTERVAL_S", Settings.ping_interval_s, 1, 600),
         ping_timeout_s=_int(source, "PING_TIMEOUT_S", Settings.ping_timeout_s, 1, 600),
     )

@@ -40,7 +40,8 @@ def build_engineio() -> engineio.WSGIApp:
         server.send(sid, data)
 
     websocket.install(server, send_buffer_bytes=SEND_BUFFER_BYTES,
-                      connect_timeout_s=CONNECT_TIMEOUT_S, allowed_origins=["*"],
+                      connect_timeout_s=CONNECT_TIMEOUT_S, max_sessions=1000,
+                      allowed_origins=["*"],
                       spawn=server.start_background_task, is_joined=lambda sid: True,
                       accepts=any_engineio_packet)
     return engineio.WSGIApp(server, engineio_path="engine.io")
@@ -69,7 +70,8 @@ def build_socketio() -> socketio.WSGIApp:
                   namespace=namespace)
         server.on("message-with-ack", on_message_with_ack, namespace=namespace)
     websocket.install(server.eio, send_buffer_bytes=SEND_BUFFER_BYTES,
-                      connect_timeout_s=CONNECT_TIMEOUT_S, allowed_origins=["*"],
+                      connect_timeout_s=CONNECT_TIMEOUT_S, max_sessions=1000,
+                      allowed_origins=["*"],
                       spawn=server.start_background_task,
                       is_joined=websocket.joined_socketio(server))
     return socketio.WSGIApp(server)

@@ -188,8 +188,8 @@ def _engineio_socket_state() -> bool:
     from engineio.socket import Socket
 
     socket = Socket(engineio.Server(async_mode="threading"), "sid")
-    return (all(hasattr(socket, attribute) for attribute in (
-        "sid", "queue", "connected", "upgraded", "upgrading", "closed", "closing"))
+    return (set(vars(socket)) == {"server", "sid", "queue", "last_ping", "connected", "upgrading",
+                                  "upgraded", "closing", "closed", "session"}
             and "self.server._async['websocket'](\n            self._websocket_handler, "
                 "self.server)" in inspect.getsource(Socket._upgrade_websocket))
 
@@ -270,9 +270,11 @@ INTERNALS = [
              "schedule_ping, check_ping_timeout, _upgrade_websocket; packet.Packet",
              "broadcast; transport/websocket.py: its socket class; end_transports (drain)",
              _engineio_socket),
-    Internal("python-engineio", "Socket.queue/connected/upgraded/upgrading/closed/closing; "
+    Internal("python-engineio", "Socket's state: exactly server, sid, queue, last_ping, connected, "
+             "upgrading, upgraded, closing, closed, session; "
              "an upgrade calls _async['websocket'](handler, server)",
-             "transport/websocket.py: taking over a long-polling session that upgrades",
+             "transport/websocket.py: taking over a long-polling session that upgrades; its "
+             "socket class sets that state without a queue",
              _engineio_socket_state),
     Internal("python-engineio", "Server.sockets, _async, generate_id, _trigger_event(run_async=), "
              "get_queue_empty_exception, reason.*",

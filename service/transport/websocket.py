@@ -8,9 +8,9 @@ its own system call. Here a connection is its request's own task, and nothing mo
   each Engine.IO packet to python-engineio's socket, which python-socketio serves as before.
 - Writes never block the task that emits them: a packet's frame (built once per broadcast) is
   appended to the connection's buffer, and everything buffered in one turn of the event loop goes
-  out in one `send` at the end of that turn, in order. What the kernel does not take waits for the
-  socket to be writable; a connection whose buffer passes `send_buffer_bytes` (a client that
-  stopped reading) is cut off, so one slow client costs a bounded amount of memory.
+  out in one `send` at the end of that turn (flusher.py), in order. What the kernel does not take
+  waits for the socket to be writable; a connection whose buffer passes `send_buffer_bytes` (a
+  client that stopped reading) is cut off, so one slow client costs a bounded amount of memory.
 - One timer for the whole node (heartbeat.py) sends the pings, cuts off a connection that leaves
   one unanswered past the ping timeout, one that has not joined Socket.IO within the connect
   timeout (a half-open or idle handshake), and one whose close handshake does not finish.
@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import io
 import json
 import logging
 import os
@@ -43,18 +44,20 @@ from engineio import packet as eio_packet
 from engineio.socket import Socket as EngineIOSocket
 
 from . import frames
-from .frames import Control, FrameReader, ProtocolError
+from .flusher import Flusher
+from .frames import Control, FrameReader, ProtocolError, server_frame
 from .heartbeat import Heartbeat
 from .packet_guard import acceptable
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 READ_BYTES = 65536
+# Every connection of a node reads into this one buffer and keeps a copy of what arrived: a
+# connection's task does not yield between its read and the copy, and a read into a fresh
+# 64 KiB bytes, shrunk to what arrived, leaves the process's heap fragmented.
+_READ_BUFFER = bytearray(READ_BYTES)
+_READ_VIEW = memoryview(_READ_BUFFER)
 CLOSE_HANDSHAKE_S = 5.0
 log = logging.getLogger("service.transport")
-
-
-def frame(payload: bytes, opcode: int) -> bytes:
-    return frames.server_frame(opcode, payload)
 
 
 def packet_frame(pkt: Any) -> bytes:
@@ -63,8 +66,8 @@ def packet_frame(pkt: Any) -> bytes:
     data = pkt.__dict__.get("_frame")
     if data is None:
         encoded = pkt.encode()
-        data = (frame(encoded, frames.BINARY) if isinstance(encoded, bytes)
-                else frame(encoded.encode(), frames.TEXT))
+        data = (server_frame(frames.BINARY, encoded) if isinstance(encoded, bytes)
+                else server_frame(frames.TEXT, encoded.encode()))
         pkt._frame = data
     return data
 
@@ -74,12 +77,12 @@ def message_packet(payload: bytes) -> Any:
     with its WebSocket frame built now, straight from the bytes: a bus frame's body becomes the
     frame every recipient on this node gets, without encoding it again."""
     pkt = eio_packet.Packet(eio_packet.MESSAGE, payload.decode())
-    pkt._frame = frame(b"4" + payload, frames.TEXT)
+    pkt._frame = server_frame(frames.TEXT, b"4" + payload)
     return pkt
 
 
-PING_FRAME = frame(b"2", frames.TEXT)
-PROBE_ANSWER = frame(b"3probe", frames.TEXT)
+PING_FRAME = server_frame(frames.TEXT, b"2")
+PROBE_ANSWER = server_frame(frames.TEXT, b"3probe")
 
 
 @dataclass(frozen=True)
@@ -89,7 +92,39 @@ class Limits:
     max_message: int
     send_buffer_bytes: int
     connect_timeout_s: float
+    max_sessions: int
     accepts: Callable[[str], bool] = acceptable  # which text packets are served
+
+
+# what gunicorn's request objects are in the WSGI environ: a connection outlives its request
+_REQUEST_OBJECTS = ("wsgi.input", "wsgi.errors", "wsgi.file_wrapper", "gunicorn.socket",
+                    "eventlet.input")
+_NO_BODY = io.BytesIO(b"")
+
+
+def kept_environ(environ: dict[str, Any]) -> dict[str, Any]:
+    """The opening request's environ as a connection keeps it (python-socketio hands it to every
+    event's handler): its strings and the app, without gunicorn's request objects."""
+    kept = {key: value for key, value in environ.items() if key not in _REQUEST_OBJECTS}
+    kept["wsgi.input"] = _NO_BODY
+    return kept
+
+
+def adopt(sock: Any) -> Any:
+    """The connection's socket, taken from gunicorn: gunicorn's task for the request ends (and
+    frees the request) while the connection lives on in a task of its own (gunicorn closes
+    only what is left of its socket object)."""
+    from gevent import socket as gevent_socket
+
+    return gevent_socket.socket(fileno=sock.detach())
+
+
+def spawn_raw(function: Callable[[], Any]) -> None:
+    """A connection's task: a bare greenlet, the smallest task gevent has (its function catches
+    everything)."""
+    import gevent
+
+    gevent.spawn_raw(function)
 
 
 def handshake_error(environ: dict[str, Any]) -> tuple[str, str] | None:
@@ -126,14 +161,32 @@ def http_error(start_response: Callable[..., Any], status: str, message: str,
     return [body]
 
 
+class _NoQueue:
+    """The packet queue of a session that started as a WebSocket: nothing polls it."""
+
+    def put(self, item: Any) -> None:
+        return None
+
+    def join(self) -> None:
+        return None
+
+
 class WebSocketEngineIOSocket(EngineIOSocket):
     """python-engineio's socket of a connection whose transport is a WebSocketSession: packets
     go to the session, the node's heartbeat pings, and closing ends the session."""
 
-    session: WebSocketSession
+    websocket: WebSocketSession  # not `session`: python-engineio keeps a dict there
+    queue: Any = _NoQueue()  # a long-polling session that upgraded keeps its own
+
+    def __init__(self, server: Any, sid: str):
+        # python-engineio's BaseSocket.__init__ without its queue (compat.py checks the list)
+        self.server, self.sid = server, sid
+        self.last_ping = time.time()
+        self.connected = self.upgrading = self.upgraded = self.closing = self.closed = False
+        self.session: dict[str, Any] = {}
 
     def send(self, pkt: Any) -> None:
-        self.session.send_packet(pkt)
+        self.websocket.send_packet(pkt)
 
     def check_ping_timeout(self) -> bool:
         return not self.closed  # liveness is the heartbeat's
@@ -146,26 +199,25 @@ class WebSocketEngineIOSocket(EngineIOSocket):
         # connection
         first = not self.closed and not self.closing
         if first and not abort:
-            self.session.send_packet(eio_packet.Packet(eio_packet.CLOSE))
+            self.websocket.send_packet(eio_packet.Packet(eio_packet.CLOSE))
         super().close(wait=False, abort=True, reason=reason)
         if first:
-            self.session.end(graceful=not abort)
+            self.websocket.end(graceful=not abort)
 
 
 class WebSocketSession:
     """One connection: its socket, its reader, its send buffer and its timer state."""
 
     __slots__ = ("closing_since", "eio", "eio_socket", "end_reason", "ended", "fd",
-                 "flush_scheduled", "heartbeat", "is_joined", "limits", "loop", "next_ping",
-                 "opened_at", "out", "out_bytes", "ping_sent_at", "reader", "sock", "writable")
+                 "flush_scheduled", "flusher", "heartbeat", "is_joined", "limits", "next_ping",
+                 "opened_at", "out", "out_bytes", "owner", "ping_sent_at", "reader", "sock",
+                 "writable")
 
-    def __init__(self, eio: Any, eio_socket: Any, sock: Any, limits: Limits,
-                 heartbeat: Heartbeat, is_joined: Callable[[str], bool]):
-        from gevent import get_hub
-
-        self.eio, self.eio_socket, self.sock, self.limits = eio, eio_socket, sock, limits
-        self.heartbeat, self.is_joined = heartbeat, is_joined
-        self.loop = get_hub().loop
+    def __init__(self, owner: WebSocketTransport, eio_socket: Any, sock: Any):
+        self.owner, self.eio_socket, self.sock = owner, eio_socket, sock
+        self.eio, self.limits, self.heartbeat = owner.eio, owner.limits, owner.heartbeat
+        self.flusher, self.is_joined = owner.flusher, owner.is_joined
+        limits, eio = self.limits, self.eio
         self.fd = sock.fileno()
         self.reader = FrameReader(limits.max_message)
         self.out: list[bytes] = []
@@ -198,7 +250,7 @@ class WebSocketSession:
             return
         if not self.flush_scheduled and self.writable is None:
             self.flush_scheduled = True
-            self.loop.run_callback(self.flush)
+            self.flusher.mark(self)
 
     def flush(self) -> None:
         self.flush_scheduled = False
@@ -222,7 +274,9 @@ class WebSocketSession:
         rest = data[sent:]
         self.out, self.out_bytes = [rest], len(rest)
         if self.writable is None:
-            self.writable = self.loop.io(self.fd, 2)  # 2: writable
+            from gevent import get_hub
+
+            self.writable = get_hub().loop.io(self.fd, 2)  # 2: writable
             self.writable.start(self.flush)
 
     # ---- the connection's task -----------------------------------------------------------------
@@ -232,13 +286,18 @@ class WebSocketSession:
         self.heartbeat.schedule(self, min(self.next_ping,
                                           self.opened_at + self.limits.connect_timeout_s))
 
+    def receive(self) -> bytes:
+        """What the client sent next (b"" once it closed); waits for it."""
+        count = self.sock.recv_into(_READ_BUFFER)
+        return _READ_VIEW[:count].tobytes()
+
     def upgrade(self) -> bool:
         """A long-polling session moving here (Engine.IO v4): `2probe`, answered `3probe`,
         then `5`; the session then takes the socket over. False if the client did not."""
         expected = "2probe"
         try:
             while not self.ended:
-                data = self.sock.recv(READ_BYTES)
+                data = self.receive()
                 if not data:
                     return False
                 events = self.reader.feed(data)
@@ -265,7 +324,7 @@ class WebSocketSession:
         here, and what it had queued for the next poll goes out first."""
         eio_socket = self.eio_socket
         eio_socket.__class__ = WebSocketEngineIOSocket
-        eio_socket.session = self
+        eio_socket.websocket = self
         eio_socket.upgraded, eio_socket.upgrading = True, False
         empty = self.eio.get_queue_empty_exception()
         while True:
@@ -291,7 +350,7 @@ class WebSocketSession:
         """Read and serve the connection until it ends; returns when it has."""
         try:
             while not self.ended:
-                data = self.sock.recv(READ_BYTES)
+                data = self.receive()
                 if not data:
                     break
                 self.serve(self.reader.feed(data))
@@ -309,7 +368,7 @@ class WebSocketSession:
 
     def on_control(self, event: Control) -> None:
         if event.opcode == frames.PING:
-            self.write(frame(event.data, frames.PONG))
+            self.write(server_frame(frames.PONG, event.data))
         elif event.opcode == frames.CLOSE:
             self.end_reason = self.eio.reason.CLIENT_DISCONNECT
             if self.closing_since is not None:  # the answer to our close frame
@@ -361,7 +420,14 @@ class WebSocketSession:
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
 
+    def finish_probe(self) -> None:
+        """The session of an upgrade that did not happen: the polling session goes on."""
+        self.owner.held -= 1
+        self.fd = -1
+
     def finish(self) -> None:
+        if self.fd >= 0:
+            self.owner.held -= 1
         self.ended = True
         self.heartbeat.forget(self)
         if self.writable is not None:
@@ -416,6 +482,8 @@ class WebSocketTransport:
                  start_heartbeat: Callable[[], Any], is_joined: Callable[[str], bool]):
         self.app, self.eio, self.limits = app, eio, limits
         self.heartbeat, self.is_joined = heartbeat, is_joined
+        self.flusher = Flusher()
+        self.held = 0  # sessions open
         self.allowed_origins = set(allowed_origins)
         self._start_heartbeat: Callable[[], Any] | None = start_heartbeat
 
@@ -424,8 +492,16 @@ class WebSocketTransport:
         if self._start_heartbeat is not None:
             start, self._start_heartbeat = self._start_heartbeat, None
             start()
-        return WebSocketSession(self.eio, eio_socket, sock, self.limits, self.heartbeat,
-                                self.is_joined)
+        self.held += 1
+        return WebSocketSession(self, eio_socket, sock)
+
+    def full(self, start_response: Callable[..., Any]) -> list[bytes] | None:
+        """The answer to a connection past `max_sessions`, or None while there is room."""
+        if self.held < self.limits.max_sessions:
+            return None
+        return http_error(start_response, "503 Service Unavailable",
+                          "this node holds all the connections it may (WORKER_CONNECTIONS)",
+                          [("Retry-After", "1")])
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         query = parse_qs(environ.get("QUERY_STRING", ""))
@@ -448,17 +524,20 @@ class WebSocketTransport:
         sock = environ.get("gunicorn.socket")
         if sock is None:
             return http_error(start_response, "400 Bad Request", "WebSocket needs gunicorn")
+        full = self.full(start_response)
+        if full is not None:
+            return full
         eio = self.eio
         sid = eio.generate_id()
         eio_socket = WebSocketEngineIOSocket(eio, sid)
         eio.sockets[sid] = eio_socket
-        refused = eio._trigger_event("connect", sid, environ, run_async=False)
+        refused = eio._trigger_event("connect", sid, kept_environ(environ), run_async=False)
         if refused is not None and refused is not True:
             eio.sockets.pop(sid, None)
             return http_error(start_response, "401 Unauthorized", "connection refused")
         eio_socket.connected = eio_socket.upgraded = True
-        session = self.session(eio_socket, sock)
-        eio_socket.session = session
+        session = self.session(eio_socket, adopt(sock))
+        eio_socket.websocket = session
         opening = eio_packet.Packet(eio_packet.OPEN, {
             "sid": sid, "upgrades": [],
             "pingInterval": int(self.limits.ping_interval_s * 1000),
@@ -466,8 +545,8 @@ class WebSocketTransport:
             "maxPayload": self.limits.max_message,
         })
         session.start(handshake_response(environ), packet_frame(opening))
-        session.run()
-        raise StopIteration  # gunicorn: the connection was served here; write nothing more
+        spawn_raw(session.run)
+        raise StopIteration  # gunicorn: the connection is the session's; write nothing more
 
 
     def refuse_second_upgrade(self, environ: dict[str, Any],
@@ -493,7 +572,6 @@ class UpgradeHandler:
 
     def __init__(self, handler: Any, server: Any):
         self.eio_socket = handler.__self__  # python-engineio's Socket of the polling session
-        self.eio = server
 
     def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         problem = handshake_error(environ)
@@ -503,6 +581,9 @@ class UpgradeHandler:
         if sock is None:
             return http_error(start_response, "400 Bad Request", "WebSocket needs gunicorn")
         transport = self.transport
+        full = transport.full(start_response)
+        if full is not None:
+            return full
         eio_socket = self.eio_socket
         session = transport.session(eio_socket, sock)
         session.write(handshake_response(environ))
@@ -510,9 +591,10 @@ class UpgradeHandler:
         if not session.upgrade():
             eio_socket.upgrading = False
             session.abort()
-            session.fd = -1
+            session.finish_probe()
             raise StopIteration
-        session.run()
+        session.sock = adopt(sock)
+        spawn_raw(session.run)
         raise StopIteration
 
 
@@ -527,14 +609,15 @@ def joined_socketio(server: Any) -> Callable[[str], bool]:
     return is_joined
 
 
-def install(eio: Any, *, send_buffer_bytes: int, connect_timeout_s: float,
+def install(eio: Any, *, send_buffer_bytes: int, connect_timeout_s: float, max_sessions: int,
             allowed_origins: list[str], spawn: Callable[..., Any],
             is_joined: Callable[[str], bool],
             accepts: Callable[[str], bool] = acceptable) -> bool:
     """Serve this Engine.IO server's WebSockets here (gevent mode): its requests pass through
     WebSocketTransport, and upgrades use UpgradeHandler. A connection for which `is_joined` stays
     false past `connect_timeout_s` is cut off; text packets `accepts` refuses end their
-    connection. Whether it was installed: eventlet mode keeps python-engineio's own WebSocket
+    connection; past `max_sessions` open sessions a new one is answered 503. Whether it was
+    installed: eventlet mode keeps python-engineio's own WebSocket
     path (README: eventlet)."""
     if eio.async_mode != "gevent":
         return False
@@ -542,7 +625,7 @@ def install(eio: Any, *, send_buffer_bytes: int, connect_timeout_s: float,
                     ping_timeout_s=float(eio.ping_timeout),
                     max_message=eio.max_http_buffer_size,
                     send_buffer_bytes=send_buffer_bytes, connect_timeout_s=connect_timeout_s,
-                    accepts=accepts)
+                    max_sessions=max_sessions, accepts=accepts)
     tick = min(1.0, limits.ping_interval_s / 4, limits.ping_timeout_s / 4)
     heartbeat = Heartbeat(tick, sleep=eio.sleep)
     transport = WebSocketTransport(eio.handle_request, eio, limits, heartbeat, allowed_origins,

@@ -23,6 +23,7 @@ pytestmark = pytest.mark.local_cluster
 
 CONNECT_TIMEOUT_S = 2
 SEND_BUFFER_BYTES = 131072
+WORKER_CONNECTIONS = 30
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +31,8 @@ def frames_cluster():
     with own_cluster("frames-cluster", nodes=1, port=23080, redis_port=23379,
                      node_base_port=23001,
                      env={"CONNECT_TIMEOUT_S": str(CONNECT_TIMEOUT_S),
-                          "SEND_BUFFER_BYTES": str(SEND_BUFFER_BYTES)}) as instance:
+                          "SEND_BUFFER_BYTES": str(SEND_BUFFER_BYTES),
+                          "WORKER_CONNECTIONS": str(WORKER_CONNECTIONS)}) as instance:
         yield instance
 
 
@@ -228,4 +230,53 @@ def test_a_client_that_stops_reading_is_disconnected_and_others_carry_on(frames_
         assert_witness_unharmed(frames_cluster, witness)
         assert "Traceback" not in log, log[-3000:]
     finally:
+        users.close()
+
+
+def handshake_status(host: str, port: int) -> tuple[str, bytes]:
+    """The status line and body of a WebSocket handshake's answer (the socket is then closed)."""
+    with socket.create_connection((host, port), timeout=10) as sock:
+        key = base64.b64encode(os.urandom(16)).decode()
+        sock.sendall((f"GET /socket.io/?EIO=4&transport=websocket HTTP/1.1\r\nHost: x\r\n"
+                      f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}"
+                      f"\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            chunk = sock.recv(65536)
+            assert chunk, answer
+            answer += chunk
+        head, body = answer.split(b"\r\n\r\n", 1)
+        if head.startswith(b"HTTP/1.1 503"):
+            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length")))
+            while len(body) < length:
+                body += sock.recv(65536)
+        return head.split(b"\r\n", 1)[0].decode(), body
+
+
+def test_a_full_node_answers_503_until_a_connection_leaves(frames_cluster, witness):
+    users = Users(frames_cluster)
+    address = node_address(frames_cluster)
+    held: list[RawWebSocket] = []
+    try:
+        _, token = users.register("crowd")
+        status, body = "", b""
+        for _ in range(WORKER_CONNECTIONS + 1):
+            status, body = handshake_status(*address)
+            if not status.endswith("101 Switching Protocols"):
+                break
+            held.append(RawWebSocket(*address, token=token))
+        assert status.startswith("HTTP/1.1 503"), status
+        assert "WORKER_CONNECTIONS" in json.loads(body)["error"]["message"]
+        # the witness holds one; a handshake just answered may not have ended yet
+        assert WORKER_CONNECTIONS - 3 <= len(held) + 1 <= WORKER_CONNECTIONS
+        held.pop().sock.close()
+        deadline = time.monotonic() + 10
+        while handshake_status(*address)[0].startswith("HTTP/1.1 503"):
+            assert time.monotonic() < deadline, "the node never took a connection again"
+            time.sleep(0.05)  # polling for the node to notice the close, bounded by the deadline
+        assert_witness_unharmed(frames_cluster, witness)
+    finally:
+        for raw in held:
+            raw.sock.close()
         users.close()

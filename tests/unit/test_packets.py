@@ -4,9 +4,8 @@ import struct
 
 import pytest
 
-from service.transport.frames import BINARY, TEXT
+from service.transport.frames import BINARY, TEXT, server_frame
 from service.transport.packet_guard import acceptable
-from service.transport.websocket import frame
 
 
 @pytest.mark.parametrize(("length", "header"), [
@@ -16,11 +15,11 @@ from service.transport.websocket import frame
 ])
 def test_text_frames_carry_the_rfc_6455_length_forms(length, header):
     payload = b"x" * length
-    assert frame(payload, TEXT) == header + payload
+    assert server_frame(TEXT, payload) == header + payload
 
 
 def test_binary_frames_use_their_opcode_and_no_mask():
-    assert frame(b"\x00\x01", BINARY) == bytes((0x82, 2)) + b"\x00\x01"
+    assert server_frame(BINARY, b"\x00\x01") == bytes((0x82, 2)) + b"\x00\x01"
 
 
 @pytest.mark.parametrize("packet", ["2", "3", "3probe", "5", "6", "40", '40{"token":"t"}',
