@@ -19,7 +19,7 @@ RUN python3 -m venv /opt/venv \
 
 FROM ${BASE_IMAGE}
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 \
-    BIND=0.0.0.0:8000 NODE_NAME=node-1
+    BIND=0.0.0.0:8000
 RUN groupadd --system rooms && useradd --system --gid rooms --home-dir /app --no-create-home rooms
 WORKDIR /app
 COPY --from=deps /opt/venv /opt/venv

@@ -2,8 +2,10 @@
 # Each target first installs what it needs and is missing (scripts/bootstrap.sh, by part); when
 # nothing is missing that is a few file checks, and no apt.
 NODES ?= 3
+FRONT_DOORS ?= 1
 REDIS ?= single
 PORT ?= 8080
+STATUS_PORT ?=
 REDIS_PORT ?= 8079
 NODE_BASE_PORT ?= 8081
 PYTEST_ARGS ?=
@@ -21,13 +23,16 @@ export SCENARIO USERS SPAWN_RATE DURATION HOST
 	loadtest-capacity loadtest-ui bench capacity profile lint typecheck lock clean
 
 help:
-	@echo "make run        start redis, $(NODES) nodes and nginx on http://127.0.0.1:$(PORT) (NODES=N, REDIS=cluster)"
-	@echo "                ports: front door PORT=$(PORT), redis REDIS_PORT=$(REDIS_PORT), nodes from NODE_BASE_PORT=$(NODE_BASE_PORT)"
+	@echo "make run        start redis, $(NODES) nodes and nginx on http://127.0.0.1:$(PORT) (NODES=N, REDIS=cluster, FRONT_DOORS=2)"
+	@echo "                ports: front door PORT=$(PORT) (door k: +100 each), nginx status STATUS_PORT (PORT + 1000),"
+	@echo "                redis REDIS_PORT=$(REDIS_PORT), nodes from NODE_BASE_PORT=$(NODE_BASE_PORT)"
 	@echo "make test       lint and the whole test suite (starts its own cluster)"
 	@echo "make test-unit  unit tests only"
+	@echo "make k8s-validate  render the Kubernetes manifests (k8s/) and check them, no cluster needed"
 	@echo "make test-faults  outages, stops, cut subscriptions, bad input and attacks against the cluster"
 	@echo "make test-browser  the pages in Debian's chromium (Playwright), screenshots in test-results/browser"
-	@echo "make compose-test  bring docker-compose.yml up with podman, test it, bring it down"
+	@echo "make compose-test  bring docker-compose.yml up with podman, scale it 3 -> 5 -> 3 under traffic,"
+	@echo "                check Prometheus scrapes every node, bring it down"
 	@echo "make loadtest   locust, headless, all cores (SCENARIO=chat|fanout USERS SPAWN_RATE DURATION HOST)"
 	@echo "make loadtest-capacity  users one locust process holds before it is the bottleneck"
 	@echo "make loadtest-ui  locust's web UI on http://127.0.0.1:8089 against HOST"
@@ -43,9 +48,9 @@ setup:
 
 run:
 	@$(SETUP) cluster venv npm
-	$(VENV)/python scripts/cluster.py --nodes $(NODES) --redis $(REDIS) --port $(PORT) \
-		--redis-port $(REDIS_PORT) \
-		--node-base-port $(NODE_BASE_PORT)
+	$(VENV)/python scripts/cluster.py --nodes "$(NODES)" --front-doors "$(FRONT_DOORS)" \
+		--redis "$(REDIS)" --port "$(PORT)" --status-port "$(STATUS_PORT)" \
+		--redis-port "$(REDIS_PORT)" --node-base-port "$(NODE_BASE_PORT)"
 
 lint:
 	@$(SETUP) venv
@@ -61,11 +66,11 @@ lock:
 	scripts/lock.sh
 
 test: lint
-	@$(SETUP) cluster browser venv npm
+	@$(SETUP) cluster k8s browser venv npm
 	$(VENV)/pytest -q $(PYTEST_ARGS)
 
 test-unit:
-	@$(SETUP) cluster venv
+	@$(SETUP) cluster k8s venv
 	$(VENV)/pytest -q tests/unit $(PYTEST_ARGS)
 
 test-integration:
@@ -107,6 +112,16 @@ loadtest-ui:
 	@$(SETUP) venv
 	PYTHONPATH=. $(VENV)/locust -f loadtests/locustfile.py --class-picker --host $(HOST) \
 		--web-host 127.0.0.1
+
+# the Kubernetes manifests (k8s/), rendered and checked without a cluster (k8s/README.md)
+.PHONY: k8s-validate k8s-sync
+k8s-validate:
+	@$(SETUP) cluster k8s venv
+	$(VENV)/pytest -q tests/unit/test_kubernetes.py $(PYTEST_ARGS)
+
+# kustomize reads no file outside k8s/: the front door's files are copies, checked by k8s-validate
+k8s-sync:
+	cp nginx/cluster.conf.template nginx/follow-nodes.sh k8s/base/front-door/
 
 clean:
 	rm -rf run test-results .pytest_cache .ruff_cache .mypy_cache

@@ -6,6 +6,7 @@
 #   cluster   redis-server, redis-cli and nginx from Debian's packages (make run, the tests)
 #   browser   Debian's chromium (the browser tests drive it; Playwright's own download fails here)
 #   compose   podman, runc, netavark (and the iptables it needs), aardvark-dns, debootstrap
+#   k8s       kubectl from Debian's kubernetes-client (the tests render k8s/ with its kustomize)
 #   venv      .venv from requirements-dev.lock, every file checked against its hash
 #   npm       the pinned Socket.IO browser client, the bench's Node.js reference and the
 #             protocol test suites (tests/conformance)
@@ -18,7 +19,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ALL_PARTS=(cluster browser compose venv npm)
+ALL_PARTS=(cluster browser compose k8s venv npm)
 parts=("$@")
 [ ${#parts[@]} -gt 0 ] || parts=("${ALL_PARTS[@]}")
 
@@ -28,11 +29,13 @@ declare -A PACKAGE=(
   [node]=nodejs [npm]=npm [python3-venv]=python3-venv [chromium]=chromium
   [podman]=podman [runc]=runc [/usr/lib/podman/netavark]=netavark
   [/usr/lib/podman/aardvark-dns]=aardvark-dns [iptables]=iptables [debootstrap]=debootstrap
+  [kubectl]=kubernetes-client
 )
 declare -A TOOLS=(
   [cluster]="redis-server redis-cli nginx"
   [browser]="chromium"
   [compose]="podman runc /usr/lib/podman/netavark /usr/lib/podman/aardvark-dns iptables debootstrap"
+  [k8s]="kubectl"
   [venv]="python3-venv"
   [npm]="node npm"
 )

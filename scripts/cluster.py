@@ -1,5 +1,9 @@
 """Start the local cluster: redis-server, N gunicorn nodes and nginx, one log per process.
 
+Several front doors (FRONT_DOORS) are nginx processes with the same configuration on ports of
+their own: they send a sticky key to the same node, so a TCP load balancer can spread clients
+over them. Each front door also serves nginx's own status (stub_status) on a port of its own.
+
 `make run` and the integration tests both use this, so what the tests prove is what users run.
 Run as a program it prints the front door's address and, on Ctrl-C or SIGTERM, stops everything
 it started and nothing else.
@@ -78,10 +82,13 @@ def render(template: Path, target: Path, values: dict[str, str]) -> None:
 # `make run`'s ports: the front door on the contract's 8080 and the rest beside it, not on
 # Redis's own 6379, so the cluster starts next to a Redis or nginx the machine already runs.
 # A Redis Cluster's six servers use REDIS_PORT and the five above it (and, for the cluster bus,
-# each port + 10000).
+# each port + 10000). Front door k listens DOOR_SPACING * (k - 1) above PORT; its status,
+# STATUS_PORT_OFFSET above its own port unless STATUS_PORT moves the first (the others follow).
 FRONT_DOOR_PORT, REDIS_PORT, NODE_BASE_PORT = 8080, 8079, 8081
+DOOR_SPACING, STATUS_PORT_OFFSET, MAX_FRONT_DOORS = 100, 1000, 4
 REDIS_CLUSTER_SIZE = 6  # 3 masters, a replica each
-PORT_SETTINGS = {"front door": "PORT", "redis": "REDIS_PORT", "node": "NODE_BASE_PORT"}
+PORT_SETTINGS = {"front door": "PORT", "status": "STATUS_PORT", "redis": "REDIS_PORT",
+                 "node": "NODE_BASE_PORT"}
 
 
 @dataclass
@@ -91,6 +98,8 @@ class Cluster:
 
     nodes: int = 3
     port: int = FRONT_DOOR_PORT
+    front_doors: int = 1
+    status_port: int | None = None  # the first front door's status; None: port + 1000
     redis_port: int = REDIS_PORT
     node_base_port: int = NODE_BASE_PORT
     redis_mode: str = "single"  # or "cluster": a local Redis Cluster, 3 masters and 3 replicas
@@ -103,7 +112,29 @@ class Cluster:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        """The first front door."""
+        return self.door_url(1)
+
+    def doors(self) -> range:
+        return range(1, self.front_doors + 1)
+
+    def door_port(self, door: int) -> int:
+        return self.port + DOOR_SPACING * (door - 1)
+
+    def door_url(self, door: int) -> str:
+        return f"http://127.0.0.1:{self.door_port(door)}"
+
+    def door_status_port(self, door: int) -> int:
+        first = self.status_port or self.port + STATUS_PORT_OFFSET
+        return first + DOOR_SPACING * (door - 1)
+
+    def status_url(self, door: int = 1) -> str:
+        """nginx's own counters (stub_status) of a front door."""
+        return f"http://127.0.0.1:{self.door_status_port(door)}/nginx_status"
+
+    @staticmethod
+    def door_name(door: int) -> str:
+        return "nginx" if door == 1 else f"nginx-{door}"
 
     @property
     def redis_password(self) -> str | None:
@@ -155,23 +186,48 @@ class Cluster:
         redis_ports = self.redis_ports()
         if self.clustered:
             redis_ports += [port + 10000 for port in redis_ports]  # the cluster bus
-        return {"front door": [self.port], "redis": redis_ports,
-                "node": [self.node_port(i) for i in self.indexes()]}
+        return {"front door": [self.door_port(d) for d in self.doors()],
+                "status": [self.door_status_port(d) for d in self.doors()],
+                "redis": redis_ports, "node": [self.node_port(i) for i in self.indexes()]}
 
     def describe_ports(self) -> str:
         def span(ports: list[int]) -> str:
             return f"{ports[0]}-{ports[-1]}" if len(ports) > 1 else str(ports[0])
 
+        ports = self.ports()
         kind = "redis cluster" if self.clustered else "redis"
-        return (f"front door {self.port}, {kind} {span(self.redis_ports())}, "
-                f"nodes {span(self.ports()['node'])}")
+        doors = "front door" + ("s" if self.front_doors > 1 else "")
+        return (f"{doors} {', '.join(map(str, ports['front door']))} "
+                f"(nginx status {', '.join(map(str, ports['status']))}), "
+                f"{kind} {span(self.redis_ports())}, nodes {span(ports['node'])}")
 
-    def start(self) -> None:
+    def check_ports(self) -> None:
+        """Stops the start when two roles share a port, or a port is taken, naming the settings
+        that move them."""
+        if not 1 <= self.front_doors <= MAX_FRONT_DOORS:
+            raise SystemExit(f"configuration error: FRONT_DOORS must be between 1 and "
+                             f"{MAX_FRONT_DOORS}, got {self.front_doors}")
+        owners: dict[int, set[str]] = {}
+        for role, ports in self.ports().items():
+            for port in ports:
+                owners.setdefault(port, set()).add(role)
+        shared = {port: roles for port, roles in owners.items() if len(roles) > 1}
+        if shared:
+            clashes = ", ".join(f"{port} ({' and '.join(PORT_SETTINGS[r] for r in sorted(roles))})"
+                                for port, roles in sorted(shared.items()))
+            raise SystemExit(f"configuration error: ports used twice: {clashes}; move one of "
+                             "them with its setting")
+        if max(owners) > 65535:
+            raise SystemExit(f"configuration error: port {max(owners)} is above 65535; lower "
+                             "PORT, STATUS_PORT, REDIS_PORT or NODE_BASE_PORT")
         busy = [f"{port} ({role}, moved by {PORT_SETTINGS[role]})"
                 for role, ports in self.ports().items() for port in ports if not port_is_free(port)]
         if busy:
             raise SystemExit(f"ports already in use: {', '.join(busy)}; is a cluster already "
                              "running? Stop it, or move this one with those settings")
+
+    def start(self) -> None:
+        self.check_ports()
         self.log_dir.mkdir(parents=True, exist_ok=True)
         try:
             if self.clustered:
@@ -182,15 +238,16 @@ class Cluster:
                 self.start_node(index, wait=False)
             for index in self.indexes():
                 self.wait_node_ready(index)
-            self.start_nginx()
+            for door in self.doors():
+                self.start_nginx(door)
         except BaseException:
             self.stop()
             raise
 
     def stop(self) -> None:
-        """The front door first (it holds connections to the nodes), then all nodes at once,
+        """The front doors first (they hold connections to the nodes), then all nodes at once,
         then redis (every server of a Redis Cluster)."""
-        self._stop_processes(["nginx"])
+        self._stop_processes([name for name in self.processes if name.startswith("nginx")])
         self._stop_processes([name for name in self.processes if name.startswith("node-")])
         self._stop_processes(list(self.processes))
 
@@ -390,7 +447,9 @@ class Cluster:
         else:
             env.pop("REDIS_CLUSTER_NODES", None)
             env["REDIS_URL"] = self.redis_url
-        env.setdefault("ALLOWED_ORIGINS", f"http://127.0.0.1:{self.port},http://localhost:{self.port}")
+        env.setdefault("ALLOWED_ORIGINS", ",".join(
+            f"http://{host}:{self.door_port(door)}" for door in self.doors()
+            for host in ("127.0.0.1", "localhost")))
         return env
 
     def node_argv(self) -> list[str]:
@@ -472,8 +531,10 @@ class Cluster:
             limits[name] = value
         return limits
 
-    def start_nginx(self) -> None:
-        conf_dir = self.run_dir / "nginx"
+    def start_nginx(self, door: int = 1) -> None:
+        """Front door `door`: the same configuration as every other, on ports of its own."""
+        name = self.door_name(door)
+        conf_dir = self.run_dir / name
         for sub in ("body", "proxy", "fastcgi", "uwsgi", "scgi"):
             (conf_dir / "tmp" / sub).mkdir(parents=True, exist_ok=True)
             os.chmod(conf_dir / "tmp" / sub, 0o777)  # noqa: S103 - nginx workers may run as nobody
@@ -482,45 +543,59 @@ class Cluster:
             for i in self.indexes()
         )
         render(ROOT / "nginx" / "cluster.conf.template", conf_dir / "cluster.conf",
-               {"LISTEN_PORT": f"127.0.0.1:{self.port}", "UPSTREAM_SERVERS": upstreams,
-                **self.front_door_limits()})
+               {"LISTEN_PORT": f"127.0.0.1:{self.door_port(door)}",
+                "STATUS_PORT": f"127.0.0.1:{self.door_status_port(door)}",
+                "UPSTREAM_SERVERS": upstreams, **self.front_door_limits()})
         render(ROOT / "nginx" / "local.conf.template", conf_dir / "nginx.conf",
-               {"RUN_DIR": str(conf_dir), "LOG_DIR": str(self.log_dir)})
+               {"RUN_DIR": str(conf_dir), "LOG_DIR": str(self.log_dir), "NAME": name})
         nginx = find_binary("nginx")
         check = subprocess.run([nginx, "-t", "-q", "-p", str(conf_dir), "-c", "nginx.conf"],
                                capture_output=True, text=True, check=False)
         if check.returncode != 0:
             raise SystemExit(f"nginx configuration is invalid:\n{check.stderr}")
-        self._spawn("nginx", [nginx, "-p", str(conf_dir), "-c", "nginx.conf",
-                              "-g", "daemon off;"])
-        wait_until(lambda: http_status(self.url + "/healthz") == 200, 15, "nginx front door")
+        self._spawn(name, [nginx, "-p", str(conf_dir), "-c", "nginx.conf", "-g", "daemon off;"])
+        wait_until(lambda: http_status(self.door_url(door) + "/healthz") == 200, 15,
+                   f"nginx front door {door}")
+
+
+def setting(name: str, value: object, low: int, high: int, what: str = "an integer") -> int:
+    """A whole-number setting within [low, high], or a stop naming it."""
+    text = str(value).strip()
+    if not text.isdigit() or not low <= int(text) <= high:
+        raise SystemExit(f"configuration error: {name} must be {what} between {low} and {high}, "
+                         f"got {text!r}")
+    return int(text)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--nodes", type=int, default=os.environ.get("NODES") or "3")
+    parser.add_argument("--nodes", default=os.environ.get("NODES") or "3")
+    parser.add_argument("--front-doors", default=os.environ.get("FRONT_DOORS") or "1",
+                        help="FRONT_DOORS: nginx front doors with the same configuration")
     parser.add_argument("--redis", default=os.environ.get("REDIS") or "single",
                         help="single (one redis-server) or cluster (a local Redis Cluster)")
-    for flag, setting, default in (("--port", "PORT", FRONT_DOOR_PORT),
-                                   ("--redis-port", "REDIS_PORT", REDIS_PORT),
-                                   ("--node-base-port", "NODE_BASE_PORT", NODE_BASE_PORT)):
-        parser.add_argument(flag, default=os.environ.get(setting) or str(default),
-                            help=f"{setting}, default {default}")
+    for flag, name, default in (("--port", "PORT", FRONT_DOOR_PORT),
+                                ("--status-port", "STATUS_PORT", "PORT + 1000"),
+                                ("--redis-port", "REDIS_PORT", REDIS_PORT),
+                                ("--node-base-port", "NODE_BASE_PORT", NODE_BASE_PORT)):
+        parser.add_argument(flag, default=os.environ.get(name) or "",
+                            help=f"{name}, default {default}")
     args = parser.parse_args()
-    if not 1 <= args.nodes <= 32:
-        raise SystemExit("NODES must be between 1 and 32")
     if args.redis not in ("single", "cluster"):
         raise SystemExit(f"configuration error: REDIS must be single or cluster, "
                          f"got {args.redis!r}")
-    for setting, attribute in (("PORT", "port"), ("REDIS_PORT", "redis_port"),
-                               ("NODE_BASE_PORT", "node_base_port")):
-        value = str(getattr(args, attribute))
-        if not value.isdigit() or not 1024 <= int(value) <= 65535 - 32:
-            raise SystemExit(f"configuration error: {setting} must be a port between 1024 and "
-                             f"{65535 - 32}, got {value!r}")
-        setattr(args, attribute, int(value))
-    cluster = Cluster(nodes=args.nodes, port=args.port, redis_port=args.redis_port,
-                      node_base_port=args.node_base_port, redis_mode=args.redis)
+
+    def port(name: str, value: str, default: int) -> int:
+        return setting(name, value or default, 1024, 65535 - 32, "a port")
+
+    cluster = Cluster(
+        nodes=setting("NODES", args.nodes, 1, 32),
+        front_doors=setting("FRONT_DOORS", args.front_doors, 1, MAX_FRONT_DOORS),
+        port=port("PORT", args.port, FRONT_DOOR_PORT),
+        status_port=port("STATUS_PORT", args.status_port, 0) if args.status_port else None,
+        redis_port=port("REDIS_PORT", args.redis_port, REDIS_PORT),
+        node_base_port=port("NODE_BASE_PORT", args.node_base_port, NODE_BASE_PORT),
+        redis_mode=args.redis)
     stopping = False
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -529,11 +604,13 @@ def main() -> None:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    print(f"starting {'a redis cluster' if cluster.clustered else 'redis'}, {args.nodes} nodes "
+    print(f"starting {'a redis cluster' if cluster.clustered else 'redis'}, {cluster.nodes} nodes "
           f"and nginx on 127.0.0.1 ports: "
           f"{cluster.describe_ports()}; logs in {cluster.log_dir}", flush=True)
     cluster.start()
-    print(f"cluster is up: {cluster.url}  (Ctrl-C stops it)", flush=True)
+    doors = "  ".join(cluster.door_url(door) for door in cluster.doors())
+    statuses = "  ".join(cluster.status_url(door) for door in cluster.doors())
+    print(f"cluster is up: {doors}  (Ctrl-C stops it)\nnginx status: {statuses}", flush=True)
     try:
         while not stopping:
             for name, process in list(cluster.processes.items()):

@@ -14,7 +14,7 @@ from .realtime.handlers import register_handlers
 from .settings import DEV_API_KEY, DEV_SECRET_KEY, Settings, load_settings
 from .transport import codec, compat, websocket
 from .transport.packet_guard import PollingBodyGuard
-from .web import api, auth, health, http_errors, pages
+from .web import admin, api, auth, health, http_errors, metrics, pages
 from .web.sessions import StoreSessionInterface
 
 socketio = SocketIO()
@@ -56,6 +56,8 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
     api.init_app(app)
     health.init_app(app)
     pages.init_app(app)
+    metrics.init_app(app)
+    admin.init_app(app)
 
     socketio.init_app(
         app,

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from .realtime.validation import USERNAME
 
 DEV_SECRET_KEY = "dev-secret-key-change-me"  # noqa: S105 - a marker, refused in production
 DEV_API_KEY = "dev-api-key-change-me"
@@ -77,6 +80,9 @@ class Settings:
     send_buffer_bytes: int = 1 << 20
     connect_timeout_s: float = 10.0
     worker_connections: int = 10000
+    operators: frozenset[str] = frozenset()
+    canary_interval_s: float = 1.0
+    canary_deadline_s: float = 5.0
 
     @property
     def production(self) -> bool:
@@ -162,6 +168,22 @@ def _addresses(source: dict[str, str], name: str) -> tuple[Address, ...]:
     return tuple(addresses)
 
 
+def _usernames(source: dict[str, str], name: str) -> frozenset[str]:
+    """`alice,bob` as a set of usernames; empty when unset."""
+    names = [part.strip() for part in source.get(name, "").split(",") if part.strip()]
+    for username in names:
+        if not USERNAME.fullmatch(username):
+            raise SettingsError(f"{name} must be usernames (3-32 characters of A-Za-z0-9_.-) "
+                                f"separated by commas, got {username!r}")
+    return frozenset(names)
+
+
+def default_node_name() -> str:
+    """The host's name made a valid node name (a container's or pod's name is unique)."""
+    name = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())[:64]
+    return name or Settings.node_name
+
+
 def load_settings(environ: dict[str, str] | None = None, dotenv: Path | None = None) -> Settings:
     """Build Settings from `.env` (if present) overlaid by the process environment."""
     environ = dict(os.environ if environ is None else environ)
@@ -206,7 +228,8 @@ def load_settings(environ: dict[str, str] | None = None, dotenv: Path | None = N
     if len(api_key) < 16:
         raise SettingsError("API_KEY must be at least 16 characters")
 
-    node_name = source.get("NODE_NAME", Settings.node_name)
+    # unset: the host's name, so replicas of one compose service or Kubernetes pods differ
+    node_name = source.get("NODE_NAME") or default_node_name()
     if not NODE_NAME_PATTERN.match(node_name):
         raise SettingsError(f"NODE_NAME must be 1-64 characters of A-Za-z0-9_.-, got {node_name!r}")
 
@@ -237,6 +260,11 @@ def load_settings(environ: dict[str, str] | None = None, dotenv: Path | None = N
     if send_buffer < 2 * max_frame:
         raise SettingsError(f"SEND_BUFFER_BYTES ({send_buffer}) must be at least twice "
                             f"MAX_FRAME_BYTES ({max_frame}): a message must fit with room to spare")
+
+    canary_interval = _float(source, "CANARY_INTERVAL_S", Settings.canary_interval_s, 0.1, 60)
+    canary_deadline = _float(source, "CANARY_DEADLINE_S", Settings.canary_deadline_s, 0.5, 600)
+    if canary_deadline < 2 * canary_interval:
+        raise SettingsError("CANARY_DEADLINE_S must be at least twice CANARY_INTERVAL_S")
 
     return Settings(
         env=env,
@@ -271,4 +299,7 @@ def load_settings(environ: dict[str, str] | None = None, dotenv: Path | None = N
                                 10_000_000),
         ping_interval_s=_int(source, "PING_INTERVAL_S", Settings.ping_interval_s, 1, 600),
         ping_timeout_s=_int(source, "PING_TIMEOUT_S", Settings.ping_timeout_s, 1, 600),
+        operators=_usernames(source, "OPERATORS"),
+        canary_interval_s=canary_interval,
+        canary_deadline_s=canary_deadline,
     )

@@ -23,6 +23,7 @@ TEST_ENV = {
     "HEARTBEAT_INTERVAL_S": "0.5",
     "NODE_TTL_S": "3",
     "ROOM_HISTORY_MAX": "1000",  # small enough for a test to outrun it
+    "OPERATORS": "operator1",  # may open /admin (tests/browser/test_admin.py)
 }
 
 
@@ -44,7 +45,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 # Test clusters use ports below the kernel's ephemeral range (32768 and up here), which outgoing
-# connections may hold at any moment.
+# connections may hold at any moment. The shared cluster: front doors 18080 and 18180, their nginx
+# status 19080 and 19180, nodes from 15001, Redis 16379 (a Redis Cluster: 16371-16376, +10000).
 
 
 REDIS_MODES = ["external"] if EXTERNAL_URL else ["single", "cluster"]
@@ -54,11 +56,11 @@ REDIS_PORTS = {"single": 16379, "cluster": 16371}  # a Redis Cluster: 16371-1637
 @pytest.fixture(scope="session", params=REDIS_MODES)
 def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster | ExternalCluster]:
     """The shared cluster: its nodes on one Redis, then (every test again) on a Redis Cluster of
-    three masters with a replica each."""
+    three masters with a replica each; two front doors."""
     if request.param == "external":
         yield ExternalCluster(EXTERNAL_URL.rstrip("/"))
         return
-    with own_cluster(f"cluster-{request.param}", nodes=3, port=18080,
+    with own_cluster(f"cluster-{request.param}", nodes=3, port=18080, front_doors=2,
                      redis_port=REDIS_PORTS[request.param], node_base_port=15001,
                      redis_mode=request.param) as instance:
         yield instance
@@ -67,11 +69,11 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster | ExternalCluste
 @contextmanager
 def own_cluster(name: str, *, nodes: int, port: int, redis_port: int, node_base_port: int,
                 env: dict[str, str] | None = None, node_command: str = "gunicorn",
-                redis_mode: str = "single") -> Iterator[Cluster]:
+                redis_mode: str = "single", front_doors: int = 1) -> Iterator[Cluster]:
     """A started cluster with TEST_ENV (plus `env`), its logs in test-results/<name>."""
     run_dir = RESULTS / name
     shutil.rmtree(run_dir, ignore_errors=True)
-    instance = Cluster(nodes=nodes, port=port, redis_port=redis_port,
+    instance = Cluster(nodes=nodes, port=port, front_doors=front_doors, redis_port=redis_port,
                        node_base_port=node_base_port, run_dir=run_dir,
                        env={**TEST_ENV, **(env or {})}, node_command=node_command,
                        redis_mode=redis_mode)

@@ -43,7 +43,8 @@ SUBSCRIBE_TIMEOUT_S = 5.0
 RESUBSCRIBE_EVERY_S = 1.0
 REPLAY_PAGE = 500
 log = logging.getLogger("service.bus")
-Deliver = Callable[[str | None, bytes, list[str]], None]  # (local room, event args, sids to skip)
+# (local room, event args, sids to skip) -> how many connections it reached
+Deliver = Callable[[str | None, bytes, list[str]], int | None]
 
 
 class Bus:
@@ -61,8 +62,12 @@ class Bus:
         self.sleep = sleep
         self._lock = threading.RLock()
         self.members: dict[str, set[str]] = {}  # channel -> local sids
-        self.known: dict[str, Channel] = {channels.BROADCAST.name: channels.BROADCAST}
-        self.by_bytes: dict[bytes, Channel] = {channels.BROADCAST.name.encode(): channels.BROADCAST}
+        # subscribed for as long as the node runs: every connection's, and the node's canary
+        self.always = {channel.name: channel
+                       for channel in (channels.BROADCAST, channels.canary(node))}
+        self.known: dict[str, Channel] = dict(self.always)
+        self.by_bytes: dict[bytes, Channel] = {name.encode(): channel
+                                               for name, channel in self.always.items()}
         self.links: dict[Address, Link] = {}
         self.link_of: dict[str, Link] = {}  # channel -> the link it is (being) subscribed on
         self.subscribed: set[str] = set()  # confirmed
@@ -72,6 +77,8 @@ class Bus:
         self.held: dict[str, dict[str, list[tuple[str, bytes]]]] = {}  # channel -> sid -> held
         self.answered: dict[str, dict[str, str]] = {}  # channel -> sid -> newest id answered
         self.unknown_frames = 0
+        # (stored id or None, connections reached) after each frame delivered: the metrics
+        self.on_delivered: Callable[[str | None, int], None] | None = None
         self.replayed = 0
         self.resubscribes = 0
         self._repairing = False
@@ -80,18 +87,69 @@ class Bus:
     # ---- life ------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Subscribe the broadcast channel; a Redis that is not there yet is retried."""
+        """Subscribe the broadcast and canary channels; a Redis not there yet is retried."""
         with self._lock:
-            self.lost[channels.BROADCAST.name] = time.time()
+            now = time.time()
+            for name in self.always:
+                self.lost[name] = now
         self._repair_soon()
 
     def ready(self) -> tuple[bool, str]:
         with self._lock:
             if self.lost:
                 return False, f"{len(self.lost)} bus subscriptions are being restored"
-            if channels.BROADCAST.name not in self.subscribed:
+            if not self.subscribed.issuperset(self.always):
                 return False, "the bus is not subscribed yet"
         return True, "ready"
+
+    def keep(self, wanted: list[Channel]) -> None:
+        """Keep `wanted` (the node's canary channels) subscribed for as long as the node runs,
+        besides the broadcast channel; canary channels kept before and not wanted now are
+        unsubscribed."""
+        names = {channel.name for channel in wanted}
+        dropped: list[tuple[Link, str]] = []
+        with self._lock:
+            if self.closed:
+                return
+            added = [channel for channel in wanted if channel.name not in self.always]
+            for channel in added:
+                self.always[channel.name] = self.known[channel.name] = channel
+                self.by_bytes[channel.name.encode()] = channel
+                self.lost.setdefault(channel.name, time.time())  # the repair subscribes it
+            for name in [name for name, channel in self.always.items()
+                         if channel.kind == channels.CANARY and name not in names]:
+                del self.always[name]
+                self.lost.pop(name, None)
+                self.subscribed.discard(name)
+                link = self.link_of.pop(name, None)
+                if link is not None:
+                    dropped.append((link, name))
+        for link, name in dropped:
+            if not link.closed:
+                link.unsubscribe([name])
+        if added:
+            self._repair_soon()
+
+    def subscribed_by_kind(self) -> dict[str, int]:
+        """How many channels are subscribed now, by kind (room, user, all, canary)."""
+        counts = dict.fromkeys((channels.ROOM, channels.USER, channels.ALL, channels.CANARY), 0)
+        with self._lock:
+            for name in self.subscribed:
+                channel = self.known.get(name)
+                if channel is not None:
+                    counts[channel.kind] += 1
+        return counts
+
+    def reconnect(self, channel: Channel) -> bool:
+        """Drop the connection `channel` is subscribed on, as if Redis had closed it: every
+        channel on it is subscribed again on a new one and replayed (for a connection that
+        stays open but delivers nothing). False if the channel is not subscribed on one."""
+        with self._lock:
+            link = self.link_of.get(channel.name)
+        if link is None or link.closed:
+            return False
+        link.fail(ConnectionError("the connection delivered nothing"))
+        return True
 
     def close(self) -> None:
         """Unsubscribe everything by closing the links; nothing is restored after this."""
@@ -154,7 +212,7 @@ class Bus:
             self.delivered.setdefault(channel.name, last_id)
 
     def _wanted(self, name: str) -> bool:
-        return name == channels.BROADCAST.name or name in self.members
+        return name in self.always or name in self.members
 
     def _subscribe(self, names: list[str]) -> None:
         """Queue SSUBSCRIBEs on the link of each channel's master (called holding the lock)."""
@@ -300,7 +358,9 @@ class Bus:
             self.delivered[name] = stored_id
             if name in self.held or name in self.answered:
                 skip.extend(self._catching_up(name, stored_id, frame.body))
-        self.deliver(channel.local_room, frame.body, skip)
+        reached = self.deliver(channel.local_room, frame.body, skip)
+        if self.on_delivered is not None:
+            self.on_delivered(stored_id, reached or 0)
 
     # ---- resuming joins ------------------------------------------------------------------------
 

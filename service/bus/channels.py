@@ -1,9 +1,10 @@
-"""The bus's channels: one per room, one per user, one for every connection.
+"""The bus's channels: one per room, one per user, one for every connection, one per node.
 
 A node subscribes to a room's channel while it holds a connection that joined the room, and to a
 user's channel while it holds a connection of that user; the broadcast channel always. Each
 channel delivers to one Socket.IO room of the node (`local_room`), and the stored messages of a
-room or user channel can be replayed from its stream.
+room or user channel can be replayed from its stream. A node's canary channel carries only the
+delivery canaries (bus/canary.py), never an event for connections.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 
 from ..store import keys
 
-ROOM, USER, ALL = "room", "user", "all"
+ROOM, USER, ALL, CANARY = "room", "user", "all", "canary"
 
 
 def socketio_room(room: str) -> str:
@@ -52,6 +53,10 @@ def room(name: str) -> Channel:
 
 def user(name: str) -> Channel:
     return Channel(keys.user_channel(name), USER, name)
+
+
+def canary(node: str, shard: int = 0) -> Channel:
+    return Channel(keys.canary_channel(node, shard), CANARY, node)
 
 
 BROADCAST = Channel(keys.BROADCAST_CHANNEL, ALL, "")

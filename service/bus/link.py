@@ -82,6 +82,11 @@ class Link:
             self.sock.shutdown(socket.SHUT_RDWR)  # wakes the reader
         self.connection.disconnect()
 
+    def fail(self, error: BaseException) -> None:
+        """End the link and report it lost (once), whatever its tasks are doing."""
+        self.close()
+        self._lost(error)
+
     # ---- tasks ----------------------------------------------------------------------------
 
     def _write_forever(self) -> None:

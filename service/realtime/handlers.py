@@ -35,6 +35,10 @@ def register_handlers(socketio: SocketIO, node: Node) -> None:
 
     compat.guard_incoming_packets(socketio.server, on_malformed)
     max_text = settings.max_text_chars
+    metrics = node.metrics
+    publish_seconds = metrics.publish_seconds
+    accepted_in_rooms = metrics.accepted.labels("room")
+    accepted_directs = metrics.accepted.labels("direct")
 
     def authenticate(auth: Any) -> Connection:
         if isinstance(auth, dict) and "token" in auth:
@@ -138,9 +142,11 @@ def register_handlers(socketio: SocketIO, node: Node) -> None:
         except ServiceError as error:
             if error.code == "unavailable":
                 log.warning("node=%s %s failed: %s", node.name, name, error.message)
+            metrics.error(error.code)
             return error.ack()
         except Exception:
             log.exception("node=%s %s failed", node.name, name)
+            metrics.error("unavailable")
             return ServiceError("unavailable", "internal error, try again").ack()
 
     @event("join")
@@ -187,15 +193,19 @@ def register_handlers(socketio: SocketIO, node: Node) -> None:
         send = validation.send(payload, max_text)
         if send.room not in connection.rooms:
             raise ServiceError("forbidden", f"join room {send.room} before sending to it")
-        stored = node.store.messages.publish(send.room, connection.user, send.text,
-                                             send.client_id)
+        with publish_seconds.time():
+            stored = node.store.messages.publish(send.room, connection.user, send.text,
+                                                 send.client_id)
+        accepted_in_rooms.inc()
         return {"ok": True, "id": stored.id, "ts": stored.ts}
 
     @event("direct")
     def on_direct(connection: Connection, sid: str, payload: Any) -> Ack:
         direct = validation.direct(payload, max_text)
-        stored = node.store.messages.direct(connection.user, direct.to, direct.text,
-                                            direct.client_id, f"{node.name}|{sid}")
+        with publish_seconds.time():
+            stored = node.store.messages.direct(connection.user, direct.to, direct.text,
+                                                direct.client_id, f"{node.name}|{sid}")
+        accepted_directs.inc()
         return {"ok": True, "id": stored.id, "ts": stored.ts}
 
     @event("presence")

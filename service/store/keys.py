@@ -76,6 +76,14 @@ def user_channel(user: str) -> str:
     return f"user:{{{user}}}:ch"
 
 
+def canary_channel(node: str, shard: int = 0) -> str:
+    """A channel a node hears canaries on (bus/canary.py): its peers' on shard 0, its own on one
+    channel per Redis master. `~` never occurs in a node's name, so `<node>~<shard>` is no other
+    node's tag."""
+    tag = node if shard == 0 else f"{node}~{shard}"
+    return f"node:{{{tag}}}:canary"
+
+
 def node_info(node: str) -> str:
     return f"node:{{{node}}}"
 

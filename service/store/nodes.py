@@ -13,6 +13,7 @@ Guarantees
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -29,29 +30,44 @@ class NodeRegistry:
         self.presence = presence
         self.node = node
 
-    def heartbeat(self, connections: int, started_ms: int, ttl_s: float) -> None:
-        """Mark this node alive for ttl_s with its connection count."""
+    def heartbeat(self, connections: int, started_ms: int, ttl_s: float,
+                  stats: dict[str, Any] | None = None) -> None:
+        """Mark this node alive for ttl_s with its connection count and figures (`stats`, for
+        the cluster page)."""
         now_ms = int(time.time() * 1000)
         info = keys.node_info(self.node)
         with redis_errors(), self.client.pipeline(transaction=False) as pipe:
             pipe.zadd(keys.NODES, {self.node: now_ms})
-            pipe.hset(info, mapping={"connections": connections, "started": started_ms})
+            pipe.hset(info, mapping={"connections": connections, "started": started_ms,
+                                     "beat": now_ms, "stats": json.dumps(stats or {})})
             pipe.pexpire(info, int(ttl_s * 1000))
             pipe.execute()
 
-    def live(self, ttl_s: float) -> list[dict[str, Any]]:
+    def live_names(self, ttl_s: float) -> list[str]:
+        """The nodes that beat within ttl_s."""
         cutoff = int((time.time() - ttl_s) * 1000)
         with redis_errors():
-            names = self.client.zrangebyscore(keys.NODES, cutoff, "+inf")
-            with self.client.pipeline(transaction=False) as pipe:
-                for name in names:
-                    pipe.hgetall(keys.node_info(name))
-                infos = pipe.execute()
-        return [
-            {"node": name, "connections": int(info.get("connections", 0)),
-             "started": int(info.get("started", 0))}
-            for name, info in zip(names, infos, strict=True) if info
-        ]
+            return list(self.client.zrangebyscore(keys.NODES, cutoff, "+inf"))
+
+    def live(self, ttl_s: float, stats: bool = False) -> list[dict[str, Any]]:
+        """The live nodes, `{node, connections, started}` each; with `stats`, also `beat` (ms)
+        and the figures of their last heartbeat."""
+        names = self.live_names(ttl_s)
+        with redis_errors(), self.client.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hgetall(keys.node_info(name))
+            infos = pipe.execute()
+        nodes = []
+        for name, info in zip(names, infos, strict=True):
+            if not info:
+                continue
+            entry: dict[str, Any] = {"node": name, "connections": int(info.get("connections", 0)),
+                                     "started": int(info.get("started", 0))}
+            if stats:
+                entry["beat"] = int(info.get("beat", 0))
+                entry.update(json.loads(info.get("stats") or "{}"))
+            nodes.append(entry)
+        return nodes
 
     def reap_dead(self, ttl_s: float) -> dict[str, int]:
         """Reap nodes silent for ttl_s whose lease this node gets; connections removed, by node."""

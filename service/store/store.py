@@ -17,6 +17,7 @@ a Redis Cluster, where the slot decides the master (topology.py).
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 import redis
 from redis.cluster import RedisCluster
@@ -61,6 +62,25 @@ class Store:
             return bool(self.client.ping())
         except (redis.RedisError, OSError):
             return False
+
+    def servers(self) -> list[dict[str, Any]]:
+        """What the cluster page shows of Redis: each master's address, version, role, clients,
+        memory and operations per second, or `up: false` where it does not answer."""
+        try:
+            if self.topology.target.cluster:
+                infos = self.client.info(target_nodes=RedisCluster.PRIMARIES)
+            else:
+                host, port = self.topology.masters()[0]
+                infos = {f"{host}:{port}": self.client.info()}
+        except (redis.RedisError, OSError) as error:
+            return [{"address": self.topology.target.describe(), "up": False,
+                     "error": error.__class__.__name__}]
+        return [{"address": address, "up": True, "version": info.get("redis_version"),
+                 "role": info.get("role"), "clients": info.get("connected_clients"),
+                 "memory": info.get("used_memory_human"),
+                 "ops_per_s": info.get("instantaneous_ops_per_sec"),
+                 "replicas": info.get("connected_slaves")}
+                for address, info in sorted(infos.items())]
 
     def close(self) -> None:
         self.scripts.close()

@@ -60,8 +60,9 @@ def _parameters(function: Any) -> list[str]:
 # ---- python-socketio and python-engineio: delivering bus frames --------------------------------
 
 
-def broadcast(server: Any, room: str | None, event_args: bytes, skip: list[str]) -> None:
-    """Deliver a Socket.IO event to this node's connections in `room` (None: all), but `skip`.
+def broadcast(server: Any, room: str | None, event_args: bytes, skip: list[str]) -> int:
+    """Deliver a Socket.IO event to this node's connections in `room` (None: all), but `skip`;
+    how many it was written to.
 
     `event_args` is the EVENT packet's JSON (`["message", {...}]`): the packet and its WebSocket
     frame are built once and handed to each recipient's Engine.IO socket, which writes it at once
@@ -69,6 +70,7 @@ def broadcast(server: Any, room: str | None, event_args: bytes, skip: list[str])
     """
     packet = message_packet(b"2" + event_args)
     sockets = server.eio.sockets
+    reached = 0
     for sid, eio_sid in server.manager.get_participants("/", room):
         if sid in skip:
             continue
@@ -76,17 +78,21 @@ def broadcast(server: Any, room: str | None, event_args: bytes, skip: list[str])
         if eio_socket is not None and not eio_socket.closed:
             with contextlib.suppress(SocketIsClosedError):  # closing meanwhile: skip it only
                 eio_socket.send(packet)
+                reached += 1
+    return reached
 
 
-def send_to(server: Any, sid: str, event_args: bytes) -> None:
-    """Deliver a Socket.IO event to one connection of this node."""
+def send_to(server: Any, sid: str, event_args: bytes) -> bool:
+    """Deliver a Socket.IO event to one connection of this node; whether it was written."""
     eio_sid = server.manager.eio_sid_from_sid(sid, "/")
     if eio_sid is None:
-        return
+        return False
     eio_socket = server.eio.sockets.get(eio_sid)
     if eio_socket is not None and not eio_socket.closed:
         with contextlib.suppress(SocketIsClosedError):
             eio_socket.send(message_packet(b"2" + event_args))
+            return True
+    return False
 
 
 def end_transports(server: Any) -> int:

@@ -23,8 +23,10 @@ def publish(room: str) -> tuple[dict[str, Any], int]:
     room = validation.room_name(room)
     body = json_body()
     text = validation.text(body.get("text"), node.settings.max_text_chars)
-    stored = node.store.messages.publish(room, "api", text,
-                                         validation.client_id(body.get("client_id")))
+    with node.metrics.publish_seconds.time():
+        stored = node.store.messages.publish(room, "api", text,
+                                             validation.client_id(body.get("client_id")))
+    node.metrics.accepted.labels("api").inc()
     return {"id": stored.id, "ts": stored.ts}, 202
 
 

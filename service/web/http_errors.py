@@ -29,12 +29,14 @@ def json_body() -> dict[str, Any]:
 def init_app(app: Flask) -> None:
     @app.errorhandler(ServiceError)
     def service_error(error: ServiceError) -> tuple[Response, int]:
+        app.extensions["node"].metrics.error(error.code)
         return error_response(error.code, error.message)
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Any:
         status = error.code or 500
-        if request.path.startswith("/api/") or request.path in ("/healthz", "/readyz"):
+        if request.path.startswith(("/api/", "/admin/")) or request.path in (
+                "/healthz", "/readyz", "/metrics"):
             code = CODE_FOR_STATUS.get(status, "bad_request" if status < 500 else "unavailable")
             return error_response(code, error.description or error.name, status)
         return error

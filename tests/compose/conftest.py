@@ -1,3 +1,3 @@
 """The compose checks use the integration tests' fixtures against CLUSTER_URL."""
 
-from tests.integration.conftest import room, users  # noqa: F401
+from tests.integration.conftest import nodes, room, users  # noqa: F401

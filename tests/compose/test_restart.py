@@ -2,56 +2,36 @@
 
 import os
 import subprocess
-import threading
 import time
 
 import pytest
 
-from tests.integration.conftest import Client
+from .room_traffic import Member, Pump, Sender, wait_until_received
 
-COMMAND = os.environ.get("RESTART_NODE_COMMAND")
+COMMAND = os.environ.get("RESTART_NODE_COMMAND")  # {node}: a node's name, its container's host name
 pytestmark = pytest.mark.skipif(not COMMAND, reason="set RESTART_NODE_COMMAND (make compose-test)")
 
 
-def test_clients_carry_on_when_a_node_container_restarts(users, room):
-    _, writer = users.user_on("node-1")
-    _, token = users.register()
-    reader = None
-    for attempt in range(60):
-        candidate = Client(users.base, token, f"restart-{attempt}", reconnection=True)
-        if candidate.node == "node-2":
-            reader = candidate
-            break
-        candidate.close()
-    assert reader is not None
-    users.clients.append(reader)
+def test_clients_carry_on_when_a_node_container_restarts(users, room, nodes):
+    writer_node, restarted = nodes[0], nodes[1]
+    _, writer = users.user_on(writer_node)
     writer.ok("join", {"room": room})
-    reader.ok("join", {"room": room})
-    acked = [writer.ok("send", {"room": room, "text": "before"})["id"]]
-    last_seen = reader.take("message", 1)[0]["id"]
-
-    stop = threading.Event()
-
-    def keep_sending():
-        while not stop.is_set() and len(acked) < 200:
-            answer = writer.call("send", {"room": room, "text": f"m{len(acked)}"})
-            if answer.get("ok"):
-                acked.append(answer["id"])
-            time.sleep(0.05)
-
-    sender = threading.Thread(target=keep_sending)
+    _, token = users.register()
+    reader = Member(users.connect(token, restarted, reconnection=True), room)
+    sender, pump = Sender(writer, room, per_second=20), Pump()
+    pump.add(reader)
     sender.start()
+    pump.start()
     try:
-        subprocess.run(COMMAND.format(node="node-2"), shell=True, check=True, timeout=60)  # noqa: S602
-        reader.events["welcome"].get(timeout=30)  # reconnected, to whichever node is up
-        time.sleep(1)
+        sender.wait_for_more(5)
+        subprocess.run(COMMAND.format(node=restarted), shell=True, check=True, timeout=60)  # noqa: S602
+        deadline = time.monotonic() + 30
+        while reader.reconnects == 0 or reader.rejoin_pending:  # back, to whichever node is up
+            assert time.monotonic() < deadline, "the reader did not come back"
+            time.sleep(0.05)
+        sender.wait_for_more(10)
     finally:
-        stop.set()
-        sender.join(30)
-    live_before_resume = [m["id"] for m in reader.drain("message", settle=0)]
-    answer = reader.ok("join", {"room": room, "since": last_seen})
-    time.sleep(0.5)
-    seen = live_before_resume + [m["id"] for m in answer["missed"]] + [
-        m["id"] for m in reader.drain("message")]
-    assert sorted(set(seen)) == sorted(acked[1:]), "messages were lost across the restart"
-    assert writer.sio.connected
+        sender.stop()
+        pump.stop()
+    wait_until_received([reader], sender.acked)
+    assert sender.acked and writer.sio.connected

@@ -155,4 +155,12 @@ def room() -> str:
     return "room-" + uuid.uuid4().hex[:12]
 
 
-NODES = ["node-1", "node-2", "node-3"]
+@pytest.fixture(scope="session")
+def nodes(cluster: Cluster | ExternalCluster) -> list[str]:
+    """The node names, sorted: the launcher's node-1..N, or those another deployment's front door
+    reaches (compose names each replica after its container)."""
+    if isinstance(cluster, Cluster):
+        return [cluster.node_name(i) for i in cluster.indexes()]
+    reached = {requests.get(f"{cluster.url}/healthz", params={"node_key": f"probe{key}"},
+                            timeout=10).json()["node"] for key in range(200)}
+    return sorted(reached)

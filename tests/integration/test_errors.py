@@ -56,9 +56,9 @@ BAD_REQUESTS = [
 ]
 
 
-def test_each_bad_input_gets_its_code_and_the_connection_keeps_working(users, room):
-    _name, client = users.user_on("node-1")
-    _, other = users.user_on("node-2")
+def test_each_bad_input_gets_its_code_and_the_connection_keeps_working(users, room, nodes):
+    _name, client = users.user_on(nodes[0])
+    _, other = users.user_on(nodes[1])
     for client_ in (client, other):
         client_.ok("join", {"room": room})
     for event, payload in BAD_REQUESTS:

@@ -9,7 +9,7 @@ import pytest
 import requests
 import socketio
 
-from .conftest import API_KEY, NODES, Client
+from .conftest import API_KEY, Client
 
 
 def post(cluster, path, body, **kwargs):
@@ -85,16 +85,16 @@ def test_publish_api_needs_the_api_key_and_validates(cluster, users, room):
                  "bad_request")
 
 
-def test_cluster_lists_live_nodes_with_connection_counts(cluster, users):
-    _, _client = users.user_on("node-2")
+def test_cluster_lists_live_nodes_with_connection_counts(cluster, users, nodes):
+    _, _client = users.user_on(nodes[1])
     time.sleep(1.2)  # a heartbeat (0.5 s in the test cluster) carries the count
     answer = requests.get(cluster.url + "/api/cluster", timeout=5,
                           headers={"Authorization": f"Bearer {API_KEY}"})
     assert answer.status_code == 200
-    nodes = {n["node"]: n for n in answer.json()["nodes"]}
-    assert sorted(nodes) == NODES
-    assert nodes["node-2"]["connections"] >= 1
-    assert all(n["started"] > 0 for n in nodes.values())
+    listed = {n["node"]: n for n in answer.json()["nodes"]}
+    assert sorted(listed) == nodes
+    assert listed[nodes[1]]["connections"] >= 1
+    assert all(n["started"] > 0 for n in listed.values())
     assert_error(requests.get(cluster.url + "/api/cluster", timeout=5), 401, "unauthorized")
 
 

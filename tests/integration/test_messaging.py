@@ -7,7 +7,7 @@ import time
 
 import requests
 
-from .conftest import API_KEY, NODES, RESULTS
+from .conftest import API_KEY, RESULTS
 
 
 def id_key(message_id: str) -> tuple[int, int]:
@@ -15,9 +15,9 @@ def id_key(message_id: str) -> tuple[int, int]:
     return int(ms), int(seq)
 
 
-def test_room_messages_reach_every_member_on_every_node(users, room):
-    members = [users.user_on(node) for node in NODES]
-    assert sorted(client.node for _, client in members) == NODES
+def test_room_messages_reach_every_member_on_every_node(users, room, nodes):
+    members = [users.user_on(node) for node in nodes]
+    assert sorted(client.node for _, client in members) == nodes
     for _, client in members:
         client.ok("join", {"room": room})
     sent = []
@@ -30,29 +30,29 @@ def test_room_messages_reach_every_member_on_every_node(users, room):
         assert client.drain("message") == []
 
 
-def test_message_node_names_the_accepting_node_and_ts_is_server_time(users, room):
-    _, sender = users.user_on("node-2")
-    _, receiver = users.user_on("node-3")
+def test_message_node_names_the_accepting_node_and_ts_is_server_time(users, room, nodes):
+    _, sender = users.user_on(nodes[1])
+    _, receiver = users.user_on(nodes[2])
     for client in (sender, receiver):
         client.ok("join", {"room": room})
     before = time.time() * 1000
     ack = sender.ok("send", {"room": room, "text": "t"})
     [message] = receiver.take("message", 1)
-    assert message["node"] == "node-2"
+    assert message["node"] == nodes[1]
     assert "client_id" not in message
     assert before - 2000 <= ack["ts"] <= time.time() * 1000 + 2000
     assert message["ts"] == ack["ts"]
 
 
-def test_direct_messages_cross_nodes_to_every_connection(users):
+def test_direct_messages_cross_nodes_to_every_connection(users, nodes):
     alice, token = users.register("alice")
-    alice_1 = users.connect(token, "node-1")
-    alice_2 = users.connect(token, "node-2")
-    bob, bob_client = users.user_on("node-3", "bob")
+    alice_1 = users.connect(token, nodes[0])
+    alice_2 = users.connect(token, nodes[1])
+    bob, bob_client = users.user_on(nodes[2], "bob")
 
     ack = bob_client.ok("direct", {"to": alice, "text": "hi alice", "client_id": "d1"})
     expected = {"id": ack["id"], "from": bob, "to": alice, "text": "hi alice", "ts": ack["ts"],
-                "node": "node-3", "client_id": "d1"}
+                "node": nodes[2], "client_id": "d1"}
     assert alice_1.take("direct", 1) == [expected]
     assert alice_2.take("direct", 1) == [expected]
     assert bob_client.drain("direct") == []  # the sending connection gets the ack, not a copy
@@ -63,9 +63,9 @@ def test_direct_messages_cross_nodes_to_every_connection(users):
     assert alice_1.drain("direct") == []
 
 
-def test_presence_is_the_same_from_every_node_and_follows_leaves(users, room):
+def test_presence_is_the_same_from_every_node_and_follows_leaves(users, room, nodes):
     clients = {}
-    for node in NODES:
+    for node in nodes:
         name, client = users.user_on(node)
         clients[name] = client
         client.ok("join", {"room": room})
@@ -81,24 +81,24 @@ def test_presence_is_the_same_from_every_node_and_follows_leaves(users, room):
     assert watcher.take("presence", 1) == [{"room": room, "user": rest[0], "action": "leave"}]
     for client in (clients[rest[-1]],):
         assert client.ok("presence", {"room": room})["members"] == [rest[-1]]
-    outsider = users.user_on("node-1")[1]
+    outsider = users.user_on(nodes[0])[1]
     assert outsider.ok("presence", {"room": room})["members"] == [rest[-1]]
 
 
-def test_join_announces_presence_to_members_on_other_nodes(users, room):
-    watcher_name, watcher = users.user_on("node-1")
+def test_join_announces_presence_to_members_on_other_nodes(users, room, nodes):
+    watcher_name, watcher = users.user_on(nodes[0])
     watcher.ok("join", {"room": room})
     assert watcher.take("presence", 1) == [{"room": room, "user": watcher_name, "action": "join"}]
-    name, joiner = users.user_on("node-3")
+    name, joiner = users.user_on(nodes[2])
     answer = joiner.ok("join", {"room": room})
-    assert answer["node"] == "node-3"
+    assert answer["node"] == nodes[2]
     assert name in answer["members"]
     assert watcher.take("presence", 1) == [{"room": room, "user": name, "action": "join"}]
 
 
-def test_concurrent_senders_on_all_nodes_give_every_receiver_the_stored_order(users, room):
-    senders = [users.user_on(node)[1] for node in NODES]
-    receivers = [users.user_on(node)[1] for node in NODES * 2]
+def test_concurrent_senders_on_all_nodes_give_every_receiver_the_stored_order(users, room, nodes):
+    senders = [users.user_on(node)[1] for node in nodes]
+    receivers = [users.user_on(node)[1] for node in nodes * 2]
     for client in senders + receivers:
         client.ok("join", {"room": room})
     per_sender = 60
@@ -112,7 +112,7 @@ def test_concurrent_senders_on_all_nodes_give_every_receiver_the_stored_order(us
                 acked.append(ack["id"])
 
     threads = [threading.Thread(target=send_many, args=pair)
-               for pair in zip(senders, NODES, strict=True)]
+               for pair in zip(senders, nodes, strict=True)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -127,10 +127,10 @@ def test_concurrent_senders_on_all_nodes_give_every_receiver_the_stored_order(us
         assert got == stored, f"{client.node} received out of stored order"
 
 
-def test_join_with_since_returns_exactly_what_was_missed(users, room):
+def test_join_with_since_returns_exactly_what_was_missed(users, room, nodes):
     _name, token = users.register()
-    reader = users.connect(token, "node-1")
-    _, writer = users.user_on("node-2")
+    reader = users.connect(token, nodes[0])
+    _, writer = users.user_on(nodes[1])
     for client in (reader, writer):
         client.ok("join", {"room": room})
     writer.ok("send", {"room": room, "text": "seen"})
@@ -138,7 +138,7 @@ def test_join_with_since_returns_exactly_what_was_missed(users, room):
     reader.close()
     missed_ids = [writer.ok("send", {"room": room, "text": f"missed {i}"})["id"] for i in range(5)]
 
-    back = users.connect(token, "node-3")
+    back = users.connect(token, nodes[2])
     answer = back.ok("join", {"room": room, "since": last})
     assert [m["id"] for m in answer["missed"]] == missed_ids
     assert [m["text"] for m in answer["missed"]] == [f"missed {i}" for i in range(5)]
@@ -147,8 +147,8 @@ def test_join_with_since_returns_exactly_what_was_missed(users, room):
     assert back.ok("join", {"room": room, "since": missed_ids[-1]})["missed"] == []
 
 
-def test_resuming_while_messages_flow_gives_each_message_exactly_once(users, room):
-    _, writer = users.user_on("node-1")
+def test_resuming_while_messages_flow_gives_each_message_exactly_once(users, room, nodes):
+    _, writer = users.user_on(nodes[0])
     writer.ok("join", {"room": room})
     first = writer.ok("send", {"room": room, "text": "start"})["id"]
     stop = threading.Event()
@@ -165,7 +165,7 @@ def test_resuming_while_messages_flow_gives_each_message_exactly_once(users, roo
     thread.start()
     try:
         time.sleep(0.2)
-        resumers = [users.user_on(node)[1] for node in NODES]
+        resumers = [users.user_on(node)[1] for node in nodes]
         answers = [client.ok("join", {"room": room, "since": first}) for client in resumers]
         time.sleep(0.3)
     finally:
@@ -177,8 +177,8 @@ def test_resuming_while_messages_flow_gives_each_message_exactly_once(users, roo
         assert seen == acked[1:], f"{client.node}: duplicates or gaps while resuming"
 
 
-def test_api_publish_reaches_the_room_as_user_api(users, room, cluster):
-    _, client = users.user_on("node-2")
+def test_api_publish_reaches_the_room_as_user_api(users, room, cluster, nodes):
+    _, client = users.user_on(nodes[1])
     client.ok("join", {"room": room})
     answer = requests.post(f"{cluster.url}/api/rooms/{room}/messages", json={"text": "from api"},
                            headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10)
@@ -188,12 +188,12 @@ def test_api_publish_reaches_the_room_as_user_api(users, room, cluster):
     assert message["id"] == answer.json()["id"]
 
 
-def test_delivery_times_same_node_and_cross_node_are_recorded(users, room):
+def test_delivery_times_same_node_and_cross_node_are_recorded(users, room, nodes):
     """Every message reaches every receiver; the times are written to test-results (not asserted:
     speed is measured by the load tests, not by unit timings)."""
-    _, sender = users.user_on("node-1")
-    receivers = {node: users.user_on(node)[1] for node in NODES}
-    arrivals: dict[str, dict[str, float]] = {node: {} for node in NODES}
+    _, sender = users.user_on(nodes[0])
+    receivers = {node: users.user_on(node)[1] for node in nodes}
+    arrivals: dict[str, dict[str, float]] = {node: {} for node in nodes}
     for node, client in receivers.items():
         client.sio.on("message", lambda m, node=node: arrivals[node].setdefault(
             m["client_id"], time.perf_counter()))
@@ -212,7 +212,7 @@ def test_delivery_times_same_node_and_cross_node_are_recorded(users, room):
     for node, got in arrivals.items():
         assert sorted(got, key=int) == [str(i) for i in range(count)], f"{node} lost messages"
         latencies = sorted((got[key] - sent[key]) * 1000 for key in got)
-        report[("same-node " if node == "node-1" else "cross-node ") + node] = {
+        report[("same-node " if node == nodes[0] else "cross-node ") + node] = {
             "p50_ms": round(statistics.median(latencies), 2),
             "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1], 2),
             "max_ms": round(latencies[-1], 2),

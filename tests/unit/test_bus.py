@@ -151,6 +151,42 @@ def test_control_frames_go_to_the_node(bus, recorder, client):
     assert recorder.delivered == []
 
 
+def test_the_nodes_canary_channel_is_subscribed_from_the_start_and_counted(bus, recorder,
+                                                                         client):
+    canary = channels.canary(NODE)
+    assert client.execute_command("PUBSUB", "SHARDNUMSUB", canary.name)[1] == 1
+    bus.attach("sid-1", channels.room("lobby"))
+    assert bus.subscribed_by_kind() == {"room": 1, "user": 0, "all": 1, "canary": 1}
+    client.execute_command("SPUBLISH", canary.name, message.control({"canary": {"n": 1}}))
+    wait_for(lambda: recorder.controls == [{"canary": {"n": 1}}])
+    assert recorder.delivered == []
+
+
+def test_each_delivered_frame_is_reported_with_its_stored_id(bus, store, recorder):
+    reported = []
+    bus.on_delivered = lambda stored_id, reached: reported.append(stored_id)
+    bus.attach("sid-1", channels.room("lobby"))
+    sent = store.messages.publish("lobby", "alice", "one", None)
+    wait_for(lambda: reported == [sent.id])
+
+
+def test_reconnect_moves_every_channel_to_a_new_connection_and_replays_meanwhile(
+        bus, store, recorder, client):
+    bus.attach("sid-1", channels.room("lobby"))
+    before = {entry["id"] for entry in client.client_list(_type="pubsub")
+              if entry["name"] == f"{NODE}:bus"}
+    assert bus.reconnect(channels.canary(NODE)) is True
+    store.messages.publish("lobby", "alice", "while reconnecting", None)
+    wait_for(lambda: bus.ready()[0], what="the subscriptions to be restored")
+    after = {entry["id"] for entry in client.client_list(_type="pubsub")
+             if entry["name"] == f"{NODE}:bus"}
+    assert after and not after & before
+    wait_for(lambda: recorder.texts("r:lobby") == ["while reconnecting"])
+    store.messages.publish("lobby", "alice", "after", None)
+    wait_for(lambda: recorder.texts("r:lobby") == ["while reconnecting", "after"])
+    assert bus.reconnect(channels.room("not-served")) is False
+
+
 def test_a_lost_subscription_is_noticed_restored_and_what_was_missed_replayed_once(
         bus, store, recorder, client):
     lobby = channels.room("lobby")
@@ -189,7 +225,7 @@ def test_twenty_thousand_rooms_are_resubscribed_in_one_batch_and_each_replayed_e
         worker.join()
     assert errors == []
     assert client.execute_command("PUBSUB", "SHARDNUMSUB", rooms[0], rooms[-1])  # answered
-    assert len(shard_channels(client)) == 20_000 + 1  # and the broadcast channel
+    assert len(shard_channels(client)) == 20_000 + 2  # and the broadcast and canary channels
     resubscribes = bus.resubscribes
     kill_bus_connections(client)
     wait_for(lambda: not bus.ready()[0] or bus.resubscribes > resubscribes)
@@ -201,7 +237,7 @@ def test_twenty_thousand_rooms_are_resubscribed_in_one_batch_and_each_replayed_e
     wait_for(lambda: len(recorder.delivered) >= len(touched), timeout=10)
     assert sorted(room for room, _, _ in recorder.delivered) == sorted(
         channels.socketio_room(name) for name in touched)
-    assert len(shard_channels(client)) == 20_000 + 1
+    assert len(shard_channels(client)) == 20_000 + 2
 
 
 # ---- resuming joins: held, then released after the answer -------------------------------------

@@ -12,6 +12,8 @@ import redis
 from redis.crc import key_slot
 
 from service.bus import channels
+from service.bus.canary import Canary
+from service.bus.emitter import Emitter
 from service.settings import RedisTarget, SettingsError
 from service.store import keys
 from service.store.store import Store
@@ -143,3 +145,29 @@ def test_a_node_refuses_a_redis_without_sharded_pubsub():
     store = Store(RedisTarget(url=f"redis://127.0.0.1:{old.port}/0"), NODE, history_max=10)
     with pytest.raises(SettingsError, match="REDIS_URL points at a Redis without sharded pub/sub"):
         store.start()
+
+
+def test_a_nodes_canaries_ride_a_bus_connection_to_every_master(store):
+    emitter = Emitter(store.client)
+    canary = Canary(NODE, emitter.control, lambda: [], 1, 3, masters=store.topology.masters,
+                    route=store.topology.address_of)
+    own = canary.own_channels()
+    masters = store.topology.masters()
+    assert len(masters) == 3
+    assert sorted(store.topology.address_of(channel.name) for channel in own) == sorted(masters)
+    recorder = Recorder()
+    bus = running_bus(store, recorder)
+    try:
+        bus.keep(own)
+        wait_for(lambda: bus.ready()[0] and bus.subscribed_by_kind()["canary"] == 3,
+                 what="every canary channel to be subscribed")
+        assert len({link.address for link in bus.links.values()}) == 3
+        canary.send()
+        wait_for(lambda: len(recorder.controls) == 3, what="the canaries")
+        for control in recorder.controls:
+            canary.heard(control["canary"])
+        assert set(canary.last_heard) == {f"{NODE}|{channel.name}" for channel in own}
+        bus.keep(own[:1])
+        wait_for(lambda: bus.subscribed_by_kind()["canary"] == 1, what="the others to be dropped")
+    finally:
+        bus.close()

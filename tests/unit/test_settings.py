@@ -74,6 +74,11 @@ def test_production_accepts_real_secrets_and_secures_cookies():
         ("SEND_BUFFER_BYTES", "1024"),
         ("CONNECT_TIMEOUT_S", "0"),
         ("CONNECT_TIMEOUT_S", "later"),
+        ("OPERATORS", "alice,x"),
+        ("OPERATORS", "al ice"),
+        ("CANARY_INTERVAL_S", "often"),
+        ("CANARY_INTERVAL_S", "0"),
+        ("CANARY_DEADLINE_S", "0.1"),
     ],
 )
 def test_bad_values_name_the_setting(name, value):
@@ -86,6 +91,22 @@ def test_the_send_buffer_must_hold_two_of_the_largest_messages():
         load(MAX_FRAME_BYTES="1048576", SEND_BUFFER_BYTES="1048576")
     settings = load(MAX_FRAME_BYTES="65536", SEND_BUFFER_BYTES="131072", CONNECT_TIMEOUT_S="2.5")
     assert (settings.send_buffer_bytes, settings.connect_timeout_s) == (131072, 2.5)
+
+
+def test_operators_and_the_canary():
+    settings = load(OPERATORS=" alice, bob.b ,", CANARY_INTERVAL_S="0.5", CANARY_DEADLINE_S="2")
+    assert settings.operators == {"alice", "bob.b"}
+    assert (settings.canary_interval_s, settings.canary_deadline_s) == (0.5, 2)
+    assert load().operators == frozenset()
+    with pytest.raises(SettingsError, match="CANARY_DEADLINE_S must be at least twice"):
+        load(CANARY_INTERVAL_S="2", CANARY_DEADLINE_S="3")
+
+
+def test_without_node_name_a_node_is_named_after_its_host(monkeypatch):
+    monkeypatch.setattr("socket.gethostname", lambda: "rooms-node-7f3a")
+    assert load().node_name == "rooms-node-7f3a"
+    monkeypatch.setattr("socket.gethostname", lambda: "pod name/with:odd chars")
+    assert load().node_name == "pod-name-with-odd-chars"
 
 
 def test_node_ttl_must_outlast_heartbeats():

@@ -1,15 +1,16 @@
 #!/bin/sh
-# Render templates the way the official nginx image does, then run the command.
+# The official nginx image's entrypoint, as far as the project uses it: when the command is nginx,
+# run the executable /docker-entrypoint.d/*.sh in order (a failing one stops the start), then the
+# command. 20-envsubst-on-templates.sh renders the templates, as the image's own script does.
 set -eu
-filter="${NGINX_ENVSUBST_FILTER:-}"
-names=$(env | cut -d= -f1 | grep -E "${filter:-.}" || true)
-defined=""
-for name in $names; do defined="$defined \${$name}"; done
-mkdir -p /etc/nginx/conf.d
-for template in /etc/nginx/templates/*.template; do
-  [ -f "$template" ] || continue
-  output="/etc/nginx/conf.d/$(basename "$template" .template)"
-  envsubst "$defined" < "$template" > "$output"
-  echo "rendered $template -> $output"
-done
+if [ "${1:-}" = nginx ]; then
+  for script in $(find /docker-entrypoint.d/ -follow -type f -name '*.sh' -print | sort -V); do
+    if [ -x "$script" ]; then
+      echo "$0: launching $script"
+      "$script"
+    else
+      echo "$0: ignoring $script, not executable"
+    fi
+  done
+fi
 exec "$@"

@@ -1,0 +1,171 @@
+// The live cluster page: polls the cluster's figures and draws them (no library, no CDN).
+"use strict";
+
+(function () {
+  const main = document.getElementById("cluster");
+  const source = main.dataset.source;
+  const intervalMs = Math.max(500, Number(main.dataset.intervalMs) || 2000);
+  const keep = 150; // points per line: five minutes at a 2 s heartbeat
+  const colours = ["#1565c0", "#2e7d32", "#b26a00", "#8e2424", "#6a1b9a", "#00838f", "#5d4037",
+                   "#ad1457", "#455a64", "#9e9d24"];
+  const charts = {
+    "chart-delivered": (n) => n.delivered_per_s,
+    "chart-connections": (n) => n.connections,
+    "chart-p99": (n) => n.delivery_p99_ms,
+    "chart-canary": (n) => n.canary_lag_ms,
+  };
+  const history = {}; // chart id -> node -> [{t, v}]
+  const colourOf = {};
+  const updated = document.getElementById("updated");
+
+  function colour(node) {
+    if (!(node in colourOf)) colourOf[node] = colours[Object.keys(colourOf).length % colours.length];
+    return colourOf[node];
+  }
+
+  function cell(row, value, bad) {
+    const td = document.createElement("td");
+    td.textContent = value === null || value === undefined || value === "" ? "-" : String(value);
+    if (bad) td.className = "bad";
+    row.appendChild(td);
+  }
+
+  function sum(nodes, field) {
+    return nodes.reduce((total, n) => total + (Number(n[field]) || 0), 0);
+  }
+
+  function showTotals(nodes) {
+    document.getElementById("total-nodes").textContent = String(nodes.length);
+    document.getElementById("total-connections").textContent = String(sum(nodes, "connections"));
+    document.getElementById("total-accepted").textContent = sum(nodes, "accepted_per_s").toFixed(1);
+    document.getElementById("total-delivered").textContent = sum(nodes, "delivered_per_s").toFixed(1);
+  }
+
+  function showNodes(nodes) {
+    const body = document.querySelector("#nodes tbody");
+    body.replaceChildren();
+    for (const n of nodes) {
+      const row = document.createElement("tr");
+      row.dataset.node = n.node;
+      cell(row, n.node);
+      cell(row, n.connections);
+      cell(row, n.websocket);
+      cell(row, n.polling);
+      cell(row, n.rooms);
+      cell(row, n.accepted_per_s);
+      cell(row, n.delivered_per_s);
+      cell(row, n.delivery_p99_ms);
+      cell(row, n.canary_lag_ms);
+      cell(row, n.canary_silent_s, n.canary_silent_s > 5);
+      cell(row, n.canary_lost, n.canary_lost > 0);
+      cell(row, n.bus_up ? "up" : "down", !n.bus_up);
+      cell(row, n.draining ? "draining" : "serving", n.draining);
+      body.appendChild(row);
+    }
+  }
+
+  function showRedis(servers) {
+    const body = document.querySelector("#redis tbody");
+    body.replaceChildren();
+    for (const s of servers) {
+      const row = document.createElement("tr");
+      cell(row, s.address);
+      cell(row, s.up ? "up" : "down" + (s.error ? " (" + s.error + ")" : ""), !s.up);
+      cell(row, s.role);
+      cell(row, s.version);
+      cell(row, s.clients);
+      cell(row, s.memory);
+      cell(row, s.ops_per_s);
+      cell(row, s.replicas);
+      body.appendChild(row);
+    }
+  }
+
+  function record(at, nodes) {
+    for (const [id, pick] of Object.entries(charts)) {
+      const lines = history[id] || (history[id] = {});
+      const live = new Set(nodes.map((n) => n.node));
+      for (const name of Object.keys(lines)) if (!live.has(name)) delete lines[name];
+      for (const n of nodes) {
+        const value = pick(n);
+        if (value === null || value === undefined || value === "") continue;
+        const line = lines[n.node] || (lines[n.node] = []);
+        line.push({ t: at, v: Number(value) });
+        if (line.length > keep) line.shift();
+      }
+    }
+  }
+
+  function draw(id) {
+    const canvas = document.getElementById(id);
+    const ctx = canvas.getContext("2d");
+    const lines = history[id] || {};
+    const w = canvas.width, h = canvas.height, left = 44, bottom = 18, top = 8;
+    ctx.clearRect(0, 0, w, h);
+    let points = 0, max = 0, first = Infinity, last = -Infinity;
+    for (const line of Object.values(lines)) {
+      for (const p of line) {
+        points += 1;
+        max = Math.max(max, p.v);
+        first = Math.min(first, p.t);
+        last = Math.max(last, p.t);
+      }
+    }
+    canvas.dataset.points = String(points);
+    ctx.font = "11px system-ui, sans-serif";
+    ctx.fillStyle = "#5b6670";
+    ctx.strokeStyle = "#c9ced4";
+    ctx.beginPath();
+    ctx.moveTo(left, top);
+    ctx.lineTo(left, h - bottom);
+    ctx.lineTo(w, h - bottom);
+    ctx.stroke();
+    if (!points) {
+      ctx.fillText("no data yet", left + 8, h / 2);
+      return;
+    }
+    const ceiling = max > 0 ? max * 1.1 : 1;
+    const span = Math.max(last - first, 1);
+    ctx.fillText(ceiling.toFixed(ceiling < 10 ? 1 : 0), 2, top + 8);
+    ctx.fillText("0", 2, h - bottom);
+    ctx.fillText(Math.round(span / 1000) + " s", w - 40, h - 4);
+    let legend = left + 6;
+    for (const [name, line] of Object.entries(lines)) {
+      ctx.strokeStyle = colour(name);
+      ctx.lineWidth = 1.5;
+      ctx.beginPath();
+      line.forEach((p, i) => {
+        const x = left + ((p.t - first) / span) * (w - left - 4);
+        const y = h - bottom - (p.v / ceiling) * (h - bottom - top);
+        if (i === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y);
+      });
+      ctx.stroke();
+      ctx.fillStyle = colour(name);
+      ctx.fillText(name, legend, top + 10);
+      legend += ctx.measureText(name).width + 12;
+    }
+  }
+
+  async function poll() {
+    try {
+      const response = await fetch(source, { credentials: "same-origin", cache: "no-store" });
+      if (!response.ok) throw new Error("HTTP " + response.status);
+      const data = await response.json();
+      const nodes = data.nodes.slice().sort((a, b) => a.node.localeCompare(b.node));
+      showTotals(nodes);
+      showNodes(nodes);
+      showRedis(data.redis);
+      record(data.at, nodes);
+      Object.keys(charts).forEach(draw);
+      updated.textContent = "live, " + new Date(data.at).toLocaleTimeString();
+      updated.className = "state connected";
+      main.dataset.polls = String((Number(main.dataset.polls) || 0) + 1);
+    } catch (error) {
+      updated.textContent = "not updating: " + error.message;
+      updated.className = "state offline";
+    }
+  }
+
+  poll();
+  setInterval(poll, intervalMs);
+})();

@@ -1,0 +1,35 @@
+"""`/metrics` in Prometheus's text format (PROTOCOL.md, Operations).
+
+On a node's own address it is open, for Prometheus scraping each node where it runs. Through a
+front door (which marks what it forwards with FRONT_DOOR_HEADER and overwrites a client's own
+value) it needs the API key; anything else is 401.
+"""
+
+from __future__ import annotations
+
+import hmac
+
+from flask import Blueprint, Flask, Response, request
+
+from ..errors import ServiceError
+from ..node.metrics import CONTENT_TYPE
+from ..node.node import current_node
+
+bp = Blueprint("metrics", __name__)
+FRONT_DOOR_HEADER = "X-Rooms-Front-Door"
+
+
+@bp.get("/metrics")
+def metrics() -> Response:
+    node = current_node()
+    if request.headers.get(FRONT_DOOR_HEADER) is not None:
+        scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+                credential.encode(), node.settings.api_key.encode()):
+            raise ServiceError("unauthorized", "metrics through the front door need "
+                               "Authorization: Bearer <API key>")
+    return Response(node.metrics.render(), content_type=CONTENT_TYPE)
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
