@@ -6,7 +6,7 @@ FRONT_DOORS ?= 1
 REDIS ?= single
 PORT ?= 8080
 STATUS_PORT ?=
-REDIS_PORT ?= 8079
+REDIS_PORT ?=
 NODE_BASE_PORT ?= 8081
 PYTEST_ARGS ?=
 VENV := .venv/bin
@@ -25,7 +25,7 @@ export SCENARIO USERS SPAWN_RATE DURATION HOST
 help:
 	@echo "make run        start redis, $(NODES) nodes and nginx on http://127.0.0.1:$(PORT) (NODES=N, REDIS=cluster, FRONT_DOORS=2)"
 	@echo "                ports: front door PORT=$(PORT) (door k: +100 each), nginx status STATUS_PORT (PORT + 1000),"
-	@echo "                redis REDIS_PORT=$(REDIS_PORT), nodes from NODE_BASE_PORT=$(NODE_BASE_PORT)"
+	@echo "                redis REDIS_PORT (8079; a Redis Cluster 8070-8075), nodes from NODE_BASE_PORT=$(NODE_BASE_PORT)"
 	@echo "make test       lint and the whole test suite (starts its own cluster)"
 	@echo "make test-unit  unit tests only"
 	@echo "make k8s-validate  render the Kubernetes manifests (k8s/) and check them, no cluster needed"

@@ -321,6 +321,20 @@ def main() -> int:
     return 1 if lost else 0
 
 
+def settled(read: Any, timeout: float = 20.0) -> float:
+    """A reading once three in a row, half a second apart, differ by under 0.3 MB (or the last
+    one at the timeout)."""
+    deadline = time.monotonic() + timeout
+    readings = [read()]
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        readings.append(read())
+        recent = readings[-3:]
+        if len(recent) == 3 and max(recent) - min(recent) < 0.3:
+            break
+    return readings[-1]
+
+
 def memory_probe(folder: Path, limits: dict[str, str], receivers_class: Any,
                  rss_mb: Any) -> list[dict[str, Any]]:
     """Server memory per idle connection in a room, through the front door, for this service and
@@ -351,7 +365,9 @@ def memory_probe(folder: Path, limits: dict[str, str], receivers_class: Any,
         try:
             tokens = json.loads(prepare_tokens(cluster.url, ACCOUNTS, folder).read_text())
             pids = [process.pid for process in cluster.processes.values()]
-            before = sum(rss_mb(pid) for pid in pids)
+            # a process just started still frees what starting took (V8 collects its start-up
+            # garbage a few seconds in): measure from where it rests
+            before = settled(lambda pids=pids: sum(rss_mb(pid) for pid in pids))
             loadgen = [psutil.Process(child.pid) for child in receivers.children]
             loadgen_before = sum(sum(p.cpu_times()[:2]) for p in loadgen)
             started = time.monotonic()

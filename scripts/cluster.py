@@ -82,9 +82,10 @@ def render(template: Path, target: Path, values: dict[str, str]) -> None:
 # `make run`'s ports: the front door on the contract's 8080 and the rest beside it, not on
 # Redis's own 6379, so the cluster starts next to a Redis or nginx the machine already runs.
 # A Redis Cluster's six servers use REDIS_PORT and the five above it (and, for the cluster bus,
-# each port + 10000). Front door k listens DOOR_SPACING * (k - 1) above PORT; its status,
-# STATUS_PORT_OFFSET above its own port unless STATUS_PORT moves the first (the others follow).
-FRONT_DOOR_PORT, REDIS_PORT, NODE_BASE_PORT = 8080, 8079, 8081
+# each port + 10000): 8070-8075 by default, below the nodes. Front door k listens
+# DOOR_SPACING * (k - 1) above PORT; its status, STATUS_PORT_OFFSET above its own port unless
+# STATUS_PORT moves the first (the others follow).
+FRONT_DOOR_PORT, REDIS_PORT, REDIS_CLUSTER_PORT, NODE_BASE_PORT = 8080, 8079, 8070, 8081
 DOOR_SPACING, STATUS_PORT_OFFSET, MAX_FRONT_DOORS = 100, 1000, 4
 REDIS_CLUSTER_SIZE = 6  # 3 masters, a replica each
 PORT_SETTINGS = {"front door": "PORT", "status": "STATUS_PORT", "redis": "REDIS_PORT",
@@ -576,7 +577,8 @@ def main() -> None:
                         help="single (one redis-server) or cluster (a local Redis Cluster)")
     for flag, name, default in (("--port", "PORT", FRONT_DOOR_PORT),
                                 ("--status-port", "STATUS_PORT", "PORT + 1000"),
-                                ("--redis-port", "REDIS_PORT", REDIS_PORT),
+                                ("--redis-port", "REDIS_PORT",
+                                 f"{REDIS_PORT} ({REDIS_CLUSTER_PORT} for a Redis Cluster)"),
                                 ("--node-base-port", "NODE_BASE_PORT", NODE_BASE_PORT)):
         parser.add_argument(flag, default=os.environ.get(name) or "",
                             help=f"{name}, default {default}")
@@ -593,7 +595,8 @@ def main() -> None:
         front_doors=setting("FRONT_DOORS", args.front_doors, 1, MAX_FRONT_DOORS),
         port=port("PORT", args.port, FRONT_DOOR_PORT),
         status_port=port("STATUS_PORT", args.status_port, 0) if args.status_port else None,
-        redis_port=port("REDIS_PORT", args.redis_port, REDIS_PORT),
+        redis_port=port("REDIS_PORT", args.redis_port,
+                        REDIS_CLUSTER_PORT if args.redis == "cluster" else REDIS_PORT),
         node_base_port=port("NODE_BASE_PORT", args.node_base_port, NODE_BASE_PORT),
         redis_mode=args.redis)
     stopping = False
