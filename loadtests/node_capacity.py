@@ -365,22 +365,26 @@ def memory_probe(folder: Path, limits: dict[str, str], receivers_class: Any,
         try:
             tokens = json.loads(prepare_tokens(cluster.url, ACCOUNTS, folder).read_text())
             pids = [process.pid for process in cluster.processes.values()]
-            # a process just started still frees what starting took (V8 collects its start-up
-            # garbage a few seconds in): measure from where it rests
-            before = settled(lambda pids=pids: sum(rss_mb(pid) for pid in pids))
             loadgen = [psutil.Process(child.pid) for child in receivers.children]
             loadgen_before = sum(sum(p.cpu_times()[:2]) for p in loadgen)
             started = time.monotonic()
-            grown = receivers.grow(cluster.url, tokens, count, "memory-room-{n}")
+            # the slope from a tenth of the connections to all of them: a process just started
+            # still frees what starting took (V8 collects its start-up garbage once connections
+            # make it allocate), which would count against the connections
+            warm = receivers.grow(cluster.url, tokens, max(1, count // 10), "memory-room-{n}")
+            before = settled(lambda pids=pids: sum(rss_mb(pid) for pid in pids))
+            grown = receivers.grow(cluster.url, tokens, count - max(1, count // 10),
+                                   "memory-room-{n}")
             elapsed = time.monotonic() - started
             time.sleep(3)  # pings answered, allocations settled
             after = sum(rss_mb(pid) for pid in pids)
-            row = {"system": name, "connections": grown["open"], "failed": grown["failed"],
-                   "errors": grown["errors"],
+            measured = max(grown["open"] - warm["open"], 1)
+            row = {"system": name, "connections": grown["open"],
+                   "failed": warm["failed"] + grown["failed"],
+                   "errors": warm["errors"] + grown["errors"],
                    "server_rss_mb_before": round(before, 1),
                    "server_rss_mb_after": round(after, 1),
-                   "kb_per_connection": round((after - before) * 1024 / max(grown["open"], 1),
-                                              1),
+                   "kb_per_connection": round((after - before) * 1024 / measured, 1),
                    "connect_s": round(elapsed, 1),
                    "load_generator_cpu_s": round(
                        sum(sum(p.cpu_times()[:2]) for p in loadgen) - loadgen_before, 1)}

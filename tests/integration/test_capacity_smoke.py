@@ -17,7 +17,7 @@ pytestmark = pytest.mark.local_cluster
 def test_capacity_probe_holds_idle_connections_and_times_a_growing_room():
     folder = RESULTS / "capacity"
     env = dict(os.environ, IDLE_STEP="150", IDLE_MAX="300", ROOM_SIZES="30,60", SEND_S="2",
-               RATE="2", MEMORY_CONNECTIONS="200", CAPACITY_RESULTS=str(folder))
+               RATE="2", MEMORY_CONNECTIONS="1000", CAPACITY_RESULTS=str(folder))
     run = subprocess.run([sys.executable, "loadtests/node_capacity.py"], env=env,
                          capture_output=True, text=True, timeout=400, check=False)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
@@ -28,7 +28,7 @@ def test_capacity_probe_holds_idle_connections_and_times_a_growing_room():
     memory = {row["system"]: row for row in results["memory"]}
     assert set(memory) == {"rooms", "node-reference"}  # side by side, through the front door
     for row in memory.values():
-        assert row["connections"] == 200 and row["failed"] == 0
+        assert row["connections"] == 1000 and row["failed"] == 0
         assert row["kb_per_connection"] > 0 and row["load_generator_cpu_s"] > 0
     fanout = results["fanout"]
     assert [step["room_size"] for step in fanout["steps"]] == [30, 60]
