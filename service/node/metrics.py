@@ -166,7 +166,7 @@ class _NodeState(Collector):
         yield GaugeMetricFamily("rooms_draining", "1 while the node drains",
                                 value=int(node.draining))
         yield GaugeMetricFamily("rooms_redis_up", "1 when Redis answered the last heartbeat",
-                                value=int(node.redis_up))
+                                value=int(bool(node.redis_up)))
         lag = GaugeMetricFamily("rooms_canary_lag_seconds", "Lag of the newest canary heard",
                                 labels=["source"])
         lost = CounterMetricFamily("rooms_canary_lost", "Canaries never heard",

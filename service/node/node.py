@@ -60,8 +60,7 @@ class Node:
         self.in_flight = 0  # Socket.IO events being handled right now
         self._cleaned_leftovers = False
         self._migrated = False
-        self._redis_was_down = False
-        self.redis_up = False
+        self.redis_up: bool | None = None  # as of the last heartbeat; None before the first
         self._counted: tuple[float, float, float] | None = None  # (when, accepted, delivered)
 
     def init_app(self, app: Flask) -> None:
@@ -173,6 +172,7 @@ class Node:
             "canary_lag_ms": round(self.canary.lag_s["self"] * 1000, 2),
             "canary_peer_lag_ms": round(self.canary.lag_s["peer"] * 1000, 2),
             "canary_silent_s": round(self.canary.silent_for(), 2),
+            "canary_deaf": self.canary.deaf(),
             "canary_lost": self.canary.lost["self"] + self.canary.lost["peer"],
             "bus_up": self.bus.ready()[0],
             "draining": self.draining,
@@ -210,14 +210,12 @@ class Node:
         while True:
             try:
                 self.beat()
-                if self._redis_was_down:
+                if self.redis_up is False:
                     log.info("node=%s redis is reachable again", self.name)
-                self._redis_was_down = False
                 self.redis_up = True
             except ServiceError:
-                if not self._redis_was_down:
+                if self.redis_up is not False:
                     log.error("node=%s heartbeat failed: redis is unavailable", self.name)
-                self._redis_was_down = True
                 self.redis_up = False
             except Exception:
                 log.exception("node=%s heartbeat failed", self.name)

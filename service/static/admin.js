@@ -23,11 +23,38 @@
     return colourOf[node];
   }
 
-  function cell(row, value, bad) {
-    const td = document.createElement("td");
-    td.textContent = value === null || value === undefined || value === "" ? "-" : String(value);
-    if (bad) td.className = "bad";
-    row.appendChild(td);
+  // a column: what it shows of a row, and whether that is bad news (shown in red)
+  const nodeColumns = [
+    [(n) => n.node], [(n) => n.connections], [(n) => n.websocket], [(n) => n.polling],
+    [(n) => n.rooms], [(n) => n.accepted_per_s], [(n) => n.delivered_per_s],
+    [(n) => n.delivery_p99_ms], [(n) => n.canary_lag_ms],
+    [(n) => n.canary_silent_s, (n) => n.canary_deaf],
+    [(n) => n.canary_lost, (n) => n.canary_lost > 0],
+    [(n) => (n.bus_up ? "up" : "down"), (n) => !n.bus_up],
+    [(n) => (n.draining ? "draining" : "serving"), (n) => n.draining],
+  ];
+  const redisColumns = [
+    [(s) => s.address],
+    [(s) => (s.up ? "up" : "down" + (s.error ? " (" + s.error + ")" : "")), (s) => !s.up],
+    [(s) => s.role], [(s) => s.version], [(s) => s.clients], [(s) => s.memory],
+    [(s) => s.ops_per_s], [(s) => s.replicas],
+  ];
+
+  function fillTable(selector, items, columns, key) {
+    const body = document.querySelector(selector + " tbody");
+    body.replaceChildren();
+    for (const item of items) {
+      const row = document.createElement("tr");
+      if (key) row.dataset.node = item[key];
+      for (const [show, bad] of columns) {
+        const value = show(item);
+        const td = document.createElement("td");
+        td.textContent = value === null || value === undefined || value === "" ? "-" : String(value);
+        if (bad && bad(item)) td.className = "bad";
+        row.appendChild(td);
+      }
+      body.appendChild(row);
+    }
   }
 
   function sum(nodes, field) {
@@ -39,46 +66,6 @@
     document.getElementById("total-connections").textContent = String(sum(nodes, "connections"));
     document.getElementById("total-accepted").textContent = sum(nodes, "accepted_per_s").toFixed(1);
     document.getElementById("total-delivered").textContent = sum(nodes, "delivered_per_s").toFixed(1);
-  }
-
-  function showNodes(nodes) {
-    const body = document.querySelector("#nodes tbody");
-    body.replaceChildren();
-    for (const n of nodes) {
-      const row = document.createElement("tr");
-      row.dataset.node = n.node;
-      cell(row, n.node);
-      cell(row, n.connections);
-      cell(row, n.websocket);
-      cell(row, n.polling);
-      cell(row, n.rooms);
-      cell(row, n.accepted_per_s);
-      cell(row, n.delivered_per_s);
-      cell(row, n.delivery_p99_ms);
-      cell(row, n.canary_lag_ms);
-      cell(row, n.canary_silent_s, n.canary_silent_s > 5);
-      cell(row, n.canary_lost, n.canary_lost > 0);
-      cell(row, n.bus_up ? "up" : "down", !n.bus_up);
-      cell(row, n.draining ? "draining" : "serving", n.draining);
-      body.appendChild(row);
-    }
-  }
-
-  function showRedis(servers) {
-    const body = document.querySelector("#redis tbody");
-    body.replaceChildren();
-    for (const s of servers) {
-      const row = document.createElement("tr");
-      cell(row, s.address);
-      cell(row, s.up ? "up" : "down" + (s.error ? " (" + s.error + ")" : ""), !s.up);
-      cell(row, s.role);
-      cell(row, s.version);
-      cell(row, s.clients);
-      cell(row, s.memory);
-      cell(row, s.ops_per_s);
-      cell(row, s.replicas);
-      body.appendChild(row);
-    }
   }
 
   function record(at, nodes) {
@@ -153,8 +140,8 @@
       const data = await response.json();
       const nodes = data.nodes.slice().sort((a, b) => a.node.localeCompare(b.node));
       showTotals(nodes);
-      showNodes(nodes);
-      showRedis(data.redis);
+      fillTable("#nodes", nodes, nodeColumns, "node");
+      fillTable("#redis", data.redis, redisColumns);
       record(data.at, nodes);
       Object.keys(charts).forEach(draw);
       updated.textContent = "live, " + new Date(data.at).toLocaleTimeString();

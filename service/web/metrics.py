@@ -7,13 +7,12 @@ value) it needs the API key; anything else is 401.
 
 from __future__ import annotations
 
-import hmac
-
 from flask import Blueprint, Flask, Response, request
 
 from ..errors import ServiceError
 from ..node.metrics import CONTENT_TYPE
 from ..node.node import current_node
+from .auth import bearer_identity
 
 bp = Blueprint("metrics", __name__)
 FRONT_DOOR_HEADER = "X-Rooms-Front-Door"
@@ -21,14 +20,15 @@ FRONT_DOOR_HEADER = "X-Rooms-Front-Door"
 
 @bp.get("/metrics")
 def metrics() -> Response:
-    node = current_node()
     if request.headers.get(FRONT_DOOR_HEADER) is not None:
-        scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-                credential.encode(), node.settings.api_key.encode()):
+        try:
+            identity = bearer_identity()
+        except ServiceError:
+            identity = None
+        if identity != "api":
             raise ServiceError("unauthorized", "metrics through the front door need "
                                "Authorization: Bearer <API key>")
-    return Response(node.metrics.render(), content_type=CONTENT_TYPE)
+    return Response(current_node().metrics.render(), content_type=CONTENT_TYPE)
 
 
 def init_app(app: Flask) -> None:

@@ -147,7 +147,7 @@ def test_the_cluster_data_lists_live_nodes_with_their_figures_and_redis(app):
     assert entry["node"] == "node-m"
     for field in ("connections", "websocket", "polling", "rooms", "accepted_per_s",
                   "delivered_per_s", "delivery_p99_ms", "canary_lag_ms", "canary_silent_s",
-                  "bus_up", "draining", "beat"):
+                  "canary_deaf", "bus_up", "draining", "beat"):
         assert field in entry, field
     (server,) = data["redis"]
     assert server["up"] is True and server["role"] == "master"
