@@ -34,6 +34,7 @@ help:
 	@echo "make compose-test  bring docker-compose.yml up with podman, scale it 3 -> 5 -> 3 under traffic,"
 	@echo "                check Prometheus scrapes every node, bring it down"
 	@echo "make loadtest   locust, headless, all cores (SCENARIO=chat|fanout USERS SPAWN_RATE DURATION HOST)"
+	@echo "                DURATION=$(DURATION): seconds, or locust's forms 30s, 2m, 1h30m (loadtest, bench, profile...)"
 	@echo "make loadtest-capacity  users one locust process holds before it is the bottleneck"
 	@echo "make loadtest-ui  locust's web UI on http://127.0.0.1:8089 against HOST"
 	@echo "make bench      this service (1-3 nodes, eventlet) against Node Socket.IO and naive Flask-SocketIO"

@@ -5,6 +5,11 @@ Each load-generating process keeps a Ledger and writes it to a JSON file when th
 an id above its watermark (the room's newest id just after its join was acknowledged), up to the
 moment it stopped listening; senders stop a drain period before the end, so every message sent
 was owed to every receiver that was listening.
+
+A send whose ack was lost is sent again with the same client_id (resend.py): the ledger holds the
+id of its one ack, and counts the resends (`retries`). A receipt is a duplicate when its id was
+received before, or when its client_id was received before under another id (a message stored
+twice: what a resend must never do).
 """
 
 from __future__ import annotations
@@ -28,7 +33,25 @@ class Receiver:
     node: str
     watermark: str | None = None
     ids: list[str] = field(default_factory=list)
+    client_ids: list[str] = field(default_factory=list)  # of each receipt, beside `ids`
     listening: bool = False
+
+    def received(self, message_id: str, client_id: str) -> None:
+        self.ids.append(message_id)
+        self.client_ids.append(client_id)
+
+    def stored_twice(self) -> int:
+        """Receipts whose client_id came before under another id: one send, stored again."""
+        ids_of: dict[str, set[str]] = {}
+        for client_id, message_id in zip(self.client_ids, self.ids, strict=True):
+            if client_id:
+                ids_of.setdefault(client_id, set()).add(message_id)
+        return sum(len(ids) - 1 for ids in ids_of.values())
+
+    def to_json(self) -> dict[str, Any]:
+        return {"room": self.room, "node": self.node, "watermark": self.watermark,
+                "ids": self.ids, "stored_twice": self.stored_twice(),
+                "listening": self.listening}
 
 
 @dataclass
@@ -41,6 +64,7 @@ class Ledger:
 
     sent: dict[str, list[str]] = field(default_factory=dict)  # room -> acknowledged ids
     send_failures: Counter = field(default_factory=Counter)  # error code -> count
+    retries: int = 0  # sends and directs sent again after a lost ack
     receivers: dict[str, Receiver] = field(default_factory=dict)  # connection id -> receiver
     latencies: dict[str, list[float]] = field(default_factory=lambda: {"same_node": [],
                                                                         "cross_node": []})
@@ -51,8 +75,8 @@ class Ledger:
     def acknowledged(self, room: str, message_id: str) -> None:
         self.sent.setdefault(room, []).append(message_id)
 
-    def received(self, receiver_id: str, message_id: str) -> None:
-        self.receivers[receiver_id].ids.append(message_id)
+    def received(self, receiver_id: str, message_id: str, client_id: str = "") -> None:
+        self.receivers[receiver_id].received(message_id, client_id)
 
     def direct_acknowledged(self, recipient: str, client_id: str, at_ms: float) -> None:
         self.directs.append((recipient, client_id, at_ms))
@@ -64,7 +88,8 @@ class Ledger:
         return {
             "sent": self.sent,
             "send_failures": dict(self.send_failures),
-            "receivers": {key: vars(r) for key, r in self.receivers.items() if r.listening},
+            "retries": self.retries,
+            "receivers": {key: r.to_json() for key, r in self.receivers.items() if r.listening},
             "latencies": self.latencies,
             "directs": self.directs,
             "inbox": self.inbox,
@@ -85,6 +110,7 @@ class Accounting:
     deliveries_per_s: float = 0.0
     sent: int = 0
     send_failures: dict[str, int] = field(default_factory=dict)
+    retries: int = 0  # resends after a lost ack, each acknowledged at most once
     latencies: dict[str, list[float]] = field(default_factory=dict)
     directs: int = 0  # direct messages received (among the deliveries)
 
@@ -107,7 +133,8 @@ def account(ledgers: list[dict[str, Any]]) -> Accounting:
         for kind, values in ledger["latencies"].items():
             latencies[kind].extend(values)
     result = Accounting(sent=sum(len(ids) for ids in sent.values()),
-                        send_failures=dict(failures), latencies=latencies)
+                        send_failures=dict(failures), latencies=latencies,
+                        retries=sum(ledger.get("retries", 0) for ledger in ledgers))
     for receiver in receivers:
         watermark = id_key(receiver["watermark"]) if receiver["watermark"] else (-1, -1)
         owed = {i for i in sent.get(receiver["room"], []) if id_key(i) > watermark}
@@ -117,6 +144,7 @@ def account(ledgers: list[dict[str, Any]]) -> Accounting:
         result.delivered += len(owed & counts.keys())
         result.lost += len(owed - counts.keys())
         result.duplicates += sum(n - 1 for n in counts.values() if n > 1)
+        result.duplicates += receiver.get("stored_twice", 0)
         keys = [id_key(i) for i in got]
         result.out_of_order += sum(1 for a, b in pairwise(keys) if b < a)
     result.deliveries_per_s = steady_delivery_rate(sent, receivers)

@@ -29,9 +29,10 @@ again with the same BENCH_RESULTS reuses those runs and does only the missing on
 interrupted series resumes where it stopped.
 
 Knobs: PARTS (compare,scale), SCENARIOS (chat,fanout), SYSTEMS (names, comma-separated), USERS
-(100), SCALE_USERS (300), SCALE_NODES (3,6,9), SCALE_REDIS (single,cluster), DURATION (30),
-SPAWN_RATE (50), PROCESSES (load-generating processes, default all cores); `make bench` passes
-the same defaults as `make loadtest` (100 users, 45 s).
+(100), SCALE_USERS (300), SCALE_NODES (3,6,9), SCALE_REDIS (single,cluster), DURATION (30 s;
+seconds or locust's forms such as 30s, 2m: loadtests/duration.py), SPAWN_RATE (50), PROCESSES
+(load-generating processes, default all cores); `make bench` passes the same defaults as
+`make loadtest` (100 users, 45 s).
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
 from cluster import VENV_BIN, Cluster  # noqa: E402
+
+from loadtests.duration import env_duration, readable  # noqa: E402
 
 REFERENCE = "node-reference-3"
 NAIVE_COMMAND = ["sh", "-c", f'exec "{VENV_BIN / "gunicorn"}" -k gevent -w 1 -b "$BIND" '
@@ -99,7 +102,7 @@ def run_scenario(system: System, cluster: Cluster, scenario: str, folder: Path,
     env = dict(os.environ, SCENARIO=scenario, HOST=cluster.url, RESULTS_DIR=str(folder),
                SERVER_PIDS=",".join(map(str, cluster_pids(cluster))),
                USERS=users or os.environ.get("USERS") or "100",
-               DURATION=os.environ.get("DURATION") or "30",
+               DURATION=str(env_duration("DURATION", 30)),
                SPAWN_RATE=os.environ.get("SPAWN_RATE") or "50")
     run = subprocess.run([sys.executable, str(ROOT / "loadtests" / "run.py")], env=env, cwd=ROOT,
                          capture_output=True, text=True)
@@ -123,6 +126,7 @@ def run_scenario(system: System, cluster: Cluster, scenario: str, folder: Path,
         "p99_ms": latency["p99"],
         "lost": summary["lost"],
         "duplicates": summary["duplicates"],
+        "retries": summary.get("retries", 0),
         "out_of_order": summary["out_of_order"],
         "server_cpu_s_per_1000": round(summary["server_cpu_s"] / delivered * 1000, 3),
         "delivered": summary["delivered"],
@@ -361,6 +365,7 @@ def main() -> int:
         raise SystemExit(f"PARTS: unknown {sorted(unknown)}; choose from compare, scale")
     folder = Path(os.environ.get("BENCH_RESULTS") or ROOT / "bench-results" /
                   time.strftime("%Y%m%d-%H%M%S"))
+    duration = env_duration("DURATION", 30)  # refused here, before any system starts
     folder.mkdir(parents=True, exist_ok=True)
     failed = False
     if "compare" in parts:
@@ -370,7 +375,7 @@ def main() -> int:
             systems.append(System(f"rooms-3@{baseline}", 3, baseline_command(baseline, folder),
                                   f"this service, 3 nodes (gevent), revision {baseline}"))
         print(f"bench: {len(systems)} systems x {scenarios}, {os.environ.get('USERS') or 100} "
-              f"users, {os.environ.get('DURATION') or 30} s each, on {psutil.cpu_count()} cores; "
+              f"users, {readable(duration)} each, on {psutil.cpu_count()} cores; "
               f"results in {folder}", flush=True)
         rows: list[dict] = []
         for index, system in enumerate(systems):

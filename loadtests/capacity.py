@@ -10,7 +10,8 @@ The limit is the last step whose locust process stayed under LOADGEN_LIMIT_CORES
 past it, latency figures measure the load generator's queue rather than the service.
 
 Knobs: SCENARIO, CAPACITY_STEPS (users per step, default 50,100,150,200,250,300), DURATION
-(seconds per step, default 20), HOST (local only: the cluster is pinned and, if need be, started).
+(per step, default 20 s; seconds or locust's forms such as 30s, 2m: loadtests/duration.py), HOST
+(local only: the cluster is pinned and, if need be, started).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
 from cluster import Cluster  # noqa: E402
 
+from loadtests.duration import env_duration, readable  # noqa: E402
 from loadtests.run import LOADGEN_LIMIT_CORES, LOCAL_HOST, answers  # noqa: E402
 
 
@@ -115,7 +117,7 @@ def chart(steps: list[dict], scenario: str, path: Path) -> None:
 
 def main() -> int:
     scenario = os.environ.get("SCENARIO") or "fanout"
-    duration = int(os.environ.get("DURATION") or "20")
+    duration = env_duration("DURATION", 20)
     steps = steps_from_env()
     if (os.environ.get("HOST") or LOCAL_HOST).rstrip("/") != LOCAL_HOST:
         raise SystemExit("HOST: the capacity measurement pins the local cluster; it needs "
@@ -135,7 +137,7 @@ def main() -> int:
     pinned = cluster_processes(cluster)
     set_affinity(pinned, cluster_cpus)
     print(f"{scenario}: one locust process on CPU {loadgen_cpu}, the cluster ({len(pinned)} "
-          f"processes) on CPUs {cluster_cpus}; steps {steps} users, {duration} s each; "
+          f"processes) on CPUs {cluster_cpus}; steps {steps} users, {readable(duration)} each; "
           f"results in {folder}", flush=True)
     results = []
     try:

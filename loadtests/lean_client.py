@@ -4,8 +4,8 @@ python-socketio's client spends threads, queues and a full Engine.IO stack on ev
 a probe that must hold ten thousand idle connections or receive a room's every broadcast needs
 less. This speaks exactly what the probes use of PROTOCOL.md over a WebSocket only (Socket.IO v5,
 Engine.IO v4): connect with a token, `welcome`, `join` and `send` with acknowledgements, `message`
-events; it answers the server's pings. Not a general client: no long-polling, no reconnection,
-no binary packets.
+events; it answers the server's pings. Not a general client: no long-polling, no binary packets;
+the one reconnection is LeanSender's, after a lost ack.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ import orjson
 from gevent import socket
 from gevent.event import AsyncResult
 from gevent.lock import Semaphore
+
+from loadtests.resend import ACK_TIMEOUT_S, RECONNECT_S, Unacknowledged, until_acknowledged
 
 OPEN, CLOSE, PING, PONG, MESSAGE = "0", "1", "2", "3", "4"
 CONNECT, EVENT, ACK, CONNECT_ERROR = "0", "2", "3", "4"
@@ -200,3 +202,61 @@ class LeanClient:
             if opcode == 0x9:  # a WebSocket ping: answer with a masked pong
                 with self._writing:
                     self.sock.sendall(bytes((0x8A, 0x80 | len(payload))) + _mask(payload))
+
+
+class LeanSender:
+    """A LeanClient that sends to one room. A send whose ack is lost (ACK_TIMEOUT_S, or the
+    connection dropped first) is sent again with the same client_id (resend.py), on a new
+    connection in the room when its own dropped; `retries` counts those resends."""
+
+    def __init__(self, connect: Callable[[], LeanClient], room: str) -> None:
+        self._connect, self.room = connect, room  # `connect`: a new, unconnected LeanClient
+        self.retries = 0
+        self.client = self._joined()
+
+    @property
+    def node(self) -> str | None:
+        return self.client.node
+
+    def _joined(self) -> LeanClient:
+        client = self._connect()
+        try:
+            client.connect(timeout=RECONNECT_S)
+            answer = client.call("join", {"room": self.room}, timeout=ACK_TIMEOUT_S)
+            if not answer.get("ok"):
+                raise ConnectRefused(f"join refused: {answer}")
+        except BaseException:
+            client.close()
+            raise
+        return client
+
+    def send(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """The answer to `payload` (its room, text and client_id), sent again while its ack is
+        lost; Unacknowledged when no ack came after the resends."""
+        try:
+            answer, resent = until_acknowledged(
+                lambda: self.client.call("send", payload, timeout=ACK_TIMEOUT_S), self.recover)
+        except Unacknowledged as lost:
+            self.retries += lost.resent
+            raise
+        self.retries += resent
+        return answer
+
+    def close(self) -> None:
+        self.client.close()
+
+    def recover(self) -> bool:
+        """Ready to send again: still connected (the ack only timed out), or connected anew and in
+        the room within RECONNECT_S."""
+        if not self.client.closed:
+            return True
+        self.client.close()
+        deadline = time.monotonic() + RECONNECT_S
+        while True:
+            try:
+                self.client = self._joined()
+                return True
+            except (Exception, gevent.Timeout):  # refused, reset or timed out: again, for a while
+                if time.monotonic() >= deadline:
+                    return False
+                gevent.sleep(0.5)

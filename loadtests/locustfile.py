@@ -8,6 +8,12 @@ SCENARIO=smallrooms  rooms of ROOM_SIZE (4) users; every user sends SEND_RATE (0
 Reported to locust as request types: `connect` (Socket.IO connect until `welcome`), `send` (ack
 time), `deliver` named `same-node` / `cross-node` (send to receipt, from the send time carried in
 client_id). Each process writes a delivery ledger when the test stops (see accounting.py).
+
+A send or direct whose ack is lost (no ack within ACK_TIMEOUT_S, or the connection dropped before
+it) is sent again with the same client_id, up to RESENDS times (resend.py); a dropped connection
+reconnects and joins its room again first. Its ack time and delivery latency run from the first
+send. A user whose connection dropped is owed nothing from then on: it may have missed messages
+while it was away.
 """
 
 from __future__ import annotations
@@ -23,11 +29,12 @@ from pathlib import Path
 import gevent
 import requests
 import socketio
-from gevent.event import AsyncResult
+from gevent.event import AsyncResult, Event
 from locust import User, events, task
 
 from loadtests.accounting import Ledger, Receiver
 from loadtests.pacing import steady_rate
+from loadtests.resend import ACK_TIMEOUT_S, RECONNECT_S, Unacknowledged, until_acknowledged
 
 SCENARIO = os.environ.get("SCENARIO", "chat")
 SMALL = SCENARIO == "smallrooms"
@@ -77,7 +84,13 @@ class RoomsUser(User):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.sio = socketio.Client(reconnection=False)
+        # reconnects after a drop, so that a send whose ack was lost can be sent again
+        self.sio = socketio.Client(reconnection_delay=0.5, reconnection_delay_max=2,
+                                   reconnection_attempts=10)
+        self.up = Event()  # welcomed on the current connection
+        self.joined = False  # the current connection is in the room: it may send
+        self.stopping = False
+        self.pending: AsyncResult | None = None  # the ack being waited for
 
     def on_start(self) -> None:
         n = next(local_index)
@@ -86,16 +99,15 @@ class RoomsUser(User):
         self.room, self.sender = self.placement(worker, n)
         self.seq = itertools.count()
         token = account_token(self.host, worker * 100_003 + n)
-        welcome: AsyncResult = AsyncResult()
-        self.sio.on("welcome", welcome.set)
+        self.sio.on("welcome", self.on_welcome)
         self.sio.on("message", self.on_room_message)
         self.sio.on("direct", self.on_direct)
         started = time.perf_counter()
         try:
             self.sio.connect(f"{self.host}?node_key=lt-{RUN_ID}-{self.uid}", auth={"token": token},
                              transports=["websocket"], wait_timeout=30)
-            greeting = welcome.get(timeout=30)
-            self.node, self.username = greeting["node"], greeting["user"]
+            if not self.up.wait(timeout=30):
+                raise TimeoutError("no welcome within 30 s")
         except Exception as error:
             self.fire("connect", "socketio", started, error)
             raise
@@ -108,18 +120,55 @@ class RoomsUser(User):
         if not answer.get("ok") or not newest.get("ok"):
             raise RuntimeError(f"join failed: {answer} {newest}")
         self.receiver.watermark = newest["messages"][-1]["id"] if newest["messages"] else None
-        self.receiver.listening = True
+        self.receiver.listening = self.joined = self.sio.connected
+        self.sio.on("disconnect", self.on_disconnect)
         members.setdefault(self.room, {})[self.uid] = self.username
         gevent.sleep(self.wait_time())
 
     def on_stop(self) -> None:
+        self.stopping = True
         if hasattr(self, "receiver"):
             self.receiver.listening = self.receiver.listening and self.sio.connected
             members.get(self.room, {}).pop(self.uid, None)
-        if self.uid in ledger.inbox_open:
-            ledger.inbox_open[self.uid][1] = time.time() * 1000 if self.sio.connected else -1
-        if self.sio.connected:
-            self.sio.disconnect()
+        window = ledger.inbox_open.get(self.uid)
+        if window is not None and window[1] == 0:  # still open: not closed by a drop
+            window[1] = time.time() * 1000 if self.sio.connected else -1
+        self.sio.shutdown()  # disconnects, or ends reconnection attempts
+
+    def on_welcome(self, greeting: dict) -> None:
+        self.node, self.username = greeting["node"], greeting["user"]
+        self.up.set()
+
+    def on_disconnect(self, *_reason) -> None:
+        """The connection dropped: this user is owed nothing more (it misses what is sent until it
+        is back), and the ack being waited for is lost."""
+        if self.stopping:
+            return
+        self.up.clear()
+        self.joined = self.receiver.listening = False
+        window = ledger.inbox_open.get(self.uid)
+        if window is not None:
+            window[1] = -1
+        members.get(self.room, {}).pop(self.uid, None)
+        if self.pending is not None:
+            self.pending.set_exception(ConnectionError("the connection dropped before the ack"))
+
+    def back_in_room(self, wait_s: float) -> bool:
+        """Whether this user can send: in its room on the current connection, or, after a drop,
+        reconnected within `wait_s` and joined again."""
+        if self.joined:
+            return True
+        if self.stopping or not self.up.wait(timeout=wait_s):
+            return False
+        try:
+            answer = self.sio.call("join", {"room": self.room}, timeout=ACK_TIMEOUT_S)
+        except socketio.exceptions.SocketIOError:
+            return False
+        self.joined = bool(answer.get("ok")) and self.sio.connected
+        return self.joined
+
+    def recover(self) -> bool:
+        return self.back_in_room(RECONNECT_S)
 
     def placement(self, worker: int, n: int) -> tuple[str, bool]:
         raise NotImplementedError
@@ -131,8 +180,8 @@ class RoomsUser(User):
 
     def on_room_message(self, message: dict) -> None:
         now_ms = time.time() * 1000
-        ledger.received(self.uid, message["id"])
         client_id = message.get("client_id", "")
+        self.receiver.received(message["id"], client_id)
         if not client_id.startswith("lt:"):
             return
         latency = max(0.0, now_ms - float(client_id.rsplit(":", 1)[1]))
@@ -154,15 +203,30 @@ class RoomsUser(User):
             request_type="deliver", name="direct", response_time=latency, response_length=0,
             exception=None, context={})
 
+    def ack(self, event: str, payload: dict) -> dict:
+        """One emit of `event` and its answer: gevent.Timeout after ACK_TIMEOUT_S, ConnectionError
+        when the connection is down or drops first."""
+        result = self.pending = AsyncResult()
+        try:
+            self.sio.emit(event, payload, callback=result.set)
+            return result.get(timeout=ACK_TIMEOUT_S)
+        except socketio.exceptions.SocketIOError as error:  # not connected
+            raise ConnectionError(str(error)) from error
+        finally:
+            self.pending = None
+
     def acknowledged(self, event: str, payload: dict) -> dict | None:
-        """Call `event` and report it to locust; the answer if it was ok, else None (counted)."""
+        """Call `event`, sending it again while its ack is lost, and report it to locust; the answer
+        if it was ok, else None (counted)."""
         started = time.perf_counter()
         try:
-            answer = self.sio.call(event, payload, timeout=10)
-        except Exception as error:
-            ledger.send_failures["timeout"] += 1
-            self.fire(event, event, started, error)
+            answer, resent = until_acknowledged(lambda: self.ack(event, payload), self.recover)
+        except Unacknowledged as lost:
+            ledger.retries += lost.resent
+            ledger.send_failures["timeout" if self.joined else "disconnected"] += 1
+            self.fire(event, event, started, lost)
             return None
+        ledger.retries += resent
         if not answer.get("ok"):
             ledger.send_failures[answer["error"]["code"]] += 1
             self.fire(event, event, started, RuntimeError(answer["error"]["code"]))
@@ -183,7 +247,7 @@ class RoomsUser(User):
 
     @task
     def send(self) -> None:
-        if not self.sender or time.time() >= STOP_SENDING_AT or not self.sio.connected:
+        if not self.sender or time.time() >= STOP_SENDING_AT or not self.back_in_room(0):
             return
         if DIRECT_SHARE and random.random() < DIRECT_SHARE:
             self.send_direct()

@@ -37,6 +37,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
 from cluster import VENV_BIN, Cluster  # noqa: E402
 
+from loadtests.duration import env_duration  # noqa: E402
 from loadtests.run import env_int, prepare_tokens  # noqa: E402
 
 FRAME = re.compile(r"^(?P<function>.*?) \((?P<file>[^:()]+)(?::\d+)?\)$")
@@ -149,18 +150,18 @@ def chart(folder: Path, own: Counter, by_library: Counter, total: int, title: st
 
 
 def main() -> int:
+    nodes = env_int("NODES", 3)
+    users = env_int("USERS", 100)
+    duration = env_duration("DURATION", 30)
+    settle_s = users / env_int("SPAWN_RATE", 50) + SETTLE_S
     folder = Path(os.environ.get("PROFILE_RESULTS") or ROOT / "profile-results" /
                   time.strftime("%Y%m%d-%H%M%S"))
     folder.mkdir(parents=True, exist_ok=True)
-    nodes = env_int("NODES", 3)
     cluster = Cluster(nodes=nodes, port=18390, redis_port=16390, node_base_port=15390,
                       run_dir=folder / "cluster",
                       env={"RATE_LIMIT_PER_S": "1000", "RATE_LIMIT_BURST": "2000"})
     cluster.start()
     recorders = []
-    users = env_int("USERS", 100)
-    duration = env_int("DURATION", 30)
-    settle_s = users / env_int("SPAWN_RATE", 50) + SETTLE_S
     try:
         prepare_tokens(cluster.url, users, folder).unlink()  # slow hashes stay out of the profile
         env = dict(os.environ, HOST=cluster.url, RESULTS_DIR=str(folder / "loadtest"),

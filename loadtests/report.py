@@ -93,6 +93,7 @@ def write_report(folder: Path, *, scenario: str, users: int, nodes: int, duratio
         "directs_received": accounting.directs,
         "lost": accounting.lost,
         "duplicates": accounting.duplicates,
+        "retries": accounting.retries,  # sends resent after a lost ack, with the same client_id
         "out_of_order": accounting.out_of_order,
         "deliveries_per_s": accounting.deliveries_per_s,
         "latency_ms": latency,

@@ -1,12 +1,15 @@
 """`make loadtest`: run a locust scenario headless on all cores and write its results folder.
 
-Knobs (environment): SCENARIO (chat|fanout|smallrooms), USERS, SPAWN_RATE, DURATION (seconds),
-HOST (the front door; a local cluster is started if HOST is the local default and nothing answers
-there), PROCESSES (locust processes, default all cores), LOADGEN_CPUS (pin locust to these CPUs,
-e.g. `1`), plus the scenario's own knobs (locustfile.py).
+Knobs (environment): SCENARIO (chat|fanout|smallrooms), USERS, SPAWN_RATE, DURATION (seconds, or
+locust's forms such as 30s, 2m, 1h30m: loadtests/duration.py), HOST (the front door; a local
+cluster is started if HOST is the local default and nothing answers there), PROCESSES (locust
+processes, default all cores), LOADGEN_CPUS (pin locust to these CPUs, e.g. `1`), plus the
+scenario's own knobs (locustfile.py).
 
 Writes loadtests/results/<time>/: locust's CSV and HTML report, the PNG charts and summary.json.
-Exits non-zero when any message was lost, duplicated or delivered out of order.
+Exits non-zero when any message was lost, duplicated or delivered out of order. A send whose ack
+was lost is sent again with the same client_id (loadtests/resend.py); summary.json counts those
+resends as `retries`, next to `duplicates`.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 from cluster import Cluster  # noqa: E402
 
 from loadtests.accounting import account, load_ledgers  # noqa: E402
+from loadtests.duration import env_duration, readable  # noqa: E402
 from loadtests.report import write_report  # noqa: E402
 
 LOCAL_HOST = "http://127.0.0.1:8080"
@@ -243,7 +247,7 @@ def main() -> int:
         raise SystemExit(f"SCENARIO must be chat, fanout or smallrooms, got {scenario!r}")
     users = env_int("USERS", 100)
     spawn_rate = env_int("SPAWN_RATE", 50)
-    duration = env_int("DURATION", 45)
+    duration = env_duration("DURATION", 45)
     processes = env_int("PROCESSES", os.cpu_count() or 1)
     loadgen_cpus = cpu_list("LOADGEN_CPUS")
     host = (os.environ.get("HOST") or LOCAL_HOST).rstrip("/")
@@ -278,7 +282,7 @@ def main() -> int:
                 "--exit-code-on-error", "0", "--stop-timeout", "5"]
         if processes > 1:
             argv += ["--processes", str(processes)]
-        print(f"{scenario}: {users} users over {ramp:.0f} s, then {duration} s of load "
+        print(f"{scenario}: {users} users over {ramp:.0f} s, then {readable(duration)} of load "
               f"against {host} with {processes} locust processes; results in {folder}", flush=True)
         nodes = server_processes() or (node_processes() if host == LOCAL_HOST else [])
         started = time.monotonic()

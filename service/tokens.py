@@ -15,6 +15,7 @@ SALT = "access-token"
 class TokenClaims:
     user: str
     expires_at: float
+    session: str | None = None  # a browser session's id: its log-out ends the connection too
 
 
 class TokenSigner:
@@ -22,8 +23,11 @@ class TokenSigner:
         self.ttl_s = ttl_s
         self._serializer = URLSafeTimedSerializer(secret_key, salt=SALT)
 
-    def issue(self, username: str) -> str:
-        return self._serializer.dumps({"u": username})
+    def issue(self, username: str, session: str | None = None) -> str:
+        """A token for `username`; with `session`, bound to that browser session (the page's
+        connections then end when it logs out)."""
+        claims = {"u": username} if session is None else {"u": username, "s": session}
+        return self._serializer.dumps(claims)
 
     def verify(self, token: object) -> TokenClaims:
         """Claims of a valid token; ServiceError('unauthorized') saying why otherwise."""
@@ -39,4 +43,7 @@ class TokenSigner:
             raise ServiceError("unauthorized", "bad token") from None
         if not isinstance(data, dict) or not isinstance(data.get("u"), str):
             raise ServiceError("unauthorized", "bad token")
-        return TokenClaims(data["u"], signed_at.timestamp() + self.ttl_s)
+        session = data.get("s")
+        if session is not None and not isinstance(session, str):
+            raise ServiceError("unauthorized", "bad token")
+        return TokenClaims(data["u"], signed_at.timestamp() + self.ttl_s, session)

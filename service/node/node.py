@@ -16,6 +16,7 @@ from ..bus.canary import Canary
 from ..bus.emitter import Emitter
 from ..errors import ServiceError
 from ..realtime.connection import Connection
+from ..realtime.expiry import Expiries
 from ..realtime.ratelimit import TokenBucket
 from ..settings import Settings
 from ..store.failures import redis_errors
@@ -26,6 +27,8 @@ from ..transport import compat
 from .metrics import Metrics, transports
 
 log = logging.getLogger("service")
+EXPIRY_CHECK_S = 0.5
+EXPIRED_REASON = "token expired: refresh it (the refresh event) before it expires"
 
 
 def spawn(target: Any, *args: Any) -> None:
@@ -55,6 +58,7 @@ class Node:
         self.metrics.watch(self)
         self.signer = TokenSigner(settings.secret_key, settings.token_ttl_s)
         self.connections: dict[str, Connection] = {}
+        self.expiries = Expiries()
         self.pending_leaves: list[tuple[str, str, str]] = []  # (room, user, sid) to retry
         self.draining = False  # set on SIGTERM: no new sessions, connections handed over
         self.in_flight = 0  # Socket.IO events being handled right now
@@ -75,6 +79,7 @@ class Node:
             self.bus.start()
             spawn(self.heartbeat_forever)
             spawn(self.canary_forever)
+            spawn(self.expire_forever)
 
     # ---- delivery from the bus --------------------------------------------------------------
 
@@ -111,6 +116,38 @@ class Node:
             self.store.presence.leave(room, user, sid)
         except ServiceError:
             self.pending_leaves.append((room, user, sid))
+
+    def hold(self, sid: str, connection: Connection) -> None:
+        """Serve `connection` here; if its credentials expire, it is told and disconnected."""
+        self.connections[sid] = connection
+        if connection.expires_at is not None:
+            self.expiries.watch(sid, connection.expires_at)
+
+    def extend(self, connection: Connection, sid: str, expires_at: float) -> None:
+        connection.expires_at = expires_at
+        self.expiries.watch(sid, expires_at)
+
+    def expire_due(self, now: float) -> int:
+        """Send `expired` to each connection whose credentials expired unrefreshed, and end it;
+        how many."""
+        ended = 0
+        for sid in self.expiries.due(now):
+            connection = self.connections.get(sid)
+            if connection is None or connection.expires_at is None or connection.expires_at > now:
+                continue  # gone, or refreshed since
+            self.server.emit("expired", {"reason": EXPIRED_REASON}, to=sid, namespace="/")
+            self.server.disconnect(sid, namespace="/")
+            ended += 1
+        return ended
+
+    def expire_forever(self) -> None:
+        while not self.bus.closed:
+            try:
+                if ended := self.expire_due(time.time()):
+                    log.info("node=%s ended %d connections whose token expired", self.name, ended)
+            except Exception:
+                log.exception("node=%s could not end expired connections", self.name)
+            time.sleep(EXPIRY_CHECK_S)
 
     def ready(self) -> tuple[bool, str]:
         if self.draining:

@@ -11,6 +11,7 @@ from .ratelimit import TokenBucket
 class Connection:
     user: str
     expires_at: float | None  # token expiry; None for browser sessions (ended by log-out)
-    session_id: str | None
+    session_id: str | None  # the browser session it belongs to (cookie or session token)
     bucket: TokenBucket
     rooms: set[str] = field(default_factory=set)
+    typing_at: dict[str, float] | None = None  # room -> when it last said typing (monotonic)

@@ -13,15 +13,17 @@ from flask_login import current_user
 from flask_socketio import ConnectionRefusedError as Refused
 from flask_socketio import SocketIO, join_room
 
-from ..bus import channels
-from ..bus.channels import socketio_room, user_room
+from ..bus import channels, message
+from ..bus.channels import Channel, socketio_room, user_room
 from ..errors import ServiceError
 from ..node.node import Node
+from ..store.failures import redis_errors
 from ..transport import compat
 from . import validation
 from .connection import Connection
 
 log = logging.getLogger("service")
+TYPING_EVERY_S = 1.0  # a connection says it is typing in a room at most this often
 Ack = dict[str, Any]
 Handler = Callable[["Connection", str, Any], Ack]
 
@@ -43,7 +45,7 @@ def register_handlers(socketio: SocketIO, node: Node) -> None:
     def authenticate(auth: Any) -> Connection:
         if isinstance(auth, dict) and "token" in auth:
             claims = node.signer.verify(auth["token"])
-            return Connection(claims.user, claims.expires_at, None, node.new_bucket())
+            return Connection(claims.user, claims.expires_at, claims.session, node.new_bucket())
         if auth not in (None, {}) and not isinstance(auth, dict):
             raise ServiceError("unauthorized", "auth must be an object with a token")
         if current_user.is_authenticated:
@@ -65,7 +67,7 @@ def register_handlers(socketio: SocketIO, node: Node) -> None:
         except ServiceError as error:
             log.info("node=%s refused connection: %s", node.name, error.message)
             raise Refused(error.message) from None
-        node.connections[sid] = connection
+        node.hold(sid, connection)
         welcome = {"user": connection.user, "node": node.name, "sid": sid}
         socketio.start_background_task(
             socketio.emit, "welcome", welcome, to=sid, ignore_queue=True
@@ -160,7 +162,8 @@ def register_handlers(socketio: SocketIO, node: Node) -> None:
         try:
             # subscribed before reading: what is stored after this arrives live
             new_here = node.bus.attach(sid, channel)
-            members = node.store.presence.join(join.room, connection.user, sid)
+            node.store.members.add(connection.user, join.room)
+            joined = node.store.presence.join(join.room, connection.user, sid, member=True)
             resumed = node.store.messages.resume_room(join.room, join.since)
         except Exception:
             node.bus.forget(sid)
@@ -175,12 +178,15 @@ def register_handlers(socketio: SocketIO, node: Node) -> None:
             last = resumed.messages[-1]["id"] if resumed.messages else join.since
             # runs after this handler's ack is queued, so held messages follow the answer
             socketio.start_background_task(node.bus.release, sid, channel, last)
-        return {"ok": True, "room": join.room, "node": node.name, "members": members,
-                "missed": resumed.messages, "truncated": resumed.truncated}
+        return {"ok": True, "room": join.room, "node": node.name, "members": joined.members,
+                "missed": resumed.messages, "truncated": resumed.truncated, "read": joined.read}
 
     @event("leave")
     def on_leave(connection: Connection, sid: str, payload: Any) -> Ack:
         room = validation.room_only(payload)
+        node.store.members.leave(room, connection.user)
+        if connection.typing_at:
+            connection.typing_at.pop(room, None)
         if room in connection.rooms:
             server.leave_room(sid, socketio_room(room))
             connection.rooms.discard(room)
@@ -218,6 +224,90 @@ def register_handlers(socketio: SocketIO, node: Node) -> None:
         query = validation.history(payload)
         messages = node.store.messages.history(query.room, query.before, query.limit)
         return {"ok": True, "room": query.room, "messages": messages}
+
+    def publish(channel: Channel, name: str, data: dict[str, Any], skip: str) -> None:
+        """An event for the channel's connections on every node, not stored (at most once)."""
+        with redis_errors():
+            node.emitter.publish(channel, message.event(name, data, skip=skip))
+
+    @event("inbox")
+    def on_inbox(connection: Connection, sid: str, payload: Any) -> Ack:
+        since = validation.inbox(payload)
+        inbox = channels.user(connection.user)
+        if since:
+            node.bus.hold(sid, inbox)  # as a resuming join: each message once, in order
+        try:
+            resumed = node.store.conversations.inbox(connection.user, since)
+        except Exception:
+            if since:
+                node.bus.release(sid, inbox, None)
+            raise
+        if since:
+            last = resumed.messages[-1]["id"] if resumed.messages else since
+            socketio.start_background_task(node.bus.release, sid, inbox, last)
+        return {"ok": True, "messages": resumed.messages, "truncated": resumed.truncated}
+
+    @event("direct_history")
+    def on_direct_history(connection: Connection, _sid: str, payload: Any) -> Ack:
+        query = validation.direct_history(payload)
+        messages = node.store.conversations.history(connection.user, query.with_user,
+                                                    query.before, query.limit)
+        return {"ok": True, "with": query.with_user, "messages": messages}
+
+    @event("conversations")
+    def on_conversations(connection: Connection, _sid: str, payload: Any) -> Ack:
+        validation.no_fields(payload)
+        return {"ok": True, "conversations": [
+            {"with": c.with_user, "last": c.last, "unread": c.unread}
+            for c in node.store.conversations.list(connection.user)]}
+
+    @event("rooms")
+    def on_rooms(connection: Connection, _sid: str, payload: Any) -> Ack:
+        validation.no_fields(payload)
+        return {"ok": True, "rooms": [
+            {"room": r.room, "unread": r.unread, "last_id": r.last_id}
+            for r in node.store.members.rooms(connection.user)]}
+
+    @event("read")
+    def on_read(connection: Connection, sid: str, payload: Any) -> Ack:
+        read = validation.read(payload)
+        where = {read.field: read.target}
+        if read.field == "room":
+            moved = node.store.members.read(read.target, connection.user, read.id)
+        else:
+            moved = node.store.conversations.read(connection.user, read.target, read.id)
+        if moved.moved:
+            publish(channels.user(connection.user), "read", {**where, "id": moved.id},
+                    f"{node.name}|{sid}")
+        return {"ok": True, **where, "id": moved.id}
+
+    @event("typing")
+    def on_typing(connection: Connection, sid: str, payload: Any) -> Ack:
+        room = validation.room_only(payload)
+        if room not in connection.rooms:
+            raise ServiceError("forbidden", f"join room {room} before typing in it")
+        now = time.monotonic()
+        typing_at = connection.typing_at if connection.typing_at is not None else {}
+        if now - typing_at.get(room, -TYPING_EVERY_S) < TYPING_EVERY_S:
+            raise ServiceError("rate_limited",
+                               f"typing is sent at most once every {TYPING_EVERY_S:g} s per room")
+        typing_at[room] = now
+        connection.typing_at = typing_at
+        publish(channels.room(room), "typing", {"room": room, "user": connection.user},
+                f"{node.name}|{sid}")
+        return {"ok": True}
+
+    @event("refresh")
+    def on_refresh(connection: Connection, sid: str, payload: Any) -> Ack:
+        claims = node.signer.verify(validation.refresh(payload))
+        if claims.user != connection.user:
+            raise ServiceError("unauthorized", "that token is another user's")
+        if connection.session_id is not None and claims.session not in (None,
+                                                                         connection.session_id):
+            raise ServiceError("unauthorized", "that token belongs to another browser session")
+        if connection.expires_at is not None:
+            node.extend(connection, sid, claims.expires_at)
+        return {"ok": True, "expires_in": max(0, int(claims.expires_at - time.time()))}
 
     @event("*")
     def on_unknown(_connection: Connection, _sid: str, _payload: Any) -> Ack:

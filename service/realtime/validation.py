@@ -27,6 +27,11 @@ def payload_object(payload: Any) -> dict[str, Any]:
     return payload
 
 
+def optional_object(payload: Any) -> dict[str, Any]:
+    """For events whose fields are all optional: no payload is an empty one."""
+    return {} if payload is None else payload_object(payload)
+
+
 def room_name(value: Any, field: str = "room") -> str:
     if not isinstance(value, str) or not ROOM.fullmatch(value):
         raise bad(f"{field} must be 1-64 characters of A-Za-z0-9_.-")
@@ -119,6 +124,20 @@ class History:
     limit: int
 
 
+@dataclass(frozen=True)
+class DirectHistory:
+    with_user: str
+    before: str | None
+    limit: int
+
+
+@dataclass(frozen=True)
+class Read:
+    field: str  # "room" or "with"
+    target: str  # the room, or the other user of the conversation
+    id: str
+
+
 def join(payload: Any) -> Join:
     data = payload_object(payload)
     return Join(room_name(data.get("room")), message_id(data.get("since"), "since"))
@@ -153,3 +172,39 @@ def history(payload: Any) -> History:
         message_id(data.get("before"), "before"),
         limit(data.get("limit")),
     )
+
+
+def inbox(payload: Any) -> str | None:
+    return message_id(optional_object(payload).get("since"), "since")
+
+
+def no_fields(payload: Any) -> None:
+    optional_object(payload)
+
+
+def direct_history(payload: Any) -> DirectHistory:
+    data = payload_object(payload)
+    return DirectHistory(
+        username(data.get("with"), "with"),
+        message_id(data.get("before"), "before"),
+        limit(data.get("limit")),
+    )
+
+
+def read(payload: Any) -> Read:
+    data = payload_object(payload)
+    if ("room" in data) == ("with" in data):
+        raise bad("read needs either room or with")
+    read_id = message_id(data.get("id"), "id")
+    if read_id is None:
+        raise bad("id must be a message id as returned by the server")
+    if "room" in data:
+        return Read("room", room_name(data["room"]), read_id)
+    return Read("with", username(data["with"], "with"), read_id)
+
+
+def refresh(payload: Any) -> str:
+    token = payload_object(payload).get("token")
+    if not isinstance(token, str) or not token:
+        raise bad("token must be a non-empty string")
+    return token

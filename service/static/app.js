@@ -2,19 +2,36 @@
 (function () {
   'use strict';
 
-  const DIRECT = '@direct';
   const PAGE = 500; // the most messages one join or history answer carries (PROTOCOL.md)
+  const OLDER = 50; // messages loaded each time the list is scrolled to its top
   const FILL_MAX = 1500; // how far back a resumed room loads what it missed
-  const KEEP = 2000; // messages kept per room
+  const KEEP = 2000; // messages kept per room or conversation
+  const UNREAD_MAX = 1000; // the server counts unread messages up to here
+  const ACK_TIMEOUT_MS = 8000; // a send unanswered this long goes again, with its client_id
+  const RETRY_MS = 2000;
+  const TYPING_EVERY_MS = 3000; // while typing, say so this often
+  const TYPING_SHOWN_MS = 5000; // someone else's typing shows this long after they said so
+  const READ_DELAY_MS = 300;
+  const REFRESH_AT = 0.75; // the token is refreshed after this share of its lifetime
   const TRIMMED = 'Some older messages of this room are no longer stored.';
   const TOO_MANY = 'More messages arrived while you were away than this page loads; ' +
     'the latest are shown.';
   const me = document.getElementById('me').dataset.user;
+  const csrf = document.querySelector('meta[name="csrf-token"]').content;
   const $ = (id) => document.getElementById(id);
-  const rooms = new Map(); // name -> {lastId, messages: [], unread, members: Set, notice}
+  const SHOWN = 'rooms.shown.' + me; // which view this browser showed last
+  // '#room' or '@user' -> {kind, name, messages, ids, lastId, readId, unread, members, ...}
+  const views = new Map();
+  const outbox = new Map(); // client_id -> a send not yet answered
   let current = null;
   let node = null;
+  let inboxLastId = null;
   let loggingOut = false; // this page's own log-out ends its socket; the form's answer follows
+  let expired = false;
+  let refreshTimer = null;
+  let readTimer = null;
+  let syncTimer = null;
+  let renderQueued = false;
 
   // Sticky routing: the front door hashes on this cookie, so this page keeps its node.
   if (!/(?:^|;\s*)node_key=/.test(document.cookie)) {
@@ -24,9 +41,52 @@
     document.cookie = 'node_key=' + key + '; path=/; SameSite=Lax';
   }
 
+  // ---- credentials: a token of this browser session, refreshed before it expires ------------
+
+  function fetchToken() {
+    return fetch('/api/session/token', {
+      method: 'POST', credentials: 'same-origin', headers: { 'X-CSRF-Token': csrf },
+    }).then((response) => {
+      if (response.status === 401 || response.status === 403) {
+        location.reload(); // logged out elsewhere: the page shows the log-in form
+        throw new Error('logged out');
+      }
+      if (!response.ok) throw new Error('HTTP ' + response.status);
+      return response.json();
+    }).then((body) => {
+      scheduleRefresh(body.expires_in);
+      return body.token;
+    });
+  }
+
+  function scheduleRefresh(expiresIn) {
+    clearTimeout(refreshTimer);
+    refreshTimer = setTimeout(refresh, Math.max(1, expiresIn * REFRESH_AT) * 1000);
+  }
+
+  function refresh() {
+    if (!socket.connected) return; // the next connection fetches a token of its own
+    fetchToken().then((token) => {
+      socket.emit('refresh', { token: token }, (ack) => {
+        if (ack && ack.ok) {
+          document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);
+        } else {
+          refreshTimer = setTimeout(refresh, RETRY_MS);
+        }
+      });
+    }, () => { refreshTimer = setTimeout(refresh, RETRY_MS); });
+  }
+
   const params = new URLSearchParams(location.search);
   const transports = params.get('transport') === 'polling' ? ['polling'] : ['polling', 'websocket'];
-  const socket = io({ transports: transports, withCredentials: true });
+  const socket = io({
+    transports: transports,
+    withCredentials: true,
+    // without a token (the request failed) the session cookie still signs the page in
+    auth: (cb) => { fetchToken().then((token) => cb({ token: token }), () => cb({})); },
+  });
+
+  // ---- views: a room or a conversation ------------------------------------------------------
 
   function compareIds(a, b) {
     const [am, as] = a.split('-').map(Number);
@@ -34,26 +94,70 @@
     return am === bm ? as - bs : am - bm;
   }
 
-  function room(name) {
-    if (!rooms.has(name)) {
-      rooms.set(name, {
-        lastId: null, messages: [], unread: 0, members: new Set(), notice: '', seen: new Set(),
+  function newer(a, b) {
+    return !b || compareIds(a, b) > 0;
+  }
+
+  function view(key) {
+    if (!views.has(key)) {
+      views.set(key, {
+        key: key, kind: key[0] === '#' ? 'room' : 'with', name: key.slice(1), messages: [],
+        ids: new Set(), lastId: null, readId: null, unread: 0, members: new Set(), notice: '',
+        complete: false, loadingOlder: false, typing: new Map(), typingSent: 0,
       });
     }
-    return rooms.get(name);
+    return views.get(key);
   }
 
-  function setState(kind, text) {
-    const el = $('state');
-    el.className = 'state ' + kind;
-    el.textContent = text;
+  function author(m) {
+    return m.from !== undefined ? m.from : m.user;
   }
 
-  function notice(text) {
-    const el = $('notice');
-    el.textContent = text || '';
-    el.hidden = !text;
+  function looking(v) {
+    return v.key === current && document.visibilityState === 'visible';
   }
+
+  // Adds messages to a view, each once, in id order; answers those that were new. Only
+  // messages that came as events (or in answers that resume) move `lastId`, the position a
+  // room resumes from: a send's own answer can come before older messages still on their way.
+  function addMessages(v, list, advance = true) {
+    const fresh = list.filter((m) => !v.ids.has(m.id));
+    if (!fresh.length) return fresh;
+    for (const m of fresh) {
+      v.ids.add(m.id);
+      if (m.client_id && outbox.delete(m.client_id)) queueRender();
+      if (v.typing.has(author(m))) stopTyping(v, author(m));
+    }
+    v.messages = v.messages.concat(fresh).sort((a, b) => compareIds(a.id, b.id));
+    if (v.messages.length > KEEP) {
+      for (const m of v.messages.splice(0, v.messages.length - KEEP)) v.ids.delete(m.id);
+      v.complete = false;
+    }
+    const newest = fresh.reduce((found, m) => (newer(m.id, found) ? m.id : found), null);
+    if (advance && newer(newest, v.lastId)) v.lastId = newest;
+    if (v.key === current) {
+      queueRender();
+      markReadSoon();
+    }
+    return fresh;
+  }
+
+  // Live messages of others count as unread unless their view is being looked at.
+  function countUnread(v, fresh) {
+    if (looking(v)) return;
+    const unseen = fresh.filter((m) => author(m) !== me && newer(m.id, v.readId)).length;
+    if (unseen) {
+      v.unread = Math.min(UNREAD_MAX, v.unread + unseen);
+      renderNav();
+    }
+  }
+
+  function setNotice(v, text) {
+    v.notice = text;
+    if (v.key === current) notice(text);
+  }
+
+  // ---- rendering ------------------------------------------------------------------------------
 
   function el(tag, className, text) {
     const e = document.createElement(tag);
@@ -62,157 +166,467 @@
     return e;
   }
 
+  function notice(text) {
+    const e = $('notice');
+    e.textContent = text || '';
+    e.hidden = !text;
+  }
+
+  function setState(kind, text) {
+    const e = $('state');
+    e.className = 'state ' + kind;
+    e.textContent = text;
+  }
+
+  function dayOf(ts) {
+    const d = new Date(ts);
+    return d.getFullYear() + '-' + d.getMonth() + '-' + d.getDate();
+  }
+
+  function dayLabel(ts) {
+    const day = dayOf(ts);
+    if (day === dayOf(Date.now())) return 'Today';
+    if (day === dayOf(Date.now() - 86400000)) return 'Yesterday';
+    return new Date(ts).toLocaleDateString(undefined,
+      { weekday: 'long', year: 'numeric', month: 'long', day: 'numeric' });
+  }
+
   function messageItem(m) {
-    const li = el('li');
+    const li = el('li', 'message');
     li.dataset.id = m.id;
     const when = new Date(m.ts).toLocaleTimeString();
-    const author = m.from ? m.from + ' → ' + m.to : m.user;
-    li.append(el('span', 'meta', when + ' · ' + m.node), el('strong', null, author + ': '),
+    const who = m.from !== undefined ? m.from + ' → ' + m.to : m.user;
+    li.append(el('span', 'meta', when + ' · ' + m.node), el('strong', null, who + ': '),
       el('span', 'text', m.text));
     return li;
   }
 
-  // Adds a message once: in a room, anything at or below the last id was already shown.
-  function addMessage(name, m) {
-    const r = room(name);
-    if (name === DIRECT) {
-      // direct ids come from each recipient's own inbox, so they are only unique per pair
-      const key = m.from + '>' + m.to + '>' + m.id;
-      if (r.seen.has(key)) return false;
-      r.seen.add(key);
-    } else {
-      if (r.lastId && compareIds(m.id, r.lastId) <= 0) return false;
-      r.lastId = m.id;
-    }
-    r.messages.push(m);
-    if (r.messages.length > KEEP) r.messages.splice(0, r.messages.length - KEEP);
-    if (name === current) {
-      const list = $('messages');
-      list.append(messageItem(m));
-      list.scrollTop = list.scrollHeight;
-    } else {
-      r.unread += 1;
-      renderRooms();
-    }
-    return true;
+  function pendingItem(entry) {
+    const li = el('li', 'message pending');
+    li.dataset.clientId = entry.clientId;
+    li.append(el('span', 'meta', 'sending…'), el('strong', null, me + ': '),
+      el('span', 'text', entry.text));
+    return li;
   }
 
-  // Puts older messages (a resumed room's gap) in their place by id, each once.
-  function insertOlder(name, list) {
-    const r = room(name);
-    const known = new Set(r.messages.map((m) => m.id));
-    const fresh = list.filter((m) => !known.has(m.id));
-    if (!fresh.length) return;
-    r.messages = r.messages.concat(fresh).sort((a, b) => compareIds(a.id, b.id));
-    if (r.messages.length > KEEP) r.messages.splice(0, r.messages.length - KEEP);
-    if (name === current) show(name);
-    else {
-      r.unread += fresh.length;
-      renderRooms();
+  function items(v) {
+    const out = [];
+    let day = null;
+    if (v.complete) {
+      out.push(el('li', 'start', v.messages.length ? 'The beginning of ' + title(v)
+        : 'No messages in ' + title(v) + ' yet'));
     }
-  }
-
-  function setRoomNotice(name, text) {
-    room(name).notice = text;
-    if (name === current) notice(text);
-  }
-
-  // A join answers with at most PAGE messages, the newest; older ones after `since` are read
-  // back page by page with `history` until the gap closes or retention is reached.
-  function fillGap(name, since, before, loaded) {
-    socket.emit('history', { room: name, before: before, limit: PAGE }, (ack) => {
-      if (!ack || !ack.ok) {
-        setRoomNotice(name, 'Could not load what you missed in #' + name + '.');
-        return;
+    for (const m of v.messages) {
+      if (dayOf(m.ts) !== day) {
+        day = dayOf(m.ts);
+        const separator = el('li', 'day', dayLabel(m.ts));
+        separator.setAttribute('role', 'separator');
+        out.push(separator);
       }
-      const batch = ack.messages;
-      insertOlder(name, batch.filter((m) => compareIds(m.id, since) > 0));
-      if (batch.length && compareIds(batch[0].id, since) <= 0) return; // gap closed
-      if (batch.length < PAGE) setRoomNotice(name, TRIMMED);
-      else if (loaded + batch.length >= FILL_MAX) setRoomNotice(name, TOO_MANY);
-      else fillGap(name, since, batch[0].id, loaded + batch.length);
+      out.push(messageItem(m));
+    }
+    for (const entry of outbox.values()) if (entry.key === v.key) out.push(pendingItem(entry));
+    return out;
+  }
+
+  function queueRender() {
+    if (renderQueued) return;
+    renderQueued = true;
+    requestAnimationFrame(() => {
+      renderQueued = false;
+      renderMessages(false);
     });
   }
 
-  function renderRooms() {
-    const list = $('rooms');
-    list.replaceChildren();
-    for (const [name, r] of rooms) {
-      const li = el('li', name === current ? 'active' : '');
-      const open = el('button', 'room', name === DIRECT ? 'Direct messages' : '#' + name);
-      open.type = 'button';
-      open.addEventListener('click', () => show(name));
-      li.append(open);
-      if (r.unread) li.append(el('span', 'unread', String(r.unread)));
-      if (name !== DIRECT) {
-        const leave = el('button', 'leave', '×');
-        leave.type = 'button';
-        leave.title = 'leave ' + name;
-        leave.addEventListener('click', () => leaveRoom(name));
-        li.append(leave);
-      }
-      list.append(li);
-    }
+  // Redraws the open view; the list stays at the bottom if it was there, else where it was.
+  function renderMessages(toBottom) {
+    const list = $('messages');
+    const v = current && views.get(current);
+    const fromBottom = list.scrollHeight - list.scrollTop;
+    const atBottom = fromBottom - list.clientHeight < 40;
+    list.replaceChildren(...(v ? items(v) : []));
+    list.scrollTop = toBottom || atBottom ? list.scrollHeight : list.scrollHeight - fromBottom;
+    if (v) fillScreen(v);
+  }
+
+  function title(v) {
+    return (v.kind === 'room' ? '#' : '@') + v.name;
+  }
+
+  function unreadBadge(count) {
+    return el('span', 'unread', count >= UNREAD_MAX ? UNREAD_MAX + '+' : String(count));
+  }
+
+  function navItem(v) {
+    const li = el('li', v.key === current ? 'active' : '');
+    li.dataset.key = v.key;
+    const open = el('button', v.kind === 'room' ? 'room' : 'conversation', title(v));
+    open.type = 'button';
+    open.addEventListener('click', () => show(v.key));
+    li.append(open);
+    if (v.unread) li.append(unreadBadge(v.unread));
+    return li;
+  }
+
+  function renderNav() {
+    const rooms = [];
+    const conversations = [];
+    for (const v of views.values()) (v.kind === 'room' ? rooms : conversations).push(v);
+    rooms.sort((a, b) => a.name.localeCompare(b.name));
+    const lastTs = (v) => (v.messages.length ? v.messages[v.messages.length - 1].ts : 0);
+    conversations.sort((a, b) => lastTs(b) - lastTs(a) || a.name.localeCompare(b.name));
+    $('rooms').replaceChildren(...rooms.map((v) => {
+      const li = navItem(v);
+      const leave = el('button', 'leave', '×');
+      leave.type = 'button';
+      leave.title = 'leave ' + v.name;
+      leave.addEventListener('click', () => leaveRoom(v));
+      li.append(leave);
+      return li;
+    }));
+    $('conversations').replaceChildren(...conversations.map(navItem));
+    let total = 0;
+    for (const v of views.values()) total += v.unread;
+    document.title = (total ? '(' + total + ') ' : '') + 'Rooms';
   }
 
   function renderPresence() {
-    const list = $('presence');
-    list.replaceChildren();
-    const r = current && rooms.get(current);
-    if (!r) return;
-    for (const user of Array.from(r.members).sort()) list.append(el('li', null, user));
+    const v = current && views.get(current);
+    const names = v && v.kind === 'room' ? Array.from(v.members).sort() : [];
+    $('presence').replaceChildren(...names.map((user) => el('li', null, user)));
   }
 
-  function show(name) {
-    current = name;
-    const r = room(name);
-    r.unread = 0;
-    $('room-title').textContent = name === DIRECT ? 'Direct messages' : '#' + name;
-    $('messages').replaceChildren(...r.messages.map(messageItem));
-    $('messages').scrollTop = $('messages').scrollHeight;
-    const canSend = name !== DIRECT;
-    $('send-text').disabled = !canSend;
-    $('send-button').disabled = !canSend;
-    notice(r.notice);
-    renderRooms();
+  function renderTyping() {
+    const v = current && views.get(current);
+    const names = v ? Array.from(v.typing.keys()).sort() : [];
+    let text = '';
+    if (names.length === 1) text = names[0] + ' is typing…';
+    else if (names.length > 1 && names.length <= 3) text = names.join(', ') + ' are typing…';
+    else if (names.length > 3) text = 'Several people are typing…';
+    $('typing').textContent = text;
+  }
+
+  function show(key) {
+    current = key;
+    const v = view(key);
+    try {
+      localStorage.setItem(SHOWN, key); // a reload opens the same room or conversation
+    } catch (error) { /* storage is off: a reload opens the first one */ }
+    $('room-title').textContent = title(v);
+    $('send-text').disabled = false;
+    $('send-button').disabled = false;
+    $('send-text').placeholder = 'Write to ' + title(v) + ', Enter sends';
+    notice(v.notice);
+    renderMessages(true);
+    renderNav();
     renderPresence();
+    renderTyping();
+    markReadSoon();
   }
 
-  function joinRoom(name) {
-    const r = room(name);
-    const since = r.lastId; // null on a first join: then the newest messages are enough
-    socket.emit('join', { room: name, since: since || '0-0' }, (ack) => {
+  function showSomething() {
+    let saved = null;
+    try {
+      saved = localStorage.getItem(SHOWN);
+    } catch (error) { /* storage is off */ }
+    if (saved && views.has(saved)) {
+      show(saved);
+      return;
+    }
+    const first = views.keys().next();
+    if (!first.done) {
+      show(first.value);
+      return;
+    }
+    current = null;
+    $('room-title').textContent = 'No room';
+    $('send-text').disabled = true;
+    $('send-button').disabled = true;
+    renderMessages(true);
+    renderNav();
+    renderPresence();
+    renderTyping();
+  }
+
+  // ---- older messages -------------------------------------------------------------------------
+
+  // Loads older messages while the open view does not fill its list (nothing to scroll yet).
+  function fillScreen(v) {
+    const list = $('messages');
+    if (v.key === current && !v.complete && list.scrollHeight <= list.clientHeight + 40) {
+      loadOlder(v);
+    }
+  }
+
+  function loadOlder(v) {
+    if (v.complete || v.loadingOlder || !socket.connected) return;
+    v.loadingOlder = true;
+    const payload = v.kind === 'room' ? { room: v.name, limit: OLDER } : { with: v.name, limit: OLDER };
+    if (v.messages.length) payload.before = v.messages[0].id;
+    socket.emit(v.kind === 'room' ? 'history' : 'direct_history', payload, (ack) => {
+      v.loadingOlder = false;
       if (!ack || !ack.ok) {
-        notice('Could not join ' + name + ': ' + (ack ? ack.error.message : 'no answer'));
+        setNotice(v, 'Could not load older messages: ' + reason(ack));
         return;
       }
-      r.members = new Set(ack.members);
-      for (const m of ack.missed) addMessage(name, m);
-      if (!current || current === name) show(name);
-      else renderRooms();
+      if (ack.messages.length < OLDER) v.complete = true;
+      if (!addMessages(v, ack.messages).length && v.key === current) queueRender();
+    });
+  }
+
+  $('messages').addEventListener('scroll', () => {
+    const list = $('messages');
+    const v = current && views.get(current);
+    if (!v) return;
+    if (list.scrollTop < 60) loadOlder(v);
+    if (list.scrollHeight - list.scrollTop - list.clientHeight < 40) markReadSoon();
+  });
+
+  // A join answers with at most PAGE messages, the newest; older ones after `since` are read
+  // back page by page with `history` until the gap closes or retention is reached.
+  function fillGap(v, since, before, loaded) {
+    socket.emit('history', { room: v.name, before: before, limit: PAGE }, (ack) => {
+      if (!ack || !ack.ok) {
+        setNotice(v, 'Could not load what you missed in #' + v.name + '.');
+        return;
+      }
+      const batch = ack.messages;
+      addMessages(v, batch.filter((m) => compareIds(m.id, since) > 0));
+      if (batch.length && compareIds(batch[0].id, since) <= 0) return; // gap closed
+      if (batch.length < PAGE) setNotice(v, TRIMMED);
+      else if (loaded + batch.length >= FILL_MAX) setNotice(v, TOO_MANY);
+      else fillGap(v, since, batch[0].id, loaded + batch.length);
+    });
+  }
+
+  // ---- read positions: the same on every device -------------------------------------------------
+
+  function markReadSoon() {
+    clearTimeout(readTimer);
+    readTimer = setTimeout(markRead, READ_DELAY_MS);
+  }
+
+  // The open view's newest message counts as read once the page is visible and at the bottom.
+  function markRead() {
+    const v = current && views.get(current);
+    const list = $('messages');
+    if (!v || !looking(v) || !socket.connected) return;
+    if (list.scrollHeight - list.scrollTop - list.clientHeight > 40) return;
+    if (v.unread) {
+      v.unread = 0;
+      renderNav();
+    }
+    const newest = v.messages[v.messages.length - 1];
+    if (!newest || !newer(newest.id, v.readId)) return;
+    const payload = v.kind === 'room' ? { room: v.name, id: newest.id } : { with: v.name, id: newest.id };
+    socket.emit('read', payload, (ack) => {
+      if (ack && ack.ok && ack.id && newer(ack.id, v.readId)) v.readId = ack.id;
+    });
+  }
+
+  document.addEventListener('visibilitychange', markReadSoon);
+
+  function applyRooms(list) {
+    for (const r of list) {
+      const v = view('#' + r.room);
+      v.unread = looking(v) ? 0 : r.unread;
+    }
+  }
+
+  function applyConversations(list) {
+    for (const c of list) {
+      const v = view('@' + c.with);
+      if (c.last) addMessages(v, [c.last]);
+      v.unread = looking(v) ? 0 : c.unread;
+    }
+  }
+
+  // Unread counts as the server keeps them (after another device read something, say).
+  function syncCounts() {
+    clearTimeout(syncTimer);
+    syncTimer = setTimeout(() => {
+      socket.emit('rooms', {}, (ack) => {
+        if (ack && ack.ok) {
+          applyRooms(ack.rooms);
+          renderNav();
+        }
+      });
+      socket.emit('conversations', {}, (ack) => {
+        if (ack && ack.ok) {
+          applyConversations(ack.conversations);
+          renderNav();
+        }
+      });
+    }, 100);
+  }
+
+  // ---- restoring rooms and conversations on every (re)connection --------------------------------
+
+  function reason(ack) {
+    return ack ? ack.error.message : 'no answer';
+  }
+
+  function joinRoom(v, done) {
+    const since = v.lastId; // null on a first join: then the newest messages are enough
+    socket.emit('join', { room: v.name, since: since || '0-0' }, (ack) => {
+      if (!ack || !ack.ok) {
+        setNotice(v, 'Could not join #' + v.name + ': ' + reason(ack));
+        if (done) done(false);
+        return;
+      }
+      v.members = new Set(ack.members);
+      if (ack.read && newer(ack.read, v.readId)) v.readId = ack.read;
+      if (!since) v.complete = ack.missed.length < PAGE;
+      addMessages(v, ack.missed);
       if (since && ack.truncated) {
-        if (ack.missed.length === PAGE) fillGap(name, since, ack.missed[0].id, 0);
-        else setRoomNotice(name, TRIMMED);
+        if (ack.missed.length === PAGE) fillGap(v, since, ack.missed[0].id, 0);
+        else setNotice(v, TRIMMED);
+      }
+      if (v.key === current) {
+        renderPresence();
+        queueRender();
+      }
+      renderNav();
+      if (done) done(true);
+    });
+  }
+
+  function restoreRooms(done) {
+    socket.emit('rooms', {}, (ack) => {
+      if (!ack || !ack.ok) {
+        notice('Could not load your rooms: ' + reason(ack));
+        done();
+        return;
+      }
+      const listed = new Set(ack.rooms.map((r) => '#' + r.room));
+      for (const key of Array.from(views.keys())) {
+        if (key[0] === '#' && !listed.has(key)) views.delete(key); // left on another device
+      }
+      if (current && !views.has(current)) current = null;
+      applyRooms(ack.rooms);
+      let waiting = ack.rooms.length;
+      if (!waiting) done();
+      for (const r of ack.rooms) {
+        joinRoom(view('#' + r.room), () => {
+          waiting -= 1;
+          if (!waiting) done();
+        });
+      }
+      renderNav();
+    });
+  }
+
+  function takeDirect(m, live) {
+    const v = view('@' + (m.from === me ? m.to : m.from));
+    if (newer(m.id, inboxLastId)) inboxLastId = m.id;
+    const fresh = addMessages(v, [m]);
+    if (live) countUnread(v, fresh);
+    renderNav();
+  }
+
+  function restoreConversations(done) {
+    socket.emit('inbox', inboxLastId ? { since: inboxLastId } : {}, (ack) => {
+      if (!ack || !ack.ok) {
+        notice('Could not load your direct messages: ' + reason(ack));
+        done();
+        return;
+      }
+      if (ack.truncated) { // too much to catch up on: conversations load again as they open
+        for (const v of views.values()) {
+          if (v.kind === 'with') Object.assign(v, { messages: [], ids: new Set(), complete: false });
+        }
+      }
+      for (const m of ack.messages) takeDirect(m, false);
+      socket.emit('conversations', {}, (answer) => {
+        if (answer && answer.ok) applyConversations(answer.conversations);
+        done();
+      });
+    });
+  }
+
+  function restore() {
+    let waiting = 2;
+    const done = () => {
+      waiting -= 1;
+      if (waiting) return;
+      renderNav();
+      if (!current) showSomething();
+      else show(current);
+      flushOutbox();
+      syncCounts(); // what was stored while the joins were answered
+    };
+    restoreRooms(done);
+    restoreConversations(done);
+  }
+
+  // ---- sending: every send has a client_id and is retried with it until answered ---------------
+
+  function newClientId() {
+    return me + '-' + Date.now().toString(36) + '-' + Math.random().toString(36).slice(2, 10);
+  }
+
+  function send(v, text, refused) {
+    const clientId = newClientId();
+    const payload = v.kind === 'room' ? { room: v.name, text: text, client_id: clientId }
+      : { to: v.name, text: text, client_id: clientId };
+    const entry = { key: v.key, clientId: clientId, text: text, payload: payload,
+      event: v.kind === 'room' ? 'send' : 'direct', refused: refused };
+    outbox.set(clientId, entry);
+    queueRender();
+    attempt(entry);
+  }
+
+  function attempt(entry) {
+    if (!outbox.has(entry.clientId) || !socket.connected) return; // sent again on reconnect
+    const sentOn = socket.id;
+    socket.timeout(ACK_TIMEOUT_MS).emit(entry.event, entry.payload, (err, ack) => {
+      if (!outbox.has(entry.clientId)) return; // answered, or seen arriving
+      if (err) { // no answer: the same client_id again, here or on the next connection
+        if (socket.connected && socket.id === sentOn) attempt(entry);
+        return;
+      }
+      if (ack.ok) {
+        outbox.delete(entry.clientId);
+        if (entry.event === 'direct') { // the sending connection gets its own direct only here
+          takeDirect({ id: ack.id, ts: ack.ts, from: me, to: entry.payload.to, text: entry.text,
+            node: node, client_id: entry.clientId }, false);
+        } else if (views.has(entry.key)) { // shown now; the event, when it comes, is the same
+          addMessages(views.get(entry.key), [{ id: ack.id, room: entry.payload.room, user: me,
+            text: entry.text, ts: ack.ts, node: node, client_id: entry.clientId }], false);
+        }
+        queueRender();
+      } else if (ack.error.code === 'unavailable' || ack.error.code === 'rate_limited') {
+        setTimeout(() => attempt(entry), RETRY_MS);
+      } else {
+        outbox.delete(entry.clientId);
+        queueRender();
+        if (entry.refused) entry.refused();
+        notice('Not sent: ' + ack.error.message);
       }
     });
   }
 
-  function leaveRoom(name) {
-    socket.emit('leave', { room: name }, () => {
-      rooms.delete(name);
-      if (current === name) {
-        current = null;
-        const next = rooms.keys().next();
-        if (!next.done) show(next.value);
-        else {
-          $('room-title').textContent = 'No room';
-          $('messages').replaceChildren();
-          renderPresence();
-        }
-      }
-      renderRooms();
-    });
+  function flushOutbox() {
+    for (const entry of outbox.values()) attempt(entry);
   }
+
+  // ---- typing ------------------------------------------------------------------------------------
+
+  function stopTyping(v, user) {
+    clearTimeout(v.typing.get(user));
+    v.typing.delete(user);
+    if (v.key === current) renderTyping();
+  }
+
+  $('send-text').addEventListener('input', () => {
+    const v = current && views.get(current);
+    if (!v || v.kind !== 'room' || !socket.connected || !$('send-text').value) return;
+    if (Date.now() - v.typingSent < TYPING_EVERY_MS) return;
+    v.typingSent = Date.now();
+    socket.emit('typing', { room: v.name });
+  });
+
+  // ---- the connection ----------------------------------------------------------------------------
 
   function showConnected() {
     const transport = socket.io.engine.transport.name;
@@ -223,17 +637,22 @@
   socket.on('connect', () => {
     showConnected();
     socket.io.engine.once('upgrade', showConnected);
-    for (const name of rooms.keys()) if (name !== DIRECT) joinRoom(name);
+    restore();
   });
   socket.on('welcome', (w) => {
     node = w.node;
     document.body.dataset.node = w.node;
     showConnected();
   });
-  socket.on('disconnect', (reason) => {
+  socket.on('expired', () => { expired = true; });
+  socket.on('disconnect', (why) => {
     node = null;
     delete document.body.dataset.node;
-    if (reason === 'io server disconnect') {
+    if (why === 'io server disconnect' && expired) { // its token ran out: connect with a new one
+      expired = false;
+      setState('reconnecting', 'reconnecting…');
+      socket.connect();
+    } else if (why === 'io server disconnect') {
       setState('offline', 'offline: the server ended this session');
       if (!loggingOut) location.reload();
     } else {
@@ -243,53 +662,85 @@
   socket.io.on('reconnect_attempt', () => setState('reconnecting', 'reconnecting…'));
   socket.on('connect_error', (err) => {
     setState('offline', 'offline: ' + err.message);
-    if (/credentials|token|log in/.test(err.message)) location.reload();
+    if (/credentials|log in|logged out/.test(err.message)) location.reload();
+    else if (!socket.active) setTimeout(() => socket.connect(), RETRY_MS); // a refused token
   });
   $('logout').form.addEventListener('submit', () => { loggingOut = true; });
   window.addEventListener('offline', () => setState('offline', 'offline: no network'));
-  socket.on('message', (m) => addMessage(m.room, m));
-  socket.on('direct', (m) => addMessage(DIRECT, m));
-  socket.on('presence', (p) => {
-    const r = rooms.get(p.room);
-    if (!r) return;
-    if (p.action === 'join') r.members.add(p.user);
-    else r.members.delete(p.user);
-    if (p.room === current) renderPresence();
+
+  socket.on('message', (m) => {
+    const v = views.get('#' + m.room);
+    if (!v) return;
+    countUnread(v, addMessages(v, [m]));
   });
+  socket.on('direct', (m) => takeDirect(m, true));
+  socket.on('read', (r) => {
+    const v = views.get(r.room !== undefined ? '#' + r.room : '@' + r.with);
+    if (v && newer(r.id, v.readId)) v.readId = r.id;
+    syncCounts();
+  });
+  socket.on('typing', (t) => {
+    const v = views.get('#' + t.room);
+    if (!v || t.user === me) return;
+    clearTimeout(v.typing.get(t.user));
+    v.typing.set(t.user, setTimeout(() => stopTyping(v, t.user), TYPING_SHOWN_MS));
+    if (v.key === current) renderTyping();
+  });
+  socket.on('presence', (p) => {
+    const v = views.get('#' + p.room);
+    if (!v) return;
+    if (p.action === 'join') v.members.add(p.user);
+    else v.members.delete(p.user);
+    if (v.key === current) renderPresence();
+  });
+
+  // ---- forms ---------------------------------------------------------------------------------------
+
+  function leaveRoom(v) {
+    socket.emit('leave', { room: v.name }, (ack) => {
+      if (!ack || !ack.ok) {
+        notice('Could not leave #' + v.name + ': ' + reason(ack));
+        return;
+      }
+      views.delete(v.key);
+      if (current === v.key) showSomething();
+      else renderNav();
+    });
+  }
 
   $('join-form').addEventListener('submit', (e) => {
     e.preventDefault();
     const name = $('join-room').value.trim();
     if (!name) return;
     $('join-room').value = '';
-    current = name;
-    joinRoom(name);
+    const v = view('#' + name);
+    show(v.key);
+    joinRoom(v, (joined) => { if (!joined && !v.messages.length) views.delete(v.key); });
   });
 
   $('send-form').addEventListener('submit', (e) => {
     e.preventDefault();
     const text = $('send-text').value;
-    if (!text || !current || current === DIRECT) return;
-    const clientId = me + '-' + Date.now() + '-' + Math.random().toString(36).slice(2, 8);
-    socket.emit('send', { room: current, text: text, client_id: clientId }, (ack) => {
-      if (ack && ack.ok) $('send-text').value = '';
-      else notice('Not sent: ' + (ack ? ack.error.message : 'no answer'));
-    });
+    const v = current && views.get(current);
+    if (!text || !v) return;
+    $('send-text').value = '';
+    v.typingSent = 0;
+    send(v, text);
   });
 
   $('direct-form').addEventListener('submit', (e) => {
     e.preventDefault();
     const to = $('direct-to').value.trim();
     const text = $('direct-text').value;
-    socket.emit('direct', { to: to, text: text }, (ack) => {
-      if (ack && ack.ok) {
-        $('direct-text').value = '';
-        room(DIRECT);
-        addMessage(DIRECT, { id: ack.id, ts: ack.ts, from: me, to: to, text: text, node: node });
-        show(DIRECT);
-      } else {
-        notice('Not sent: ' + (ack ? ack.error.message : 'no answer'));
-      }
+    if (!to || !text) return;
+    $('direct-text').value = '';
+    const known = views.has('@' + to);
+    const v = view('@' + to);
+    show(v.key);
+    send(v, text, () => { // refused: no such user, say
+      if (known) return;
+      views.delete(v.key);
+      showSomething();
     });
   });
 })();

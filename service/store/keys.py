@@ -4,8 +4,10 @@ Redis Cluster puts a key in the hash slot of its hash tag, the part between the 
 `}`. A script may only touch keys of one slot, and a shard channel lives in a slot too, so
 everything a single script step needs shares one tag:
 
-- a room: its stream, retention and gap markers, presence hashes and channel: `{<room>}`;
-- a user: the account, the inbox stream and the user's channel: `{<user>}`;
+- a room: its stream, retention and gap markers, presence hashes, members, read positions and
+  channel: `{<room>}`;
+- a user: the account, the inbox stream, the conversations and their read positions, the rooms
+  it is a member of and the user's channel: `{<user>}`;
 - a node: its registry entry, the rooms it holds presence in and its reaper lease: `{<node>}`;
 - a browser session and the sockets registered under it: `{<session id>}`.
 
@@ -19,7 +21,7 @@ from __future__ import annotations
 NODES = "nodes"  # sorted set: node name -> last heartbeat (ms)
 BROADCAST_CHANNEL = "all:ch"  # every connection of every node
 LAYOUT = "keys:layout"  # which key layout the data is in (store/migrate.py)
-LAYOUT_VERSION = "2"
+LAYOUT_VERSION = "3"
 
 
 def room_log(room: str) -> str:
@@ -49,6 +51,17 @@ def room_users(room: str) -> str:
     return f"room:{{{room}}}:users"
 
 
+def room_members(room: str) -> str:
+    """Hash: user -> the room's newest id when it joined ('0-0' for an empty room); a member
+    until it leaves, across connections and devices (unread counts start there)."""
+    return f"room:{{{room}}}:members"
+
+
+def room_reads(room: str) -> str:
+    """Hash: user -> the id it last read in the room (never moves backwards)."""
+    return f"room:{{{room}}}:read"
+
+
 def room_channel(room: str) -> str:
     return f"room:{{{room}}}:ch"
 
@@ -70,6 +83,27 @@ def inbox_sent(owner: str, sender: str, recipient: str, client_id: str) -> str:
     """The id the copy in `owner`'s inbox of a direct message (sender, recipient, client_id)
     got, kept 10 minutes so that retries store nothing new."""
     return f"inbox:{{{owner}}}:sent:{sender}:{recipient}:{client_id}"
+
+
+def conversation(owner: str, other: str) -> str:
+    """Stream of the direct messages between `owner` and `other`, with the ids of `owner`'s
+    inbox: `direct_history` reads it, so a conversation's history outlives a busy inbox's."""
+    return f"inbox:{{{owner}}}:with:{other}"
+
+
+def conversations(owner: str) -> str:
+    """Sorted set: the users `owner` exchanged direct messages with -> the last one's time (ms)."""
+    return f"inbox:{{{owner}}}:with"
+
+
+def conversation_reads(owner: str) -> str:
+    """Hash: other user -> the id `owner` last read in their conversation."""
+    return f"inbox:{{{owner}}}:read"
+
+
+def user_rooms(user: str) -> str:
+    """Set of the rooms the user is a member of (joined and not left)."""
+    return f"user:{{{user}}}:rooms"
 
 
 def user_channel(user: str) -> str:

@@ -103,21 +103,29 @@ class Messages:
     def _append(self, stream: str, meta: str, channel: str, event: str, data: dict[str, Any],
                 fields: list[str], client_id: str | None, sent_key: str | None, *,
                 must_exist: str | None = None, skip: str | None = None,
-                same_id_as: str | None = None) -> Stored | None:
+                same_id_as: str | None = None,
+                conversation: tuple[str, str] | None = None) -> Stored | None:
         """Run lua/append.lua; None when `must_exist` does not exist. With `same_id_as`, the
-        entry takes that id if it is newer than the stream's newest (else a new one)."""
+        entry takes that id if it is newer than the stream's newest (else a new one). With
+        `conversation` (owner, other), it is copied into their conversation too."""
         if client_id is not None:
             data = {**data, "client_id": client_id}
             fields = [*fields, "c", client_id]
         idempotent = client_id is not None and sent_key is not None
         keys_ = [stream, meta, channel, must_exist or stream,
                  sent_key if idempotent and sent_key else stream]
+        other = ""
+        if conversation is not None:
+            owner, other = conversation
+            keys_ += [keys.conversation(owner, other), keys.conversations(owner)]
+        else:
+            keys_ += [stream, stream]
         pieces = message.stored_template(event, data, skip=skip)
         with redis_errors():
             reply = self.scripts.run(
                 "append", keys_,
                 [self.history_max, "1" if must_exist else "0", "1" if idempotent else "0",
-                 IDEMPOTENCY_S, same_id_as or "*", *pieces, *fields],
+                 IDEMPOTENCY_S, same_id_as or "*", other, *pieces, *fields],
                 replicated=True)
         if not reply:
             return None
@@ -154,7 +162,8 @@ class Messages:
         received = self._append(
             keys.inbox(recipient), keys.inbox_meta(recipient), keys.user_channel(recipient),
             "direct", data, sender_fields if to_self else fields, client_id, sent_key(recipient),
-            must_exist=keys.account(recipient), skip=sender_connection if to_self else None)
+            must_exist=keys.account(recipient), skip=sender_connection if to_self else None,
+            conversation=(recipient, sender))
         if received is None:
             raise ServiceError("not_found", f"no user named {recipient}")
         if to_self:
@@ -162,7 +171,8 @@ class Messages:
         # the same id in both inboxes whenever the sender's allows it (nearly always)
         sent = self._append(keys.inbox(sender), keys.inbox_meta(sender),
                             keys.user_channel(sender), "direct", data, sender_fields, client_id,
-                            sent_key(sender), skip=sender_connection, same_id_as=received.id)
+                            sent_key(sender), skip=sender_connection, same_id_as=received.id,
+                            conversation=(sender, recipient))
         assert sent is not None
         return sent
 

@@ -1,16 +1,23 @@
-"""Data written by the first version, in the key layout before hash tags, brought over once.
+"""Data written by earlier versions, brought into the current key layout once.
 
-The first version ran on one Redis only, with keys like `user:alice`, `room:lobby:log` and
-`session:ID`. At start the first node of the new version (holding a lock; the others wait for
-it) renames what must survive into the tagged layout of keys.py: accounts, inboxes, room logs
-and their retention marker, browser sessions (with their expiry). Presence and the node registry
-describe connections of the old nodes, which are gone: they are dropped, and every client that
-reconnects is present again. `keys:layout` records that the data is in the new layout.
+At start the first node of a new version (holding a lock; the others wait for it, and none
+serves writes before it is done) brings the data over; `keys:layout` records the layout it is in.
+
+- Layout 1, the first version, ran on one Redis only, with keys like `user:alice`,
+  `room:lobby:log` and `session:ID`. What must survive is renamed into the tagged layout of
+  keys.py: accounts, inboxes, room logs and their retention marker, browser sessions (with
+  their expiry). Presence and the node registry describe connections of the old nodes, which are
+  gone: they are dropped, and every client that reconnects is present again.
+- Layout 2 kept direct messages in inboxes only. Each inbox's messages are copied into the
+  user's conversations (with the same ids) and its list of conversations, so `direct_history`
+  and `conversations` show what was sent before. Messages that nodes of the previous version
+  store while a rolling upgrade is under way reach the inbox only.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Any
 
@@ -20,6 +27,8 @@ from . import keys
 
 LOCK = "keys:migrating"
 LOCK_MS = 120_000
+INBOX = re.compile(r"inbox:\{([^{}]+)\}")
+COPY_PAGE = 1000
 log = logging.getLogger("service.store")
 
 
@@ -49,18 +58,7 @@ def _obsolete(key: str) -> bool:
     )
 
 
-def migrate_layout(client: Any, node: str) -> int:
-    """Bring first-version keys over (once per Redis); how many keys were moved."""
-    if client.get(keys.LAYOUT) == keys.LAYOUT_VERSION:
-        return 0
-    if isinstance(client, RedisCluster):  # the first version never ran on a cluster
-        client.set(keys.LAYOUT, keys.LAYOUT_VERSION)
-        return 0
-    if not client.set(LOCK, node, nx=True, px=LOCK_MS):
-        deadline = time.monotonic() + LOCK_MS / 1000
-        while time.monotonic() < deadline and client.get(keys.LAYOUT) != keys.LAYOUT_VERSION:
-            time.sleep(0.2)
-        return 0
+def _tag_first_version_keys(client: Any) -> int:
     moved = 0
     for room_trimmed in client.scan_iter(match="room:*:trimmed", count=1000):
         if "{" not in room_trimmed and (newest := client.get(room_trimmed)):
@@ -71,8 +69,49 @@ def migrate_layout(client: Any, node: str) -> int:
     obsolete = [key for key in client.scan_iter(match="*", count=1000) if _obsolete(key)]
     for start in range(0, len(obsolete), 500):
         client.delete(*obsolete[start : start + 500])
-    client.set(keys.LAYOUT, keys.LAYOUT_VERSION)
-    client.delete(LOCK)
+    return moved
+
+
+def _index_conversations(client: Any) -> int:
+    """Copy every inbox's messages into its owner's conversations; how many messages."""
+    copied = 0
+    owners = [match[1] for key in client.scan_iter(match="inbox:{*}", count=1000)
+              if (match := INBOX.fullmatch(key))]
+    for owner in owners:
+        after = "-"
+        while entries := client.xrange(keys.inbox(owner), after, "+", count=COPY_PAGE):
+            pipe = client.pipeline(transaction=False)
+            for message_id, fields in entries:
+                other = fields.get("to") if fields.get("f") == owner else fields.get("f")
+                if not other:
+                    continue
+                pipe.xadd(keys.conversation(owner, other), fields, id=message_id)
+                pipe.zadd(keys.conversations(owner), {other: int(message_id.split("-")[0])})
+                copied += 1
+            pipe.execute(raise_on_error=False)  # an id already there stays as it is
+            after = "(" + entries[-1][0]
+    return copied
+
+
+def migrate_layout(client: Any, node: str) -> int:
+    """Bring data of earlier layouts over (once per Redis); how many keys and messages."""
+    layout = client.get(keys.LAYOUT)
+    if layout == keys.LAYOUT_VERSION:
+        return 0
+    if not client.set(LOCK, node, nx=True, px=LOCK_MS):
+        deadline = time.monotonic() + LOCK_MS / 1000
+        while time.monotonic() < deadline and client.get(keys.LAYOUT) != keys.LAYOUT_VERSION:
+            time.sleep(0.2)
+        return 0
+    moved = 0
+    try:
+        if layout is None and not isinstance(client, RedisCluster):
+            moved += _tag_first_version_keys(client)  # the first version never ran on a cluster
+        moved += _index_conversations(client)
+        client.set(keys.LAYOUT, keys.LAYOUT_VERSION)
+    finally:
+        client.delete(LOCK)
     if moved:
-        log.info("node=%s moved %d keys of the first version into the tagged layout", node, moved)
+        log.info("node=%s brought %d keys and messages into key layout %s", node, moved,
+                 keys.LAYOUT_VERSION)
     return moved

@@ -10,12 +10,17 @@ Guarantees
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..bus import message
 from . import keys
 from .failures import redis_errors
 from .scripts import Scripts
+
+
+class Joined(NamedTuple):
+    members: list[str]  # present in the room across the cluster, sorted
+    read: str | None  # the user's last-read id in the room
 
 
 class Presence:
@@ -31,14 +36,17 @@ class Presence:
     def _room_keys(room: str) -> list[str]:
         return [keys.room_connections(room), keys.room_users(room), keys.room_channel(room)]
 
-    def join(self, room: str, user: str, sid: str) -> list[str]:
-        """Mark the connection present (announcing the user if new); the members, sorted."""
+    def join(self, room: str, user: str, sid: str, *, member: bool = False) -> Joined:
+        """Mark the connection present (announcing the user if new); with `member`, make the
+        user a member of the room as well (members.py), in the same step."""
         frame = message.event("presence", {"room": room, "user": user, "action": "join"})
         with redis_errors():
             self.client.sadd(keys.node_rooms(self.node), room)
-            members = self.scripts.run("join", self._room_keys(room),
-                                       [self._field(sid), user, frame])
-        return sorted(members)
+            members, read = self.scripts.run(
+                "join", [*self._room_keys(room), keys.room_members(room), keys.room_reads(room),
+                         keys.room_log(room)],
+                [self._field(sid), user, frame, "1" if member else "0"])
+        return Joined(sorted(members), read or None)
 
     def leave(self, room: str, user: str, sid: str) -> None:
         """Remove the connection's presence; announces the user's leave with its last one."""

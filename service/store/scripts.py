@@ -30,7 +30,9 @@ from .pipeline import Pipeline
 from .topology import Address, Topology
 
 LUA = Path(__file__).with_name("lua")
-NAMES = ("append", "after", "join", "leave", "reap_room")
+NAMES = ("append", "after", "join", "leave", "reap_room", "read", "room_unread",
+         "conversations")
+PRELUDE = (LUA / "prelude.lua").read_text()
 REDIRECTS = 5
 TRYAGAIN_PAUSE_S = 0.05
 
@@ -42,7 +44,8 @@ class NotReplicated(redis.RedisError):
 class Script:
     def __init__(self, name: str):
         self.name = name
-        self.source = (LUA / f"{name}.lua").read_text()
+        shebang, _, body = (LUA / f"{name}.lua").read_text().partition("\n")
+        self.source = f"{shebang}\n{PRELUDE}{body}"
         self.sha = hashlib.sha1(self.source.encode(), usedforsecurity=False).hexdigest()
 
 

@@ -6,6 +6,8 @@ own guarantees:
 - `messages` (messages.py): room and direct messages, stored and published in one step, live
   order equal to stored order, resuming without a silent gap, acknowledged after replicas;
 - `presence` (presence.py): who is in a room across the cluster;
+- `members` (members.py): room membership and read positions, on every device;
+- `conversations` (conversations.py): direct conversations, their history and read positions;
 - `nodes` (nodes.py): the node registry and reaping dead nodes' presence;
 - `accounts` (accounts.py), `sessions` (sessions.py): users and browser sessions.
 
@@ -23,6 +25,8 @@ import redis
 from redis.cluster import RedisCluster
 
 from .accounts import Accounts
+from .conversations import Conversations
+from .members import Members
 from .messages import Messages
 from .migrate import migrate_layout
 from .nodes import NodeRegistry
@@ -44,6 +48,8 @@ class Store:
         self.accounts = Accounts(self.client)
         self.messages = Messages(self.client, self.scripts, node, history_max)
         self.presence = Presence(self.client, self.scripts, node)
+        self.members = Members(self.client, self.scripts)
+        self.conversations = Conversations(self.client, self.scripts, self.messages)
         self.nodes = NodeRegistry(self.client, self.presence, node)
         self.sessions = Sessions(self.client, self.topology.raw)
 

@@ -85,6 +85,19 @@ def api_token() -> dict[str, Any]:
     return {"token": node.signer.issue(username), "expires_in": node.settings.token_ttl_s}
 
 
+@bp.post("/api/session/token")
+def session_token() -> dict[str, Any]:
+    """A token bound to this browser session, for the page's Socket.IO connection: it expires
+    like any token (the page refreshes it), and logging out ends the connections it opened."""
+    if not current_user.is_authenticated:
+        raise ServiceError("unauthorized", "log in first")
+    csrf.check()
+    node = current_node()
+    session_id: str = session.sid  # type: ignore[attr-defined]  # Flask-Session's ServerSideSession
+    return {"token": node.signer.issue(current_user.get_id(), session_id),
+            "expires_in": node.settings.token_ttl_s}
+
+
 def _form_error_redirect(message: str) -> Response:
     session["form_error"] = message
     return redirect(url_for("web.index"))

@@ -9,8 +9,9 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -48,17 +49,21 @@ def browser(playwright: Playwright) -> Iterator[Browser]:
     instance.close()
 
 
-@pytest.fixture(scope="session")
-def node_keys(cluster) -> dict[str, str]:
-    """A `node_key` cookie value that the front door routes to each node."""
+def sticky_keys(base: str, nodes: list[str]) -> dict[str, str]:
+    """A `node_key` cookie value that the front door at `base` routes to each of `nodes`."""
     keys: dict[str, str] = {}
     for attempt in range(200):
         key = f"browser-{attempt}"
-        answer = requests.get(cluster.url + "/readyz", cookies={"node_key": key}, timeout=5)
+        answer = requests.get(base + "/readyz", cookies={"node_key": key}, timeout=5)
         keys.setdefault(answer.json()["node"], key)
-        if len(keys) == len(NODES):
+        if len(keys) == len(nodes):
             return keys
     raise AssertionError(f"no sticky key found for every node: {keys}")
+
+
+@pytest.fixture(scope="session")
+def node_keys(cluster) -> dict[str, str]:
+    return sticky_keys(cluster.url, NODES)
 
 
 def register(base: str, prefix: str = "b") -> tuple[str, str]:
@@ -128,6 +133,26 @@ def wait_connected(page: Page, node: str | None = None) -> str:
     expected = re.escape(node) if node else r"node-\d+"
     expect(page.locator("#state")).to_have_text(re.compile(rf"^connected to {expected} \("))
     return page.locator("body").get_attribute("data-node")
+
+
+def wait_for_number(read: Callable[[], str | None], at_least: float, what: str,
+                    timeout_s: float = 15) -> float:
+    """Waits until the number `read` answers (an attribute, a text) is at least `at_least`.
+
+    Polled from here: Playwright's wait_for_function evaluates its predicate as a string, which
+    the pages' Content-Security-Policy (no 'unsafe-eval') refuses."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        raw = read()
+        try:
+            value = float(raw) if raw is not None else None
+        except ValueError:
+            value = None
+        if value is not None and value >= at_least:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what} was {raw!r} after {timeout_s} s, not {at_least} or more")
+        time.sleep(0.1)
 
 
 def join(page: Page, room: str) -> None:

@@ -13,7 +13,7 @@ from playwright.sync_api import expect
 from tests.conftest import TEST_ENV
 from tests.integration.conftest import Client
 
-from .conftest import NODES, register
+from .conftest import NODES, register, wait_for_number
 
 OPERATOR = TEST_ENV["OPERATORS"]
 PASSWORD = "operator-password-" + OPERATOR
@@ -52,9 +52,9 @@ def chatter(base: str, room: str, stop: threading.Event) -> None:
 def wait_for_polls(page, at_least: int) -> int:
     """Waits until the page has polled its data at least `at_least` times; answers the count
     (a poll can land between two checks, so never wait for one exact count)."""
-    page.wait_for_function(
-        f"Number(document.getElementById('cluster').dataset.polls) >= {at_least}")
-    return int(page.locator("#cluster").get_attribute("data-polls"))
+    cluster = page.locator("#cluster")
+    return int(wait_for_number(lambda: cluster.get_attribute("data-polls"), at_least,
+                               "the cluster page's polls"))
 
 
 def test_an_operator_sees_every_node_and_live_charts(pages, cluster, room):
@@ -74,8 +74,8 @@ def test_an_operator_sees_every_node_and_live_charts(pages, cluster, room):
         first = int(page.locator("#chart-delivered").get_attribute("data-points"))
         wait_for_polls(page, polls + 2)
         assert int(page.locator("#chart-delivered").get_attribute("data-points")) > first
-        page.wait_for_function("Number(document.getElementById('total-delivered')"
-                               ".textContent) > 0")
+        wait_for_number(page.locator("#total-delivered").text_content, 0.1,
+                        "deliveries per second")
         assert rows.count() == len(NODES)
         pages.screenshot(page, "cluster-page")
     finally:

@@ -32,7 +32,7 @@ def test_three_users_on_three_nodes_see_each_other(pages, room):
     for page in opened:
         expect(page.locator("#messages li .text")).to_have_text(expected)
     # each message shows its author, its time and the node that accepted it
-    first = opened[2].locator("#messages li").first
+    first = opened[2].locator("#messages li.message").first
     expect(first.locator("strong")).to_have_text(f"{names[0]}: ")
     expect(first.locator(".meta")).to_contain_text("node-1")
     expect(first.locator(".meta")).to_have_text(re.compile(r"\d{1,2}:\d{2}:\d{2}"))
@@ -45,17 +45,25 @@ def test_three_users_on_three_nodes_see_each_other(pages, room):
 def test_a_direct_message_crosses_nodes(pages):
     sender = pages.open("node-1")
     receiver = pages.open("node-3")
+    sender_name = sender.locator("#me").text_content()
     to = receiver.locator("#me").text_content()
     join(receiver, "b-" + uuid.uuid4().hex[:10])  # so the direct messages arrive unread
     sender.fill("#direct-to", to)
     sender.fill("#direct-text", "psst, across the cluster")
     sender.press("#direct-text", "Enter")
-    unread = receiver.locator("#rooms li", has_text="Direct messages").locator(".unread")
-    expect(unread).to_have_text("1")
-    receiver.get_by_role("button", name="Direct messages").click()
+    expect(sender.locator("#room-title")).to_have_text("@" + to)
+    conversation = receiver.locator("#conversations li", has_text="@" + sender_name)
+    expect(conversation.locator(".unread")).to_have_text("1")
+    conversation.locator("button").click()
     expect(receiver.locator("#messages li .text")).to_have_text(["psst, across the cluster"])
-    expect(receiver.locator("#messages li .meta")).to_contain_text("node-1")
+    expect(receiver.locator("#messages li.message .meta")).to_contain_text("node-1")
+    expect(conversation.locator(".unread")).to_have_count(0)
     expect(sender.locator("#messages li .text")).to_have_text(["psst, across the cluster"])
+    sender.fill("#direct-to", "nobody" + uuid.uuid4().hex[:8])
+    sender.fill("#direct-text", "into the void")
+    sender.press("#direct-text", "Enter")
+    expect(sender.locator("#notice")).to_contain_text("no user named")
+    expect(sender.locator("#conversations li")).to_have_count(1)
 
 
 def test_markup_in_messages_shows_as_text_and_runs_nothing(pages, room):

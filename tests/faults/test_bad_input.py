@@ -21,9 +21,11 @@ pytestmark = pytest.mark.local_cluster
 
 CODES = {"bad_request", "unauthorized", "forbidden", "not_found", "too_large", "rate_limited",
          "unavailable"}
-EVENTS = ["join", "leave", "send", "direct", "presence", "history"]
+EVENTS = ["join", "leave", "send", "direct", "presence", "history", "inbox", "direct_history",
+          "conversations", "rooms", "read", "typing", "refresh"]
 RESERVED = ["connect", "disconnect", "connect_error", "message", "welcome", "*"]
-KEYS = ["room", "text", "since", "before", "limit", "to", "client_id", "user", "node", "id"]
+KEYS = ["room", "text", "since", "before", "limit", "to", "client_id", "user", "node", "id",
+        "with", "token"]
 PACE_S = 1.2 / float(TEST_ENV["RATE_LIMIT_PER_S"])  # stay under the rate limit
 
 scalars = (st.none() | st.booleans() | st.integers(-2**70, 2**70)

@@ -9,7 +9,7 @@ import pytest
 import requests
 import socketio
 
-from .conftest import API_KEY, Client
+from .conftest import API_KEY, TEST_ENV, Client
 
 
 def post(cluster, path, body, **kwargs):
@@ -106,6 +106,24 @@ def csrf_of(html: str) -> str:
     return re.search(r'name="csrf_token" value="([^"]+)"', html).group(1)
 
 
+def assert_all_disconnected(sockets: list[Client]) -> None:
+    deadline = time.time() + 5
+    while any(s.sio.connected for s in sockets) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not any(s.sio.connected for s in sockets), "log-out left connections open"
+
+
+def connect_refusal(base: str, **credentials) -> str:
+    """Why a Socket.IO connection with these credentials (auth, headers) is refused."""
+    client = socketio.Client(reconnection=False)
+    reasons = []
+    client.on("connect_error", reasons.append)
+    with contextlib.suppress(socketio.exceptions.ConnectionError):
+        client.connect(base, transports=["websocket"], wait_timeout=5, **credentials)
+    assert not client.connected and reasons
+    return reasons[0]["message"]
+
+
 def test_browser_login_session_works_on_every_node_and_logout_ends_the_connection(cluster, users):
     name, _ = users.register()
     password = "correct-horse-" + name
@@ -131,17 +149,9 @@ def test_browser_login_session_works_on_every_node_and_logout_ends_the_connectio
 
     browser.post(cluster.url + "/logout", timeout=5,
                  data={"csrf_token": csrf_of(logged_in.text)})
-    deadline = time.time() + 5
-    while any(s.sio.connected for s in sockets) and time.time() < deadline:
-        time.sleep(0.1)
-    assert not any(s.sio.connected for s in sockets), "log-out left connections open"
-    client = socketio.Client(reconnection=False)
-    reasons = []
-    client.on("connect_error", reasons.append)
-    with contextlib.suppress(socketio.exceptions.ConnectionError):
-        client.connect(cluster.url, headers={"Cookie": f"rooms_session={cookie}"},
-                       transports=["websocket"], wait_timeout=5)
-    assert not client.connected and "no credentials" in reasons[0]["message"]
+    assert_all_disconnected(sockets)
+    assert "no credentials" in connect_refusal(
+        cluster.url, headers={"Cookie": f"rooms_session={cookie}"})
 
 
 def test_user_text_is_never_rendered_as_html_by_the_server(cluster):
@@ -167,3 +177,26 @@ def test_the_register_form_creates_the_account_and_logs_in(cluster):
     assert "is taken" in taken.text and 'data-user="' not in taken.text
     token = post(cluster, "/api/token", {"username": name, "password": "form-password-1"})
     assert token.status_code == 200
+
+
+def test_the_page_token_needs_the_session_and_its_csrf_and_ends_with_the_log_out(cluster, users):
+    name, _ = users.register()
+    browser = requests.Session()
+    url = cluster.url + "/api/session/token"
+    assert_error(browser.post(url, timeout=5), 401, "unauthorized")
+    page = browser.get(cluster.url + "/", timeout=5)
+    logged_in = browser.post(cluster.url + "/login", timeout=5, data={
+        "username": name, "password": "correct-horse-" + name, "csrf_token": csrf_of(page.text)})
+    csrf = csrf_of(logged_in.text)
+    assert_error(browser.post(url, timeout=5), 403, "forbidden")  # a cross-site request
+    assert_error(browser.post(url, headers={"X-CSRF-Token": "forged"}, timeout=5), 403,
+                 "forbidden")
+    answer = browser.post(url, headers={"X-CSRF-Token": csrf}, timeout=5)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["expires_in"] == int(TEST_ENV.get("TOKEN_TTL_S", 12 * 3600))
+    token = answer.json()["token"]
+    sockets = [Client(cluster.url, token, f"page-{i}") for i in range(4)]  # no cookie sent
+    assert {s.welcome["user"] for s in sockets} == {name}
+    browser.post(cluster.url + "/logout", timeout=5, data={"csrf_token": csrf})
+    assert_all_disconnected(sockets)
+    assert "logged out" in connect_refusal(cluster.url, auth={"token": token})

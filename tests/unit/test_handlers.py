@@ -46,7 +46,7 @@ def test_join_send_history_presence_and_leave(app):
     assert call(alice, "send", {"room": "lobby", "text": "hi"})["error"]["code"] == "forbidden"
     joined = call(alice, "join", {"room": "lobby"})
     assert joined == {"ok": True, "room": "lobby", "node": "node-t", "members": ["alice"],
-                      "missed": [], "truncated": False}
+                      "missed": [], "truncated": False, "read": None}
     sent = call(alice, "send", {"room": "lobby", "text": "hello", "client_id": "c1"})
     assert sent["ok"] and sent["ts"] == int(sent["id"].split("-")[0])
     again = call(alice, "send", {"room": "lobby", "text": "hello", "client_id": "c1"})
@@ -83,4 +83,34 @@ def test_bad_payloads_get_the_contracts_codes_and_keep_the_connection(app, event
     answer = call(alice, event, payload)
     assert answer["ok"] is False and answer["error"]["code"] == code, answer
     assert alice.is_connected()
+    assert call(alice, "join", {"room": "lobby"})["ok"]
+
+
+def test_an_expired_connection_is_told_then_ended_unless_refreshed(app, monkeypatch):
+    import time
+
+    node = app.extensions["node"]
+    told = []
+    emit = node.server.emit
+    monkeypatch.setattr(node.server, "emit", lambda event, data, to, **kwargs: (
+        told.append((event, to, node.connections[to].user)), emit(event, data, to=to, **kwargs)))
+    alice, bob = connect(app), connect(app, "bob")
+    fresh = node.signer.issue("alice")
+    assert call(alice, "refresh", {"token": fresh})["ok"]
+    for sid, connection in list(node.connections.items()):
+        node.extend(connection, sid, time.time() - 1)  # both tokens ran out ...
+    alice_sid = next(sid for sid, c in node.connections.items() if c.user == "alice")
+    node.extend(node.connections[alice_sid], alice_sid, time.time() + 60)  # ... alice refreshed
+    assert node.expire_due(time.time()) == 1
+    assert alice.is_connected() and not bob.is_connected()
+    assert [user for event, _sid, user in told if event == "expired"] == ["bob"]
+
+
+def test_refresh_refuses_another_users_token_and_keeps_the_connection(app):
+    node = app.extensions["node"]
+    alice = connect(app)
+    before = {sid: c.expires_at for sid, c in node.connections.items()}
+    answer = call(alice, "refresh", {"token": node.signer.issue("bob")})
+    assert answer["error"]["code"] == "unauthorized"
+    assert {sid: c.expires_at for sid, c in node.connections.items()} == before
     assert call(alice, "join", {"room": "lobby"})["ok"]

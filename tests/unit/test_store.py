@@ -209,9 +209,9 @@ def test_direct_to_an_unknown_user_is_not_found_and_stores_nothing(store, client
 
 def test_presence_is_announced_once_per_user_and_counts_connections(store, channel):
     frames = channel(keys.room_channel("r"))
-    assert store.presence.join("r", "alice", "s1") == ["alice"]
-    assert store.presence.join("r", "alice", "s2") == ["alice"]
-    assert store.presence.join("r", "bob", "s3") == ["alice", "bob"]
+    assert store.presence.join("r", "alice", "s1").members == ["alice"]
+    assert store.presence.join("r", "alice", "s2").members == ["alice"]
+    assert store.presence.join("r", "bob", "s3").members == ["alice", "bob"]
     store.presence.leave("r", "alice", "s1")
     store.presence.leave("r", "alice", "s1")  # twice is once
     assert store.presence.members("r") == ["alice", "bob"]

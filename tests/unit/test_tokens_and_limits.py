@@ -57,3 +57,29 @@ def test_bucket_refuses_over_the_rate_and_flags_a_flooder(monkeypatch):
     now[0] += ratelimit.FLOOD_WINDOW_S + 1
     assert not bucket.flooding
     assert bucket.take()
+
+
+def test_a_session_token_carries_its_session_and_a_plain_one_none():
+    signer = TokenSigner(SECRET, ttl_s=60)
+    assert signer.verify(signer.issue("alice", "session-1")).session == "session-1"
+    assert signer.verify(signer.issue("alice")).session is None
+
+
+def test_a_token_whose_session_is_not_a_string_is_refused():
+    token = URLSafeTimedSerializer(SECRET, salt=SALT).dumps({"u": "alice", "s": 5})
+    with pytest.raises(ServiceError, match="bad token"):
+        TokenSigner(SECRET, 60).verify(token)
+
+
+def test_expiries_come_due_soonest_first_each_once():
+    from service.realtime.expiry import Expiries
+
+    expiries = Expiries()
+    expiries.watch("late", 30.0)
+    expiries.watch("soon", 10.0)
+    expiries.watch("soon", 20.0)  # refreshed: its old deadline comes due harmlessly
+    assert expiries.due(5.0) == []
+    assert expiries.due(20.0) == ["soon", "soon"]
+    assert expiries.due(25.0) == []
+    assert expiries.due(31.0) == ["late"]
+    assert len(expiries) == 0

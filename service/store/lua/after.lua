@@ -10,21 +10,12 @@
 local newest = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
 local last = newest[1] and newest[1][1] or ''
 if ARGV[1] == '' then return {{}, 0, last} end
-local function parse(id)
-  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
-  return tonumber(ms), tonumber(seq)
-end
-local function before(a, b)  -- a < b
-  local ams, aseq = parse(a)
-  local bms, bseq = parse(b)
-  return ams < bms or (ams == bms and aseq < bseq)
-end
 local since = ARGV[1]
 local entries = redis.call('XREVRANGE', KEYS[1], '+', '(' .. since, 'COUNT', tonumber(ARGV[2]) + 1)
 local meta = redis.call('HMGET', KEYS[2], 'trimmed', 'created', 'gap')
 local trimmed, created, gap = meta[1], meta[2], meta[3]
-local truncated = last == '' or before(last, since)
-  or (trimmed and not before(trimmed, since))
-  or (created and before(since, created))
-  or (gap and before(since, gap))
+local truncated = last == '' or id_before(last, since)
+  or (trimmed and not id_before(trimmed, since))
+  or (created and id_before(since, created))
+  or (gap and id_before(since, gap))
 return {entries, truncated and 1 or 0, last}
