@@ -365,9 +365,18 @@ class Bus:
     # ---- resuming joins ------------------------------------------------------------------------
 
     def hold(self, sid: str, channel: Channel) -> None:
-        """Hold back live messages of `channel` for `sid` until `release`."""
+        """Hold back live messages of `channel` for `sid` until `release` (a second hold while
+        one stands keeps what the first holds)."""
         with self._lock:
-            self.held.setdefault(channel.name, {})[sid] = []
+            self.held.setdefault(channel.name, {}).setdefault(sid, [])
+
+    def unhold(self, sid: str, channel: Channel) -> None:
+        """Drop what is held for `sid` on `channel` undelivered (a join that failed)."""
+        with self._lock:
+            held_by_sid = self.held.get(channel.name, {})
+            held_by_sid.pop(sid, None)
+            if not held_by_sid:
+                self.held.pop(channel.name, None)
 
     def release(self, sid: str, channel: Channel, after_id: str | None) -> None:
         """Deliver what was held for `sid` above id `after_id` (the answer's last), then stop."""

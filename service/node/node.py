@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -59,6 +60,8 @@ class Node:
         self.signer = TokenSigner(settings.secret_key, settings.token_ttl_s)
         self.connections: dict[str, Connection] = {}
         self.expiries = Expiries()
+        # the user left a room on one connection ({user, room, from}): realtime/handlers.py
+        self.on_left: Callable[[dict[str, Any]], None] | None = None
         self.pending_leaves: list[tuple[str, str, str]] = []  # (room, user, sid) to retry
         self.draining = False  # set on SIGTERM: no new sessions, connections handed over
         self.in_flight = 0  # Socket.IO events being handled right now
@@ -92,9 +95,11 @@ class Node:
 
     def _on_control(self, body: dict[str, Any]) -> None:
         """Nodes tell each other: `disconnect` these connections (`node|sid`: a log-out); a
-        delivery `canary` (bus/canary.py)."""
+        delivery `canary` (bus/canary.py); a user `left` a room (its connections leave it)."""
         if "canary" in body:
             self.canary.heard(body["canary"])
+        if "left" in body and self.on_left is not None:
+            self.on_left(body["left"])
         for target in body.get("disconnect", []):
             node, _, sid = str(target).partition("|")
             if node == self.name and sid in self.connections:
@@ -117,27 +122,34 @@ class Node:
         except ServiceError:
             self.pending_leaves.append((room, user, sid))
 
-    def hold(self, sid: str, connection: Connection) -> None:
+    def admit(self, sid: str, connection: Connection) -> None:
         """Serve `connection` here; if its credentials expire, it is told and disconnected."""
         self.connections[sid] = connection
         if connection.expires_at is not None:
             self.expiries.watch(sid, connection.expires_at)
 
     def extend(self, connection: Connection, sid: str, expires_at: float) -> None:
-        connection.expires_at = expires_at
-        self.expiries.watch(sid, expires_at)
+        """A refreshed token: the connection lasts until the later of its two expiries."""
+        if connection.expires_at is not None and expires_at > connection.expires_at:
+            connection.expires_at = expires_at
+            self.expiries.watch(sid, expires_at)
+
+    def release(self, sid: str) -> Connection | None:
+        """This node no longer serves connection `sid`; the connection it was, if any."""
+        self.expiries.forget(sid)
+        return self.connections.pop(sid, None)
 
     def expire_due(self, now: float) -> int:
         """Send `expired` to each connection whose credentials expired unrefreshed, and end it;
         how many."""
         ended = 0
         for sid in self.expiries.due(now):
-            connection = self.connections.get(sid)
-            if connection is None or connection.expires_at is None or connection.expires_at > now:
-                continue  # gone, or refreshed since
-            self.server.emit("expired", {"reason": EXPIRED_REASON}, to=sid, namespace="/")
-            self.server.disconnect(sid, namespace="/")
-            ended += 1
+            try:
+                self.server.emit("expired", {"reason": EXPIRED_REASON}, to=sid, namespace="/")
+                self.server.disconnect(sid, namespace="/")
+                ended += 1
+            except Exception:
+                log.exception("node=%s could not end expired connection %s", self.name, sid)
         return ended
 
     def expire_forever(self) -> None:

@@ -1,4 +1,4 @@
-"""When connections' credentials expire: a heap of deadlines, soonest first."""
+"""When connections' credentials expire: one deadline per connection, soonest first."""
 
 from __future__ import annotations
 
@@ -6,22 +6,40 @@ import heapq
 
 
 class Expiries:
-    """Deadlines of connections (`sid`), soonest first. A refreshed connection is watched again
-    with its new deadline; the old entry comes due harmlessly (the caller checks the
-    connection's current deadline)."""
+    """Each connection's (`sid`) deadline. The heap holds at most one entry per connection: a
+    deadline moved later is pushed again only when its old entry comes due, and a connection
+    that is gone is dropped then."""
 
     def __init__(self) -> None:
         self._heap: list[tuple[float, str]] = []
+        self._deadlines: dict[str, float] = {}
 
     def watch(self, sid: str, expires_at: float) -> None:
-        heapq.heappush(self._heap, (expires_at, sid))
+        """Expire `sid` at `expires_at`, or later if it was already due later."""
+        known = self._deadlines.get(sid)
+        if known is None:
+            self._deadlines[sid] = expires_at
+            heapq.heappush(self._heap, (expires_at, sid))
+        elif expires_at > known:
+            self._deadlines[sid] = expires_at
+
+    def forget(self, sid: str) -> None:
+        self._deadlines.pop(sid, None)
 
     def due(self, now: float) -> list[str]:
-        """The connections whose watched deadline is `now` or earlier (each taken once)."""
+        """The connections whose deadline is `now` or earlier, each once; they are forgotten."""
         sids = []
         while self._heap and self._heap[0][0] <= now:
-            sids.append(heapq.heappop(self._heap)[1])
+            at, sid = heapq.heappop(self._heap)
+            deadline = self._deadlines.get(sid)
+            if deadline is None:
+                continue  # gone
+            if deadline > at:
+                heapq.heappush(self._heap, (deadline, sid))  # refreshed since
+                continue
+            del self._deadlines[sid]
+            sids.append(sid)
         return sids
 
     def __len__(self) -> int:
-        return len(self._heap)
+        return len(self._deadlines)

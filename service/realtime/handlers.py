@@ -45,7 +45,13 @@ def register_handlers(socketio: SocketIO, node: Node) -> None:
     def authenticate(auth: Any) -> Connection:
         if isinstance(auth, dict) and "token" in auth:
             claims = node.signer.verify(auth["token"])
-            return Connection(claims.user, claims.expires_at, claims.session, node.new_bucket())
+            session_id = None
+            if claims.session_binding is not None:  # a page's token: only with its cookie
+                session_id = request.cookies.get(current_app.config["SESSION_COOKIE_NAME"])
+                if not node.signer.binds(claims, session_id):
+                    raise ServiceError("unauthorized", "this token belongs to a browser "
+                                       "session: connect with that session's cookie")
+            return Connection(claims.user, claims.expires_at, session_id, node.new_bucket())
         if auth not in (None, {}) and not isinstance(auth, dict):
             raise ServiceError("unauthorized", "auth must be an object with a token")
         if current_user.is_authenticated:
@@ -67,7 +73,7 @@ def register_handlers(socketio: SocketIO, node: Node) -> None:
         except ServiceError as error:
             log.info("node=%s refused connection: %s", node.name, error.message)
             raise Refused(error.message) from None
-        node.hold(sid, connection)
+        node.admit(sid, connection)
         welcome = {"user": connection.user, "node": node.name, "sid": sid}
         socketio.start_background_task(
             socketio.emit, "welcome", welcome, to=sid, ignore_queue=True
@@ -88,7 +94,7 @@ def register_handlers(socketio: SocketIO, node: Node) -> None:
     def on_disconnect(*_reason: Any) -> None:
         sid: str = request.sid  # type: ignore[attr-defined]  # set by Flask-SocketIO
         node.bus.forget(sid)
-        connection = node.connections.pop(sid, None)
+        connection = node.release(sid)
         if connection is None:
             return
         node.bus.detach(sid, channels.user(connection.user))
@@ -166,8 +172,10 @@ def register_handlers(socketio: SocketIO, node: Node) -> None:
             joined = node.store.presence.join(join.room, connection.user, sid, member=True)
             resumed = node.store.messages.resume_room(join.room, join.since)
         except Exception:
-            node.bus.forget(sid)
-            if not joined_before:
+            if joined_before:  # still a member here: what was held goes out as it came
+                node.bus.release(sid, channel, None)
+            else:
+                node.bus.unhold(sid, channel)
                 server.leave_room(sid, socketio_room(join.room))
                 node.bus.detach(sid, channel)
             raise
@@ -181,10 +189,7 @@ def register_handlers(socketio: SocketIO, node: Node) -> None:
         return {"ok": True, "room": join.room, "node": node.name, "members": joined.members,
                 "missed": resumed.messages, "truncated": resumed.truncated, "read": joined.read}
 
-    @event("leave")
-    def on_leave(connection: Connection, sid: str, payload: Any) -> Ack:
-        room = validation.room_only(payload)
-        node.store.members.leave(room, connection.user)
+    def leave_here(connection: Connection, sid: str, room: str) -> None:
         if connection.typing_at:
             connection.typing_at.pop(room, None)
         if room in connection.rooms:
@@ -192,6 +197,25 @@ def register_handlers(socketio: SocketIO, node: Node) -> None:
             connection.rooms.discard(room)
             node.bus.detach(sid, channels.room(room))
             node.leave_presence(room, connection.user, sid)
+
+    def left_elsewhere(body: dict[str, Any]) -> None:
+        """The user left a room on one connection: its others, on this node, leave it too."""
+        user, room, origin = body.get("user"), body.get("room"), body.get("from")
+        for sid, connection in list(node.connections.items()):
+            if connection.user == user and room in connection.rooms and (
+                    f"{node.name}|{sid}" != origin):
+                leave_here(connection, sid, room)
+
+    node.on_left = left_elsewhere
+
+    @event("leave")
+    def on_leave(connection: Connection, sid: str, payload: Any) -> Ack:
+        room = validation.room_only(payload)
+        node.store.members.leave(room, connection.user)
+        leave_here(connection, sid, room)
+        with redis_errors():  # membership ended: the user's other connections leave it too
+            node.emitter.control(channels.user(connection.user), {"left": {
+                "user": connection.user, "room": room, "from": f"{node.name}|{sid}"}})
         return {"ok": True, "room": room}
 
     @event("send")
@@ -302,8 +326,8 @@ def register_handlers(socketio: SocketIO, node: Node) -> None:
         claims = node.signer.verify(validation.refresh(payload))
         if claims.user != connection.user:
             raise ServiceError("unauthorized", "that token is another user's")
-        if connection.session_id is not None and claims.session not in (None,
-                                                                         connection.session_id):
+        if claims.session_binding is not None and not node.signer.binds(
+                claims, connection.session_id):
             raise ServiceError("unauthorized", "that token belongs to another browser session")
         if connection.expires_at is not None:
             node.extend(connection, sid, claims.expires_at)

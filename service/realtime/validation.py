@@ -11,6 +11,7 @@ from ..errors import ServiceError
 ROOM = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 USERNAME = re.compile(r"[A-Za-z0-9_.-]{3,32}")
 MESSAGE_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
+ID_PART_LIMIT = 2**63
 MAX_CLIENT_ID = 64
 MAX_LIMIT = 500
 DEFAULT_LIMIT = 50
@@ -72,9 +73,11 @@ def client_id(value: Any) -> str | None:
 
 
 def message_id(value: Any, field: str) -> str | None:
+    """A stream id `ms-seq`; each part below 2**63, so that `(id` is always a valid bound."""
     if value is None:
         return None
-    if not isinstance(value, str) or not MESSAGE_ID.fullmatch(value):
+    if (not isinstance(value, str) or not MESSAGE_ID.fullmatch(value)
+            or any(int(part) >= ID_PART_LIMIT for part in value.split("-"))):
         raise bad(f"{field} must be a message id as returned by the server")
     return value
 

@@ -13,6 +13,9 @@
   const TYPING_SHOWN_MS = 5000; // someone else's typing shows this long after they said so
   const READ_DELAY_MS = 300;
   const REFRESH_AT = 0.75; // the token is refreshed after this share of its lifetime
+  const TIMER_MAX_MS = 86400000; // a longer setTimeout would fire at once (2^31 ms at most)
+  const GIVE_UP_MS = 9 * 60000; // a send unanswered this long is given up: the server
+  // recognises a repeated client_id for 10 minutes, so a later retry could store it twice
   const TRIMMED = 'Some older messages of this room are no longer stored.';
   const TOO_MANY = 'More messages arrived while you were away than this page loads; ' +
     'the latest are shown.';
@@ -25,7 +28,9 @@
   const outbox = new Map(); // client_id -> a send not yet answered
   let current = null;
   let node = null;
-  let inboxLastId = null;
+  let inboxLastId = null; // where the inbox resumes: only moved by messages the inbox delivered
+  let inboxResumed = false; // whether this connection resumed the inbox (live ones move it after)
+  let restored = false; // whether this connection rejoined its rooms (sends wait for it)
   let loggingOut = false; // this page's own log-out ends its socket; the form's answer follows
   let expired = false;
   let refreshTimer = null;
@@ -61,7 +66,8 @@
 
   function scheduleRefresh(expiresIn) {
     clearTimeout(refreshTimer);
-    refreshTimer = setTimeout(refresh, Math.max(1, expiresIn * REFRESH_AT) * 1000);
+    refreshTimer = setTimeout(refresh,
+      Math.min(TIMER_MAX_MS, Math.max(1000, expiresIn * REFRESH_AT * 1000)));
   }
 
   function refresh() {
@@ -103,7 +109,8 @@
       views.set(key, {
         key: key, kind: key[0] === '#' ? 'room' : 'with', name: key.slice(1), messages: [],
         ids: new Set(), lastId: null, readId: null, unread: 0, members: new Set(), notice: '',
-        complete: false, loadingOlder: false, typing: new Map(), typingSent: 0,
+        complete: false, loadingOlder: false, joining: false, typing: new Map(), typingSent: 0,
+        countedTo: null, // the newest id the server's unread count covered
       });
     }
     return views.get(key);
@@ -121,6 +128,10 @@
   // messages that came as events (or in answers that resume) move `lastId`, the position a
   // room resumes from: a send's own answer can come before older messages still on their way.
   function addMessages(v, list, advance = true) {
+    if (advance) {
+      const newest = list.reduce((found, m) => (newer(m.id, found) ? m.id : found), null);
+      if (newest && newer(newest, v.lastId)) v.lastId = newest;
+    }
     const fresh = list.filter((m) => !v.ids.has(m.id));
     if (!fresh.length) return fresh;
     for (const m of fresh) {
@@ -128,13 +139,12 @@
       if (m.client_id && outbox.delete(m.client_id)) queueRender();
       if (v.typing.has(author(m))) stopTyping(v, author(m));
     }
+    const older = v.messages.length && compareIds(fresh[0].id, v.messages[0].id) < 0;
     v.messages = v.messages.concat(fresh).sort((a, b) => compareIds(a.id, b.id));
-    if (v.messages.length > KEEP) {
+    if (v.messages.length > KEEP && !older) { // what was scrolled back to stays
       for (const m of v.messages.splice(0, v.messages.length - KEEP)) v.ids.delete(m.id);
       v.complete = false;
     }
-    const newest = fresh.reduce((found, m) => (newer(m.id, found) ? m.id : found), null);
-    if (advance && newer(newest, v.lastId)) v.lastId = newest;
     if (v.key === current) {
       queueRender();
       markReadSoon();
@@ -145,7 +155,8 @@
   // Live messages of others count as unread unless their view is being looked at.
   function countUnread(v, fresh) {
     if (looking(v)) return;
-    const unseen = fresh.filter((m) => author(m) !== me && newer(m.id, v.readId)).length;
+    const unseen = fresh.filter((m) => author(m) !== me && newer(m.id, v.readId)
+      && newer(m.id, v.countedTo)).length;
     if (unseen) {
       v.unread = Math.min(UNREAD_MAX, v.unread + unseen);
       renderNav();
@@ -353,7 +364,8 @@
   // Loads older messages while the open view does not fill its list (nothing to scroll yet).
   function fillScreen(v) {
     const list = $('messages');
-    if (v.key === current && !v.complete && list.scrollHeight <= list.clientHeight + 40) {
+    if (v.key === current && !v.complete && !v.joining
+        && list.scrollHeight <= list.clientHeight + 40) {
       loadOlder(v);
     }
   }
@@ -363,14 +375,16 @@
     v.loadingOlder = true;
     const payload = v.kind === 'room' ? { room: v.name, limit: OLDER } : { with: v.name, limit: OLDER };
     if (v.messages.length) payload.before = v.messages[0].id;
-    socket.emit(v.kind === 'room' ? 'history' : 'direct_history', payload, (ack) => {
+    socket.timeout(ACK_TIMEOUT_MS).emit(v.kind === 'room' ? 'history' : 'direct_history', payload,
+      (err, ack) => {
       v.loadingOlder = false;
+      if (err) return; // the connection went: scrolling up asks again
       if (!ack || !ack.ok) {
         setNotice(v, 'Could not load older messages: ' + reason(ack));
         return;
       }
       if (ack.messages.length < OLDER) v.complete = true;
-      if (!addMessages(v, ack.messages).length && v.key === current) queueRender();
+      if (!addMessages(v, ack.messages, false).length && v.key === current) queueRender();
     });
   }
 
@@ -384,18 +398,24 @@
 
   // A join answers with at most PAGE messages, the newest; older ones after `since` are read
   // back page by page with `history` until the gap closes or retention is reached.
-  function fillGap(v, since, before, loaded) {
-    socket.emit('history', { room: v.name, before: before, limit: PAGE }, (ack) => {
-      if (!ack || !ack.ok) {
+  // Until the gap is closed (or given up on) the room resumes from `since`, not past the gap.
+  function fillGap(v, since, before, loaded, upTo) {
+    socket.timeout(ACK_TIMEOUT_MS).emit('history', { room: v.name, before: before, limit: PAGE },
+      (err, ack) => {
+      if (err || !ack || !ack.ok) { // the next connection's join starts again from `since`
         setNotice(v, 'Could not load what you missed in #' + v.name + '.');
         return;
       }
       const batch = ack.messages;
-      addMessages(v, batch.filter((m) => compareIds(m.id, since) > 0));
-      if (batch.length && compareIds(batch[0].id, since) <= 0) return; // gap closed
-      if (batch.length < PAGE) setNotice(v, TRIMMED);
-      else if (loaded + batch.length >= FILL_MAX) setNotice(v, TOO_MANY);
-      else fillGap(v, since, batch[0].id, loaded + batch.length);
+      addMessages(v, batch.filter((m) => compareIds(m.id, since) > 0), false);
+      const closed = batch.length && compareIds(batch[0].id, since) <= 0;
+      if (!closed && batch.length < PAGE) setNotice(v, TRIMMED);
+      else if (!closed && loaded + batch.length >= FILL_MAX) setNotice(v, TOO_MANY);
+      else if (!closed) {
+        fillGap(v, since, batch[0].id, loaded + batch.length, upTo);
+        return;
+      }
+      if (newer(upTo, v.lastId)) v.lastId = upTo;
     });
   }
 
@@ -426,10 +446,13 @@
 
   document.addEventListener('visibilitychange', markReadSoon);
 
+  // The server's counts cover what was stored up to their newest id (`countedTo`): live
+  // messages count on top only when newer.
   function applyRooms(list) {
     for (const r of list) {
       const v = view('#' + r.room);
       v.unread = looking(v) ? 0 : r.unread;
+      if (r.last_id && newer(r.last_id, v.countedTo)) v.countedTo = r.last_id;
     }
   }
 
@@ -438,6 +461,20 @@
       const v = view('@' + c.with);
       if (c.last) addMessages(v, [c.last]);
       v.unread = looking(v) ? 0 : c.unread;
+      if (c.last && newer(c.last.id, v.countedTo)) v.countedTo = c.last.id;
+    }
+  }
+
+  // Another device read up to `id`: count what is left here if all of it is loaded, else ask.
+  function readElsewhere(v, id) {
+    if (newer(id, v.readId)) v.readId = id;
+    const first = v.messages[0];
+    if (v.complete || (first && compareIds(first.id, v.readId) <= 0)) {
+      const left = v.messages.filter((m) => author(m) !== me && newer(m.id, v.readId)).length;
+      v.unread = Math.min(UNREAD_MAX, left);
+      renderNav();
+    } else {
+      syncCounts();
     }
   }
 
@@ -468,7 +505,9 @@
 
   function joinRoom(v, done) {
     const since = v.lastId; // null on a first join: then the newest messages are enough
+    v.joining = true;
     socket.emit('join', { room: v.name, since: since || '0-0' }, (ack) => {
+      v.joining = false;
       if (!ack || !ack.ok) {
         setNotice(v, 'Could not join #' + v.name + ': ' + reason(ack));
         if (done) done(false);
@@ -477,11 +516,10 @@
       v.members = new Set(ack.members);
       if (ack.read && newer(ack.read, v.readId)) v.readId = ack.read;
       if (!since) v.complete = ack.missed.length < PAGE;
-      addMessages(v, ack.missed);
-      if (since && ack.truncated) {
-        if (ack.missed.length === PAGE) fillGap(v, since, ack.missed[0].id, 0);
-        else setNotice(v, TRIMMED);
-      }
+      const gap = since && ack.truncated && ack.missed.length === PAGE;
+      addMessages(v, ack.missed, !gap);
+      if (gap) fillGap(v, since, ack.missed[0].id, 0, ack.missed[PAGE - 1].id);
+      else if (since && ack.truncated) setNotice(v, TRIMMED);
       if (v.key === current) {
         renderPresence();
         queueRender();
@@ -516,39 +554,51 @@
     });
   }
 
-  function takeDirect(m, live) {
+  // `resumes`: whether the inbox delivered it (a resume, or live after this connection's resume),
+  // so that the inbox resumes after it; a send's own answer does not count.
+  function takeDirect(m, live, resumes) {
     const v = view('@' + (m.from === me ? m.to : m.from));
-    if (newer(m.id, inboxLastId)) inboxLastId = m.id;
+    if (resumes && newer(m.id, inboxLastId)) inboxLastId = m.id;
     const fresh = addMessages(v, [m]);
     if (live) countUnread(v, fresh);
     renderNav();
   }
 
-  function restoreConversations(done) {
-    socket.emit('inbox', inboxLastId ? { since: inboxLastId } : {}, (ack) => {
-      if (!ack || !ack.ok) {
-        notice('Could not load your direct messages: ' + reason(ack));
-        done();
+  function restoreConversations(done, attempt = 0) {
+    const on = socket.id;
+    socket.timeout(ACK_TIMEOUT_MS).emit('inbox', inboxLastId ? { since: inboxLastId } : {},
+      (err, ack) => {
+      if (socket.id !== on) return; // a new connection resumes for itself
+      if (err || !ack || !ack.ok) { // again, a little later: nothing may be skipped
+        notice('Could not load your direct messages: ' + (err ? 'no answer' : reason(ack)));
+        if (attempt === 0) done();
+        setTimeout(() => restoreConversations(() => {}, attempt + 1),
+          Math.min(30000, RETRY_MS * 2 ** attempt));
         return;
       }
+      inboxResumed = true;
       if (ack.truncated) { // too much to catch up on: conversations load again as they open
         for (const v of views.values()) {
           if (v.kind === 'with') Object.assign(v, { messages: [], ids: new Set(), complete: false });
         }
       }
-      for (const m of ack.messages) takeDirect(m, false);
+      for (const m of ack.messages) takeDirect(m, false, true);
       socket.emit('conversations', {}, (answer) => {
         if (answer && answer.ok) applyConversations(answer.conversations);
-        done();
+        if (attempt === 0) done();
+        else renderNav();
       });
     });
   }
 
   function restore() {
+    restored = false;
+    inboxResumed = false;
     let waiting = 2;
     const done = () => {
       waiting -= 1;
       if (waiting) return;
+      restored = true;
       renderNav();
       if (!current) showSomething();
       else show(current);
@@ -570,38 +620,54 @@
     const payload = v.kind === 'room' ? { room: v.name, text: text, client_id: clientId }
       : { to: v.name, text: text, client_id: clientId };
     const entry = { key: v.key, clientId: clientId, text: text, payload: payload,
-      event: v.kind === 'room' ? 'send' : 'direct', refused: refused };
+      event: v.kind === 'room' ? 'send' : 'direct', refused: refused, firstAt: Date.now(),
+      attempt: 0, timer: null };
     outbox.set(clientId, entry);
     queueRender();
     attempt(entry);
   }
 
+  function giveUp(entry, why) {
+    clearTimeout(entry.timer);
+    outbox.delete(entry.clientId);
+    queueRender();
+    if (entry.refused) entry.refused();
+    notice('Not sent: ' + why + ' (“' + entry.text.slice(0, 80) + '”)');
+  }
+
+  // One attempt at a time per send, only once this connection rejoined its rooms; each is
+  // answered, or times out and goes again with the same client_id, until GIVE_UP_MS.
   function attempt(entry) {
-    if (!outbox.has(entry.clientId) || !socket.connected) return; // sent again on reconnect
-    const sentOn = socket.id;
+    clearTimeout(entry.timer);
+    if (!outbox.has(entry.clientId) || !socket.connected || !restored) return; // on reconnect
+    if (Date.now() - entry.firstAt > GIVE_UP_MS) {
+      giveUp(entry, 'no answer for 9 minutes; send it again if it did not arrive');
+      return;
+    }
+    const number = ++entry.attempt;
+    const again = (delay) => { entry.timer = setTimeout(() => attempt(entry), delay); };
     socket.timeout(ACK_TIMEOUT_MS).emit(entry.event, entry.payload, (err, ack) => {
-      if (!outbox.has(entry.clientId)) return; // answered, or seen arriving
-      if (err) { // no answer: the same client_id again, here or on the next connection
-        if (socket.connected && socket.id === sentOn) attempt(entry);
-        return;
-      }
-      if (ack.ok) {
+      if (!outbox.has(entry.clientId) || entry.attempt !== number) return; // superseded
+      if (err) {
+        again(0); // no answer: the same client_id again (on the next connection, if this went)
+      } else if (ack.ok) {
         outbox.delete(entry.clientId);
         if (entry.event === 'direct') { // the sending connection gets its own direct only here
           takeDirect({ id: ack.id, ts: ack.ts, from: me, to: entry.payload.to, text: entry.text,
-            node: node, client_id: entry.clientId }, false);
+            node: node, client_id: entry.clientId }, false, false);
         } else if (views.has(entry.key)) { // shown now; the event, when it comes, is the same
           addMessages(views.get(entry.key), [{ id: ack.id, room: entry.payload.room, user: me,
             text: entry.text, ts: ack.ts, node: node, client_id: entry.clientId }], false);
         }
         queueRender();
-      } else if (ack.error.code === 'unavailable' || ack.error.code === 'rate_limited') {
-        setTimeout(() => attempt(entry), RETRY_MS);
+      } else if (ack.error.code === 'unavailable' || ack.error.code === 'rate_limited'
+          || (ack.error.code === 'forbidden' && (views.get(entry.key) || {}).joining)) {
+        again(RETRY_MS);
       } else {
-        outbox.delete(entry.clientId);
-        queueRender();
-        if (entry.refused) entry.refused();
-        notice('Not sent: ' + ack.error.message);
+        giveUp(entry, ack.error.message);
+        if (ack.error.code === 'forbidden' && entry.event === 'send') { // left on another device
+          restoreRooms(() => (current && views.has(current) ? show(current) : showSomething()));
+        }
       }
     });
   }
@@ -673,11 +739,10 @@
     if (!v) return;
     countUnread(v, addMessages(v, [m]));
   });
-  socket.on('direct', (m) => takeDirect(m, true));
+  socket.on('direct', (m) => takeDirect(m, true, inboxResumed));
   socket.on('read', (r) => {
     const v = views.get(r.room !== undefined ? '#' + r.room : '@' + r.with);
-    if (v && newer(r.id, v.readId)) v.readId = r.id;
-    syncCounts();
+    if (v) readElsewhere(v, r.id);
   });
   socket.on('typing', (t) => {
     const v = views.get('#' + t.room);
@@ -714,8 +779,8 @@
     if (!name) return;
     $('join-room').value = '';
     const v = view('#' + name);
-    show(v.key);
     joinRoom(v, (joined) => { if (!joined && !v.messages.length) views.delete(v.key); });
+    show(v.key);
   });
 
   $('send-form').addEventListener('submit', (e) => {

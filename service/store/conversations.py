@@ -8,9 +8,11 @@ Guarantees
 - Ids within a user's inbox, and so within each of its conversations, strictly increase.
 - `inbox` resumes like a room's `join`: the messages after `since`, oldest first, and
   `truncated` when any after it are gone.
-- A read position never moves backwards or past the conversation's newest message; unread
-  counts are computed from the stored messages (the other user's after the position), the same
-  on every device.
+- A read position never moves backwards or past the conversation's newest message. Unread
+  counts live beside the conversations, in the same slot: the script that stores a message
+  counts it for its recipient, the one that moves a read position counts again what is left
+  (at most UNREAD_MAX messages read for it), so `conversations` costs one lookup per
+  conversation and every device sees the same counts.
 """
 
 from __future__ import annotations
@@ -59,6 +61,9 @@ class Conversations:
                 limit: int) -> list[dict[str, Any]]:
         """The newest `limit` messages between `owner` and `other` before id `before`, oldest
         first. ServiceError('not_found') when `other` is no user."""
+        if before == "0-0":
+            self._known(other)
+            return []  # nothing is before the first id (and `(0-0` is no bound to Redis)
         newest = "(" + before if before else "+"
         with redis_errors():
             entries = self.client.xrevrange(keys.conversation(owner, other), newest, "-",
@@ -76,9 +81,9 @@ class Conversations:
                 return []
             replies = self.scripts.run(
                 "conversations",
-                [keys.conversation_reads(owner),
+                [keys.conversation_unread(owner),
                  *(keys.conversation(owner, other) for other in others)],
-                [owner, UNREAD_MAX, *others])
+                others)
         return [Conversation(other, direct_message(newest) if newest else None, int(unread))
                 for other, (unread, newest) in zip(others, replies, strict=True)]
 
@@ -88,8 +93,9 @@ class Conversations:
         user."""
         with redis_errors():
             reply = self.scripts.run(
-                "read", [keys.conversation(owner, other), keys.conversation_reads(owner)],
-                [other, message_id, ""])
+                "read", [keys.conversation(owner, other), keys.conversation_reads(owner),
+                         keys.conversation_reads(owner), keys.conversation_unread(owner)],
+                [other, message_id, "", owner, UNREAD_MAX])
         answer = read_answer(reply, "")
         if answer.id is None:
             self._known(other)

@@ -96,6 +96,12 @@ def conversations(owner: str) -> str:
     return f"inbox:{{{owner}}}:with"
 
 
+def conversation_unread(owner: str) -> str:
+    """Hash: other user -> how many of their messages `owner` has not read (counted as they
+    arrive, recounted whenever `owner` reads)."""
+    return f"inbox:{{{owner}}}:unread"
+
+
 def conversation_reads(owner: str) -> str:
     """Hash: other user -> the id `owner` last read in their conversation."""
     return f"inbox:{{{owner}}}:read"

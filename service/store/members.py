@@ -10,7 +10,8 @@ Guarantees
   is one script (lua/read.lua), so two devices reading at once keep the later position.
 - Unread counts are computed from the stored messages, never kept per device: the messages of
   others after the read position (or, never having read, after the room's newest message when
-  the user joined), counted up to UNREAD_MAX. Every device, node and reload sees the same.
+  the user joined). At most UNREAD_MAX messages are read for it; when more follow, the count is
+  UNREAD_MAX ("1000 or more"). Every device, node and reload sees the same.
 """
 
 from __future__ import annotations
@@ -88,5 +89,5 @@ class Members:
         with redis_errors():
             reply = self.scripts.run(
                 "read", [keys.room_log(room), keys.room_reads(room), keys.room_members(room)],
-                [user, message_id, user])
+                [user, message_id, user, "", UNREAD_MAX])
         return read_answer(reply, f"join room {room} before marking it read")

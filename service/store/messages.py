@@ -114,18 +114,20 @@ class Messages:
         idempotent = client_id is not None and sent_key is not None
         keys_ = [stream, meta, channel, must_exist or stream,
                  sent_key if idempotent and sent_key else stream]
-        other = ""
+        other, unread = "", "0"
         if conversation is not None:
             owner, other = conversation
-            keys_ += [keys.conversation(owner, other), keys.conversations(owner)]
+            unread = "1" if data["from"] != owner else "0"
+            keys_ += [keys.conversation(owner, other), keys.conversations(owner),
+                      keys.conversation_unread(owner)]
         else:
-            keys_ += [stream, stream]
+            keys_ += [stream, stream, stream]
         pieces = message.stored_template(event, data, skip=skip)
         with redis_errors():
             reply = self.scripts.run(
                 "append", keys_,
                 [self.history_max, "1" if must_exist else "0", "1" if idempotent else "0",
-                 IDEMPOTENCY_S, same_id_as or "*", other, *pieces, *fields],
+                 IDEMPOTENCY_S, same_id_as or "*", other, unread, *pieces, *fields],
                 replicated=True)
         if not reply:
             return None
@@ -178,6 +180,8 @@ class Messages:
 
     def history(self, room: str, before: str | None, limit: int) -> list[dict[str, Any]]:
         """The newest `limit` messages before id `before` (exclusive), oldest first."""
+        if before == "0-0":
+            return []  # nothing is before the first id (and `(0-0` is no bound to Redis)
         newest = "(" + before if before else "+"
         with redis_errors():
             entries = self.client.xrevrange(keys.room_log(room), newest, "-", count=limit)

@@ -72,13 +72,15 @@ def _tag_first_version_keys(client: Any) -> int:
     return moved
 
 
-def _index_conversations(client: Any) -> int:
-    """Copy every inbox's messages into its owner's conversations; how many messages."""
+def _index_conversations(client: Any, node: str) -> int:
+    """Copy every inbox's messages into its owner's conversations, counted as read (the page
+    of that version showed them); how many messages."""
     copied = 0
     owners = [match[1] for key in client.scan_iter(match="inbox:{*}", count=1000)
               if (match := INBOX.fullmatch(key))]
     for owner in owners:
         after = "-"
+        newest: dict[str, str] = {}
         while entries := client.xrange(keys.inbox(owner), after, "+", count=COPY_PAGE):
             pipe = client.pipeline(transaction=False)
             for message_id, fields in entries:
@@ -87,9 +89,13 @@ def _index_conversations(client: Any) -> int:
                     continue
                 pipe.xadd(keys.conversation(owner, other), fields, id=message_id)
                 pipe.zadd(keys.conversations(owner), {other: int(message_id.split("-")[0])})
+                newest[other] = message_id
                 copied += 1
             pipe.execute(raise_on_error=False)  # an id already there stays as it is
             after = "(" + entries[-1][0]
+            client.set(LOCK, node, xx=True, px=LOCK_MS)  # still at it
+        if newest:
+            client.hset(keys.conversation_reads(owner), mapping=newest)
     return copied
 
 
@@ -98,19 +104,23 @@ def migrate_layout(client: Any, node: str) -> int:
     layout = client.get(keys.LAYOUT)
     if layout == keys.LAYOUT_VERSION:
         return 0
-    if not client.set(LOCK, node, nx=True, px=LOCK_MS):
-        deadline = time.monotonic() + LOCK_MS / 1000
-        while time.monotonic() < deadline and client.get(keys.LAYOUT) != keys.LAYOUT_VERSION:
+    while not client.set(LOCK, node, nx=True, px=LOCK_MS):
+        # another node is at it (it renews the lock while it works): wait until it is done
+        while client.get(LOCK) is not None:
+            if client.get(keys.LAYOUT) == keys.LAYOUT_VERSION:
+                return 0
             time.sleep(0.2)
-        return 0
+        if client.get(keys.LAYOUT) == keys.LAYOUT_VERSION:
+            return 0
     moved = 0
     try:
         if layout is None and not isinstance(client, RedisCluster):
             moved += _tag_first_version_keys(client)  # the first version never ran on a cluster
-        moved += _index_conversations(client)
+        moved += _index_conversations(client, node)
         client.set(keys.LAYOUT, keys.LAYOUT_VERSION)
     finally:
-        client.delete(LOCK)
+        if client.get(LOCK) == node:  # not another node's, had ours run out
+            client.delete(LOCK)
     if moved:
         log.info("node=%s brought %d keys and messages into key layout %s", node, moved,
                  keys.LAYOUT_VERSION)

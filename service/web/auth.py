@@ -68,7 +68,11 @@ def bearer_identity() -> str:
     node = current_node()
     if hmac.compare_digest(credential.encode(), node.settings.api_key.encode()):
         return "api"
-    return node.signer.verify(credential).user
+    claims = node.signer.verify(credential)
+    if claims.session_binding is not None:
+        raise ServiceError("unauthorized", "a page's session token is for its Socket.IO "
+                           "connection; use POST /api/token")
+    return claims.user
 
 
 @bp.post("/api/register")

@@ -9,6 +9,7 @@ import uuid
 import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
+from service.store.messages import parse_id
 from service.tokens import SALT
 
 from .conftest import SECRET_KEY, TEST_ENV, Client
@@ -174,6 +175,22 @@ def test_rooms_are_kept_across_connections_until_left(users, room, nodes):
     assert [r["room"] for r in other_device.ok("rooms", None)["rooms"]] == [room]
 
 
+def test_leaving_on_one_device_leaves_the_room_on_every_device(users, room, nodes):
+    _, token = users.register()
+    phone = users.connect(token, nodes[0])
+    laptop = users.connect(token, nodes[1])
+    _, writer = users.user_on(nodes[2])
+    for client in (phone, laptop, writer):
+        client.ok("join", {"room": room})
+    phone.ok("leave", {"room": room})
+    until(lambda: failure(laptop, "send", {"room": room, "text": "still in?"}) == "forbidden",
+          what="the laptop leaving too")
+    writer.ok("send", {"room": room, "text": "after the leave"})
+    assert writer.take("message", 1)[0]["text"] == "after the leave"
+    assert laptop.drain("message") == []
+    assert laptop.ok("rooms", {})["rooms"] == []
+
+
 def test_unread_counts_follow_the_read_position_on_every_node(users, room, nodes):
     _reader, token = users.register()
     device_a = users.connect(token, nodes[0])
@@ -192,7 +209,7 @@ def test_unread_counts_follow_the_read_position_on_every_node(users, room, nodes
     device_a.ok("read", {"room": room, "id": ids[2]})
     assert device_b.take("read", 1)[0] == {"room": room, "id": ids[2]}
     assert state(device_b)["unread"] == 1
-    assert state(device_b)["last_id"] > ids[-1]
+    assert parse_id(state(device_b)["last_id"]) > parse_id(ids[-1])  # my own is the newest
     device_a.ok("read", {"room": room, "id": ids[0]})  # backwards: nothing moves
     assert state(device_b)["unread"] == 1
     assert device_b.ok("join", {"room": room})["read"] == ids[2]

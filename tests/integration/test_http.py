@@ -195,8 +195,20 @@ def test_the_page_token_needs_the_session_and_its_csrf_and_ends_with_the_log_out
     assert answer.status_code == 200, answer.text
     assert answer.json()["expires_in"] == int(TEST_ENV.get("TOKEN_TTL_S", 12 * 3600))
     token = answer.json()["token"]
-    sockets = [Client(cluster.url, token, f"page-{i}") for i in range(4)]  # no cookie sent
+    assert browser.cookies["rooms_session"] not in token  # the HttpOnly cookie stays hidden
+    assert "browser session" in connect_refusal(cluster.url, auth={"token": token})  # no cookie
+    other = requests.Session()
+    other.post(cluster.url + "/login", timeout=5, data={
+        "username": name, "password": "correct-horse-" + name,
+        "csrf_token": csrf_of(other.get(cluster.url + "/", timeout=5).text)})
+    assert "browser session" in connect_refusal(  # the same user's other session
+        cluster.url, auth={"token": token},
+        headers={"Cookie": f"rooms_session={other.cookies['rooms_session']}"})
+    assert_error(requests.get(f"{cluster.url}/api/rooms/lobby/messages", timeout=5,
+                              headers={"Authorization": f"Bearer {token}"}), 401, "unauthorized")
+    cookie = {"Cookie": f"rooms_session={browser.cookies['rooms_session']}"}
+    sockets = [Client(cluster.url, token, f"page-{i}", headers=cookie) for i in range(4)]
     assert {s.welcome["user"] for s in sockets} == {name}
     browser.post(cluster.url + "/logout", timeout=5, data={"csrf_token": csrf})
     assert_all_disconnected(sockets)
-    assert "logged out" in connect_refusal(cluster.url, auth={"token": token})
+    assert "logged out" in connect_refusal(cluster.url, auth={"token": token}, headers=cookie)

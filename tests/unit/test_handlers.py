@@ -89,28 +89,42 @@ def test_bad_payloads_get_the_contracts_codes_and_keep_the_connection(app, event
 def test_an_expired_connection_is_told_then_ended_unless_refreshed(app, monkeypatch):
     import time
 
+    from itsdangerous import TimestampSigner
+
     node = app.extensions["node"]
     told = []
     emit = node.server.emit
     monkeypatch.setattr(node.server, "emit", lambda event, data, to, **kwargs: (
-        told.append((event, to, node.connections[to].user)), emit(event, data, to=to, **kwargs)))
-    alice, bob = connect(app), connect(app, "bob")
-    fresh = node.signer.issue("alice")
-    assert call(alice, "refresh", {"token": fresh})["ok"]
-    for sid, connection in list(node.connections.items()):
-        node.extend(connection, sid, time.time() - 1)  # both tokens ran out ...
-    alice_sid = next(sid for sid, c in node.connections.items() if c.user == "alice")
-    node.extend(node.connections[alice_sid], alice_sid, time.time() + 60)  # ... alice refreshed
-    assert node.expire_due(time.time()) == 1
+        told.append((event, node.connections[to].user)), emit(event, data, to=to, **kwargs)))
+    signed_at = int(time.time()) - node.signer.ttl_s + 2  # tokens that expire in 2 s
+    with monkeypatch.context() as patch:
+        patch.setattr(TimestampSigner, "get_timestamp", lambda _s: signed_at)
+        expiring = {user: node.signer.issue(user) for user in ("alice", "bob")}
+    alice = socketio.test_client(app, auth={"token": expiring["alice"]})
+    bob = socketio.test_client(app, auth={"token": expiring["bob"]})
+    assert call(alice, "refresh", {"token": node.signer.issue("alice")})["ok"]
+    assert call(alice, "refresh", {"token": expiring["alice"]})["ok"]  # never shortens it
+    assert node.expire_due(time.time()) == 0
+    assert node.expire_due(signed_at + node.signer.ttl_s + 1) == 1
     assert alice.is_connected() and not bob.is_connected()
-    assert [user for event, _sid, user in told if event == "expired"] == ["bob"]
+    assert [user for event, user in told if event == "expired"] == ["bob"]
+    assert len(node.expiries) == 1  # alice's, at her refreshed deadline
+
+
+def test_events_after_the_token_expired_are_unauthorized(app):
+    import time
+
+    node = app.extensions["node"]
+    alice = connect(app)
+    next(iter(node.connections.values())).expires_at = time.time() - 1
+    assert call(alice, "join", {"room": "lobby"})["error"]["code"] == "unauthorized"
 
 
 def test_refresh_refuses_another_users_token_and_keeps_the_connection(app):
     node = app.extensions["node"]
     alice = connect(app)
     before = {sid: c.expires_at for sid, c in node.connections.items()}
-    answer = call(alice, "refresh", {"token": node.signer.issue("bob")})
-    assert answer["error"]["code"] == "unauthorized"
+    for token in (node.signer.issue("bob"), node.signer.issue("alice", "some-browser-session")):
+        assert call(alice, "refresh", {"token": token})["error"]["code"] == "unauthorized"
     assert {sid: c.expires_at for sid, c in node.connections.items()} == before
     assert call(alice, "join", {"room": "lobby"})["ok"]

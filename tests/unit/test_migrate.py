@@ -62,7 +62,8 @@ def test_direct_messages_of_layout_2_are_indexed_into_conversations(redis_server
     store = Store(RedisTarget(url=redis_server.url), "node-x", history_max=100)
     listed = store.conversations.list("alice")
     assert [(c.with_user, c.unread, c.last["text"]) for c in listed] == [
-        ("bob", 1, "hello"), ("carol", 1, "yo")]
+        ("bob", 0, "hello"), ("carol", 0, "yo")]  # what the earlier page showed counts as read
+    assert client.hgetall(keys.conversation_reads("alice")) == {"bob": "9-0", "carol": "8-0"}
     assert [m["id"] for m in store.conversations.history("bob", "alice", None, 10)] == [
         "7-0", "9-0"]
     assert client.get(keys.LAYOUT) == keys.LAYOUT_VERSION

@@ -59,10 +59,15 @@ def test_bucket_refuses_over_the_rate_and_flags_a_flooder(monkeypatch):
     assert bucket.take()
 
 
-def test_a_session_token_carries_its_session_and_a_plain_one_none():
+def test_a_session_token_is_bound_to_its_session_without_revealing_it():
     signer = TokenSigner(SECRET, ttl_s=60)
-    assert signer.verify(signer.issue("alice", "session-1")).session == "session-1"
-    assert signer.verify(signer.issue("alice")).session is None
+    token = signer.issue("alice", "the-session-cookie")
+    assert "the-session-cookie" not in URLSafeTimedSerializer(SECRET, salt=SALT).loads(token)["s"]
+    claims = signer.verify(token)
+    assert signer.binds(claims, "the-session-cookie")
+    assert not signer.binds(claims, "another-session") and not signer.binds(claims, None)
+    assert not signer.binds(signer.verify(signer.issue("alice")), "the-session-cookie")
+    assert not TokenSigner("another-secret-entirely", 60).binds(claims, "the-session-cookie")
 
 
 def test_a_token_whose_session_is_not_a_string_is_refused():
@@ -71,15 +76,18 @@ def test_a_token_whose_session_is_not_a_string_is_refused():
         TokenSigner(SECRET, 60).verify(token)
 
 
-def test_expiries_come_due_soonest_first_each_once():
+def test_expiries_come_due_soonest_first_once_each_at_their_latest_deadline():
     from service.realtime.expiry import Expiries
 
     expiries = Expiries()
     expiries.watch("late", 30.0)
     expiries.watch("soon", 10.0)
-    expiries.watch("soon", 20.0)  # refreshed: its old deadline comes due harmlessly
-    assert expiries.due(5.0) == []
-    assert expiries.due(20.0) == ["soon", "soon"]
+    expiries.watch("soon", 20.0)  # refreshed: one entry, due at the later deadline
+    expiries.watch("soon", 15.0)  # an older token does not shorten it
+    expiries.watch("gone", 5.0)
+    expiries.forget("gone")
+    assert expiries.due(12.0) == []
+    assert expiries.due(20.0) == ["soon"]
     assert expiries.due(25.0) == []
     assert expiries.due(31.0) == ["late"]
-    assert len(expiries) == 0
+    assert len(expiries) == 0 and expiries.due(100.0) == []

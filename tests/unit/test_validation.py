@@ -90,3 +90,28 @@ def test_any_payload_is_accepted_or_refused_with_a_contract_code(payload):
             check(payload)
         except ServiceError as error:
             assert error.code in ("bad_request", "too_large")
+
+
+@pytest.mark.parametrize("value", ["1-99999999999999999999", "18446744073709551615-0",
+                                   "9223372036854775808-1"])
+def test_ids_beyond_what_a_stream_bound_takes_are_refused(value):
+    with pytest.raises(ServiceError) as refused:
+        validation.message_id(value, "since")
+    assert refused.value.code == "bad_request"
+    assert validation.message_id("9223372036854775807-0", "since") == "9223372036854775807-0"
+
+
+@pytest.mark.parametrize("payload", [
+    {}, {"id": "1-0"}, {"room": "ok", "with": "bob", "id": "1-0"}, {"room": "ok"},
+    {"room": "bad room", "id": "1-0"}, {"with": "x", "id": "1-0"}, {"room": "ok", "id": 5}])
+def test_bad_read_payloads(payload):
+    with pytest.raises(ServiceError) as refused:
+        validation.read(payload)
+    assert refused.value.code == "bad_request"
+
+
+def test_read_names_a_room_or_a_conversation():
+    assert validation.read({"room": "lobby", "id": "5-1"}) == validation.Read("room", "lobby",
+                                                                               "5-1")
+    assert validation.read({"with": "bob", "id": "5-1"}) == validation.Read("with", "bob", "5-1")
+    assert validation.inbox(None) is None and validation.inbox({"since": "3-0"}) == "3-0"

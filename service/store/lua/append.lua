@@ -4,13 +4,14 @@
 -- KEYS[1] stream, KEYS[2] its meta hash, KEYS[3] its channel,
 -- KEYS[4] a key that must exist (the recipient's account) when ARGV[2] is '1',
 -- KEYS[5] where the id of this client_id's first append is kept, when ARGV[3] is '1',
--- KEYS[6] the conversation's stream and KEYS[7] the owner's conversations, when ARGV[6] names
--- the other user of a direct message (the entry is copied there with the same id)
+-- KEYS[6] the conversation's stream, KEYS[7] the owner's conversations and KEYS[8] its unread
+-- counts, when ARGV[6] names the other user of a direct message (the entry is copied there
+-- with the same id, and counted unread when ARGV[7] is '1': the other user sent it)
 -- (unused KEYS repeat KEYS[1]; every key is in the stream's slot)
 -- ARGV[1] maxlen, ARGV[2] check KEYS[4], ARGV[3] idempotent by KEYS[5] (for ARGV[4] seconds),
 -- ARGV[5] the id to take if it is newer than the stream's newest, else '*' (a new one),
--- ARGV[6] the other user of a direct message, or '',
--- ARGV[7..10] the frame's pieces (bus/message.py: stored_template), ARGV[11..] field, value pairs
+-- ARGV[6] the other user of a direct message, or '', ARGV[7] '1' to count it unread,
+-- ARGV[8..11] the frame's pieces (bus/message.py: stored_template), ARGV[12..] field, value pairs
 -- Returns {id, 1 if it was new} or false when KEYS[4] does not exist. A repeat within the window
 -- returns the first id and stores and publishes nothing.
 -- Meta: `created` the first id of this stream (a stream that is gone and starts again gets a new
@@ -46,10 +47,10 @@ if seen and (fresh or failed_over) then
 end
 local id
 if wanted ~= '*' then
-  local taken = redis.pcall('XADD', KEYS[1], wanted, unpack(ARGV, 11))
+  local taken = redis.pcall('XADD', KEYS[1], wanted, unpack(ARGV, 12))
   if type(taken) == 'string' then id = taken end  -- else not newer than the stream's newest
 end
-id = id or redis.call('XADD', KEYS[1], '*', unpack(ARGV, 11))
+id = id or redis.call('XADD', KEYS[1], '*', unpack(ARGV, 12))
 if fresh then redis.call('HSET', KEYS[2], 'created', id) end
 if ARGV[3] == '1' then redis.call('SET', KEYS[5], id, 'EX', tonumber(ARGV[4])) end
 if seen ~= replid then
@@ -64,11 +65,12 @@ if excess >= 100 then
 end
 local ts = string.match(id, '^(%d+)')
 if ARGV[6] ~= '' then
-  local copied = redis.pcall('XADD', KEYS[6], 'MAXLEN', '~', ARGV[1], id, unpack(ARGV, 11))
+  local copied = redis.pcall('XADD', KEYS[6], 'MAXLEN', '~', ARGV[1], id, unpack(ARGV, 12))
   if type(copied) ~= 'string' then  -- an inbox lost and started again with older ids
-    redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 11))
+    redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 12))
   end
   redis.call('ZADD', KEYS[7], ts, ARGV[6])
+  if ARGV[7] == '1' then redis.call('HINCRBY', KEYS[8], ARGV[6], 1) end
 end
-redis.call('SPUBLISH', KEYS[3], ARGV[7] .. id .. ARGV[8] .. id .. ARGV[9] .. ts .. ARGV[10])
+redis.call('SPUBLISH', KEYS[3], ARGV[8] .. id .. ARGV[9] .. id .. ARGV[10] .. ts .. ARGV[11])
 return {id, 1}

@@ -8,15 +8,18 @@ local function id_before(a, b)  -- a < b
   local bms, bseq = parse_id(b)
   return ams < bms or (ams == bms and aseq < bseq)
 end
--- How many entries of `stream` after id `after` have `field` other than `value`, counted up to
--- `cap`; and the stream's newest entry (or false).
+-- How many of the (at most `cap`) entries of `stream` after id `after` have `field` other than
+-- `value`: `cap` when more than `cap` entries follow (the count is then "cap or more"); and the
+-- stream's newest entry (or false). Reads at most `cap` + 1 entries, however long the stream.
 local function count_after(stream, after, field, value, cap)
   local newest = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)[1] or false
-  local count = 0
+  local count, scanned = 0, 0
   local from = '(' .. after
-  while newest and count < cap do
-    local batch = redis.call('XRANGE', stream, from, '+', 'COUNT', 200)
+  while newest and scanned < cap do
+    local wanted = math.min(200, cap - scanned)
+    local batch = redis.call('XRANGE', stream, from, '+', 'COUNT', wanted)
     for _, entry in ipairs(batch) do
+      scanned = scanned + 1
       local fields = entry[2]
       for i = 1, #fields, 2 do
         if fields[i] == field then
@@ -25,8 +28,11 @@ local function count_after(stream, after, field, value, cap)
         end
       end
     end
-    if #batch < 200 then break end
+    if #batch < wanted then return count, newest end
     from = '(' .. batch[#batch][1]
   end
-  return math.min(count, cap), newest
+  if newest and #redis.call('XRANGE', stream, from, '+', 'COUNT', 1) > 0 then
+    return cap, newest
+  end
+  return count, newest
 end
