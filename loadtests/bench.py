@@ -364,7 +364,7 @@ def main() -> int:
     if unknown:
         raise SystemExit(f"PARTS: unknown {sorted(unknown)}; choose from compare, scale")
     folder = Path(os.environ.get("BENCH_RESULTS") or ROOT / "bench-results" /
-                  time.strftime("%Y%m%d-%H%M%S"))
+                  time.strftime("%Y%m%d-%H%M%S")).resolve()  # nginx needs absolute paths
     duration = env_duration("DURATION", 30)  # refused here, before any system starts
     folder.mkdir(parents=True, exist_ok=True)
     failed = False

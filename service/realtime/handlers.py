@@ -170,6 +170,7 @@ def register_handlers(socketio: SocketIO, node: Node) -> None:
             new_here = node.bus.attach(sid, channel)
             node.store.members.add(connection.user, join.room)
             joined = node.store.presence.join(join.room, connection.user, sid, member=True)
+            node.store.members.add(connection.user, join.room)  # again: a leave in between
             resumed = node.store.messages.resume_room(join.room, join.since)
         except Exception:
             if joined_before:  # still a member here: what was held goes out as it came

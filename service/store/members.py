@@ -4,8 +4,10 @@ Guarantees
 - `join` (presence.py, with `member`) makes a user a member of a room until it `leave`s, across
   connections, reloads and devices; a disconnect ends presence, never membership. The room
   keeps its members and their read positions in its own slot (`room:{name}:members`, `:read`),
-  the user the list of its rooms in its own (`user:{name}:rooms`), written before the room's
-  side on join and after it on leave, so the list never misses a room the user is a member of.
+  the user the list of its rooms in its own (`user:{name}:rooms`), written before and after the
+  room's side on join (a leave on another device can run in between) and after it on leave, so
+  the list never misses a room the user is a member of; `rooms` skips a listed room the user is
+  no member of.
 - A read position never moves backwards and never past the room's newest message; moving it
   is one script (lua/read.lua), so two devices reading at once keep the later position.
 - Unread counts are computed from the stored messages, never kept per device: the messages of
