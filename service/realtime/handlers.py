@@ -201,10 +201,10 @@ def register_handlers(socketio: SocketIO, node: Node) -> None:
 
     def left_elsewhere(body: dict[str, Any]) -> None:
         """The user left a room on one connection: its others, on this node, leave it too."""
-        user, room, origin = body.get("user"), body.get("room"), body.get("from")
-        for sid, connection in list(node.connections.items()):
-            if connection.user == user and room in connection.rooms and (
-                    f"{node.name}|{sid}" != origin):
+        user, room, origin = str(body.get("user")), str(body.get("room")), body.get("from")
+        for sid in compat.connections_in(server, user_room(user)):
+            connection = node.connections.get(sid)
+            if connection is not None and f"{node.name}|{sid}" != origin:
                 leave_here(connection, sid, room)
 
     node.on_left = left_elsewhere

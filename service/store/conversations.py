@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 from ..errors import ServiceError
 from . import keys
+from .accounts import Accounts
 from .failures import redis_errors
 from .members import UNREAD_MAX, ReadMoved, read_answer
 from .messages import RESUME_LIMIT, Messages, Resumed, direct_message
@@ -36,15 +37,14 @@ class Conversation(NamedTuple):
 
 
 class Conversations:
-    def __init__(self, client: Any, scripts: Scripts, messages: Messages):
+    def __init__(self, client: Any, scripts: Scripts, messages: Messages, accounts: Accounts):
         self.client = client
         self.scripts = scripts
         self.messages = messages
+        self.accounts = accounts
 
     def _known(self, user: str) -> None:
-        with redis_errors():
-            exists = self.client.exists(keys.account(user))
-        if not exists:
+        if not self.accounts.exists(user):
             raise ServiceError("not_found", f"no user named {user}")
 
     def inbox(self, user: str, since: str | None) -> Resumed:

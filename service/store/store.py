@@ -49,7 +49,8 @@ class Store:
         self.messages = Messages(self.client, self.scripts, node, history_max)
         self.presence = Presence(self.client, self.scripts, node)
         self.members = Members(self.client, self.scripts)
-        self.conversations = Conversations(self.client, self.scripts, self.messages)
+        self.conversations = Conversations(self.client, self.scripts, self.messages,
+                                           self.accounts)
         self.nodes = NodeRegistry(self.client, self.presence, node)
         self.sessions = Sessions(self.client, self.topology.raw)
 

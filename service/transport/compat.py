@@ -82,6 +82,11 @@ def broadcast(server: Any, room: str | None, event_args: bytes, skip: list[str])
     return reached
 
 
+def connections_in(server: Any, room: str) -> list[str]:
+    """The sids of this node's connections in Socket.IO room `room`."""
+    return [sid for sid, _eio_sid in server.manager.get_participants("/", room)]
+
+
 def send_to(server: Any, sid: str, event_args: bytes) -> bool:
     """Deliver a Socket.IO event to one connection of this node; whether it was written."""
     eio_sid = server.manager.eio_sid_from_sid(sid, "/")
@@ -271,7 +276,8 @@ INTERNALS = [
     Internal("python-socketio", "Server._handle_event, Server._handle_eio_message",
              "guard_incoming_packets: hostile packets refused with one log line", _socketio_server),
     Internal("python-socketio", "Manager.get_participants, Manager.eio_sid_from_sid",
-             "broadcast, send_to: bus frames to this node's connections", _manager),
+             "broadcast, send_to: bus frames to this node's connections; connections_in",
+             _manager),
     Internal("python-engineio", "Socket(server, sid): send, receive, close(wait, abort, reason), "
              "schedule_ping, check_ping_timeout, _upgrade_websocket; packet.Packet",
              "broadcast; transport/websocket.py: its socket class; end_transports (drain)",
