@@ -5,7 +5,8 @@ a probe that must hold ten thousand idle connections or receive a room's every b
 less. This speaks exactly what the probes use of PROTOCOL.md over a WebSocket only (Socket.IO v5,
 Engine.IO v4): connect with a token, `welcome`, `join` and `send` with acknowledgements, `message`
 events; it answers the server's pings. Not a general client: no long-polling, no binary packets;
-the one reconnection is LeanSender's, after a lost ack.
+the one reconnection is LeanSender's, after a lost ack, with jittered exponential backoff
+(backoff.py).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from gevent import socket
 from gevent.event import AsyncResult
 from gevent.lock import Semaphore
 
+from loadtests import backoff
 from loadtests.resend import ACK_TIMEOUT_S, RECONNECT_S, Unacknowledged, until_acknowledged
 
 OPEN, CLOSE, PING, PONG, MESSAGE = "0", "1", "2", "3", "4"
@@ -252,6 +254,7 @@ class LeanSender:
             return True
         self.client.close()
         deadline = time.monotonic() + RECONNECT_S
+        waits = backoff.delays()
         while True:
             try:
                 self.client = self._joined()
@@ -259,4 +262,4 @@ class LeanSender:
             except (Exception, gevent.Timeout):  # refused, reset or timed out: again, for a while
                 if time.monotonic() >= deadline:
                     return False
-                gevent.sleep(0.5)
+                gevent.sleep(min(next(waits), max(0.0, deadline - time.monotonic())))

@@ -84,9 +84,11 @@ class RoomsUser(User):
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        # reconnects after a drop, so that a send whose ack was lost can be sent again
-        self.sio = socketio.Client(reconnection_delay=0.5, reconnection_delay_max=2,
-                                   reconnection_attempts=10)
+        # reconnects after a drop, so that a send whose ack was lost can be sent again: with
+        # jittered exponential backoff (0.5 s doubling up to 5 s, each 50-150%), for as long as
+        # the user runs (on_stop ends the attempts)
+        self.sio = socketio.Client(reconnection_delay=0.5, reconnection_delay_max=5,
+                                   randomization_factor=0.5, reconnection_attempts=0)
         self.up = Event()  # welcomed on the current connection
         self.joined = False  # the current connection is in the room: it may send
         self.stopping = False

@@ -468,11 +468,14 @@ class Cluster:
                              f"{self.node_command!r}")
         return list(self.node_command)
 
-    def start_node(self, index: int, wait: bool = True) -> None:
+    def start_node(self, index: int, wait: bool = True,
+                   env: dict[str, str] | None = None) -> None:
+        """Start node `index` (with `env` on top of its usual environment); with `wait`, return
+        once it is ready and the front door routes to it."""
         running = self.processes.get(self.node_name(index))
         if running is not None and running.poll() is None:
             return  # already up: a second one could only fail on the port and orphan this one
-        env = self.node_env(index)
+        env = {**self.node_env(index), **(env or {})}
         if self.node_command == "eventlet":
             env["ASYNC_MODE"] = "eventlet"
         self._spawn(self.node_name(index), self.node_argv(), env)

@@ -8,7 +8,7 @@ import socketio as python_socketio
 from flask import Flask
 from flask_socketio import SocketIO
 
-from .node import drain
+from .node.gate import SessionGate
 from .node.node import Node
 from .realtime.handlers import register_handlers
 from .settings import DEV_API_KEY, DEV_SECRET_KEY, Settings, load_settings
@@ -85,7 +85,9 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
     # a method
     guarded = PollingBodyGuard(app.wsgi_app, settings.max_frame_bytes)
     app.wsgi_app = guarded  # type: ignore[method-assign]  # middleware, see above
-    drain.init_app(app, node)
+    # outermost: a refused session is a plain 503 before anything else reads the request
+    gate = SessionGate(app.wsgi_app, node.refusal, lambda: node.draining)
+    app.wsgi_app = gate  # type: ignore[method-assign]  # middleware, as above
     node.start(socketio.server, background=background)
     log = logging.getLogger("service")
     if settings.secret_key == DEV_SECRET_KEY or settings.api_key == DEV_API_KEY:

@@ -59,6 +59,7 @@ class Settings:
     redis_username: str | None = None
     redis_password: str | None = None
     ack_replicas: int = 0
+    ack_min_replicas: int = 0
     ack_timeout_ms: int = 500
     secret_key: str = DEV_SECRET_KEY
     api_key: str = DEV_API_KEY
@@ -73,6 +74,9 @@ class Settings:
     heartbeat_interval_s: float = 2.0
     node_ttl_s: float = 10.0
     drain_timeout_s: float = 5.0
+    handover_spread_s: float = 5.0
+    redis_lost_grace_s: float = 10.0
+    node_url: str = "http://127.0.0.1:5001"
     session_cookie_secure: bool = False
     max_frame_bytes: int = 64 * 1024
     ping_interval_s: int = 25
@@ -178,6 +182,19 @@ def _usernames(source: dict[str, str], name: str) -> frozenset[str]:
     return frozenset(names)
 
 
+def default_node_url(bind: str) -> str:
+    """How peers reach this node, from where it listens (BIND): a wildcard address becomes the
+    address the host's name resolves to (a container's or pod's own)."""
+    host, _, port = bind.rpartition(":")
+    host = host.strip("[]")
+    if host in ("", "0.0.0.0", "::"):  # noqa: S104 - read, not bound
+        try:
+            host = socket.gethostbyname(socket.gethostname())
+        except OSError:
+            host = "127.0.0.1"
+    return f"http://{host}:{port}"
+
+
 def default_node_name() -> str:
     """The host's name made a valid node name (a container's or pod's name is unique)."""
     name = re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname())[:64]
@@ -253,6 +270,19 @@ def load_settings(environ: dict[str, str] | None = None, dotenv: Path | None = N
     heartbeat = _float(source, "HEARTBEAT_INTERVAL_S", Settings.heartbeat_interval_s, 0.2, 60)
     node_ttl = _float(source, "NODE_TTL_S", Settings.node_ttl_s, 1, 600)
     drain_timeout = _float(source, "DRAIN_TIMEOUT_S", Settings.drain_timeout_s, 0, 60)
+    handover_spread = _float(source, "HANDOVER_SPREAD_S", Settings.handover_spread_s, 0, 120)
+    redis_lost_grace = _float(source, "REDIS_LOST_GRACE_S", Settings.redis_lost_grace_s, 1,
+                              3600)
+    ack_replicas = _int(source, "ACK_REPLICAS", default_replicas, 0, 5)
+    ack_min_replicas = _int(source, "ACK_MIN_REPLICAS", 0, 0, 5)
+    if ack_min_replicas > ack_replicas:
+        raise SettingsError(f"ACK_MIN_REPLICAS ({ack_min_replicas}) must not exceed ACK_REPLICAS "
+                            f"({ack_replicas}): it is the fewest of them a write may settle for")
+    node_url = (source.get("NODE_URL") or default_node_url(
+        source.get("BIND") or "127.0.0.1:5001")).rstrip("/")
+    if not re.match(r"^https?://[^/\s]+:\d{1,5}$", node_url):
+        raise SettingsError(f"NODE_URL must look like http(s)://host:port (how the other nodes "
+                            f"reach this one), got {node_url!r}")
     if node_ttl < 2 * heartbeat:
         raise SettingsError("NODE_TTL_S must be at least twice HEARTBEAT_INTERVAL_S")
     max_frame = _int(source, "MAX_FRAME_BYTES", Settings.max_frame_bytes, 4096, 16 << 20)
@@ -272,7 +302,8 @@ def load_settings(environ: dict[str, str] | None = None, dotenv: Path | None = N
         redis_cluster_nodes=cluster_nodes,
         redis_username=source.get("REDIS_USERNAME") or None,
         redis_password=redis_password,
-        ack_replicas=_int(source, "ACK_REPLICAS", default_replicas, 0, 5),
+        ack_replicas=ack_replicas,
+        ack_min_replicas=ack_min_replicas,
         ack_timeout_ms=_int(source, "ACK_TIMEOUT_MS", Settings.ack_timeout_ms, 1, 60_000),
         secret_key=secret_key,
         api_key=api_key,
@@ -291,6 +322,9 @@ def load_settings(environ: dict[str, str] | None = None, dotenv: Path | None = N
         heartbeat_interval_s=heartbeat,
         node_ttl_s=node_ttl,
         drain_timeout_s=drain_timeout,
+        handover_spread_s=handover_spread,
+        redis_lost_grace_s=redis_lost_grace,
+        node_url=node_url,
         session_cookie_secure=_bool(source, "SESSION_COOKIE_SECURE", env == "production"),
         max_frame_bytes=max_frame,
         send_buffer_bytes=send_buffer,

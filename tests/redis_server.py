@@ -16,14 +16,20 @@ def free_port() -> int:
 
 
 class RedisServer:
-    def __init__(self, data_dir: Path):
+    def __init__(self, data_dir: Path, replica_of: int | None = None):
+        """A server of its own; with `replica_of` (a port), a replica of that server."""
         self.port = free_port()
+        data_dir.mkdir(parents=True, exist_ok=True)
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-        self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(data_dir)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
+        replica = ["--replicaof", "127.0.0.1", str(replica_of)] if replica_of else []
+        self.argv = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                     "--appendonly", "no", "--dir", str(data_dir), *replica]
+        self.start()
+
+    def start(self) -> None:
+        """Start the server (again, on the same port) and return once it answers."""
+        self.process = subprocess.Popen(self.argv, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:

@@ -51,8 +51,10 @@ class Bus:
     def __init__(self, node: str, topology: Topology, messages: Messages, deliver: Deliver,
                  deliver_to: Callable[[str, bytes], None],
                  on_control: Callable[[dict[str, Any]], None],
-                 spawn: Callable[..., Any], sleep: Callable[[float], None]):
+                 spawn: Callable[..., Any], sleep: Callable[[float], None],
+                 reachable: Callable[[Address], bool] = lambda address: True):
         self.node = node
+        self.reachable = reachable  # whether a master answers now (store/health.py)
         self.topology = topology
         self.messages = messages
         self.deliver = deliver
@@ -81,6 +83,7 @@ class Bus:
         self.on_delivered: Callable[[str | None, int], None] | None = None
         self.replayed = 0
         self.resubscribes = 0
+        self.connect_failures = 0  # links in a row that could not connect
         self._repairing = False
         self.closed = False
 
@@ -164,7 +167,11 @@ class Bus:
 
     def attach(self, sid: str, channel: Channel) -> bool:
         """Serve `channel` to connection `sid`; returns when subscribed (True if the channel is
-        new on this node). Raises ServiceError('unavailable') if Redis does not confirm it."""
+        new on this node). Raises ServiceError('unavailable') if Redis does not confirm it, at
+        once when the channel's master is known to be unreachable."""
+        if channel.name not in self.subscribed and not self._reachable(channel.name):
+            raise ServiceError("unavailable", "this node cannot reach the message bus now, "
+                               "try again")
         with self._lock:
             sids = self.members.setdefault(channel.name, set())
             new = not sids
@@ -184,6 +191,12 @@ class Bus:
             raise ServiceError("unavailable", "the message bus did not confirm the subscription "
                                "in time, try again")
         return new
+
+    def _reachable(self, name: str) -> bool:
+        try:
+            return self.reachable(self.topology.address_of(name))
+        except redis.RedisError:  # the slot map is unknown: not known to be unreachable
+            return True
 
     def detach(self, sid: str, channel: Channel) -> None:
         """Connection `sid` no longer needs `channel`; its last one unsubscribes it."""
@@ -233,6 +246,7 @@ class Bus:
         with self._lock:
             if self.link_of.get(name) is not link or not self._wanted(name):
                 return
+            self.connect_failures = 0
             self.subscribed.add(name)
             lost_at = self.lost.pop(name, None)
             waiter = self.waiters.pop(name, None)
@@ -265,7 +279,13 @@ class Bus:
             if self.links.get(link.address) is link:
                 del self.links[link.address]
             names = [name for name, on in self.link_of.items() if on is link]
-        if names:
+        if link.connection is None:  # it never connected: said once until a link connects
+            self.connect_failures += 1
+            if self.connect_failures == 1:
+                log.error("node=%s cannot reach redis at %s:%d to restore %d bus channels (%s); "
+                          "retrying every %.0f s", self.node, *link.address, len(names),
+                          error.__class__.__name__, RESUBSCRIBE_EVERY_S)
+        elif names:
             log.error("node=%s lost its bus connection to %s:%d (%s); %d channels to restore",
                       self.node, *link.address, error.__class__.__name__, len(names))
         self._lose(names, link)

@@ -20,26 +20,20 @@ def _worker_connections() -> int:
 worker_connections = _worker_connections()
 
 
-def _drain_timeout_s() -> float:
+def _seconds(name: str, default: float) -> float:
     try:
-        return float(os.environ.get("DRAIN_TIMEOUT_S", "5"))
+        return float(os.environ.get(name, str(default)))
     except ValueError:
-        return 5.0  # the node itself refuses the bad value, naming DRAIN_TIMEOUT_S
+        return default  # the node itself refuses the bad value, naming the setting
 
 
-graceful_timeout = int(_drain_timeout_s()) + 10  # draining, then whatever requests are left
-
-
-def _connect_timeout_s() -> float:
-    try:
-        return float(os.environ.get("CONNECT_TIMEOUT_S", "10"))
-    except ValueError:
-        return 10.0  # the node itself refuses the bad value, naming CONNECT_TIMEOUT_S
+# draining waits for events in flight and spreads the hand-over, then whatever requests are left
+graceful_timeout = int(_seconds("DRAIN_TIMEOUT_S", 5) + _seconds("HANDOVER_SPREAD_S", 5)) + 10
 
 
 # a request's headers must arrive within this (a slow-loris handshake is cut off), and a kept-alive
 # connection may idle this long between requests
-keepalive = max(1, int(_connect_timeout_s()))
+keepalive = max(1, int(_seconds("CONNECT_TIMEOUT_S", 10)))
 accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info")

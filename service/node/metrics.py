@@ -39,6 +39,9 @@ NAMES = (
     "rooms_delivery_seconds", "rooms_errors_total", "rooms_rate_limited_total", "rooms_draining",
     "rooms_redis_up", "rooms_canary_lag_seconds", "rooms_canary_lost_total",
     "rooms_canary_heard_age_seconds", "rooms_canary_sent_total", "rooms_node_info",
+    "rooms_redis_master_up", "rooms_redis_replicas_in_sync", "rooms_redis_writes_degraded",
+    "rooms_redis_memory_full", "rooms_redis_memory_used_bytes", "rooms_redis_maxmemory_bytes",
+    "rooms_redis_oom_refusals_total", "rooms_cut_off", "rooms_handed_over_total",
 )
 
 
@@ -165,8 +168,14 @@ class _NodeState(Collector):
                                   value=bus.replayed)
         yield GaugeMetricFamily("rooms_draining", "1 while the node drains",
                                 value=int(node.draining))
-        yield GaugeMetricFamily("rooms_redis_up", "1 when Redis answered the last heartbeat",
-                                value=int(bool(node.redis_up)))
+        health = node.health
+        yield GaugeMetricFamily("rooms_redis_up", "1 when every Redis master answered its last "
+                                "probe", value=int(health.probes > 0 and health.up()))
+        yield from _masters(health, node.settings.ack_replicas)
+        yield GaugeMetricFamily("rooms_cut_off", "1 while this node, cut off from Redis, hands "
+                                "its connections to the others", value=int(node.cut_off.active))
+        yield CounterMetricFamily("rooms_handed_over", "Connections handed over because this "
+                                  "node was cut off from Redis", value=node.cut_off.handed_over)
         lag = GaugeMetricFamily("rooms_canary_lag_seconds", "Lag of the newest canary heard",
                                 labels=["source"])
         lost = CounterMetricFamily("rooms_canary_lost", "Canaries never heard",
@@ -184,6 +193,38 @@ class _NodeState(Collector):
         info = GaugeMetricFamily("rooms_node_info", "This node", labels=["node", "async_mode"])
         info.add_metric([node.name, node.settings.async_mode], 1)
         yield info
+
+
+def _masters(health: Any, wanted: int) -> Iterator[Metric]:
+    """Each Redis master as the node's probe last saw it (store/health.py)."""
+    families = {
+        "up": GaugeMetricFamily("rooms_redis_master_up", "1 when the master answered its last "
+                                "probe from this node", labels=["master"]),
+        "in_sync": GaugeMetricFamily("rooms_redis_replicas_in_sync", "The master's replicas "
+                                     "online and acknowledging", labels=["master"]),
+        "degraded": GaugeMetricFamily("rooms_redis_writes_degraded", "1 when writes are "
+                                      "acknowledged after fewer replicas than ACK_REPLICAS",
+                                      labels=["master"]),
+        "full": GaugeMetricFamily("rooms_redis_memory_full", "1 when the master refuses writes "
+                                  "for want of memory", labels=["master"]),
+        "used": GaugeMetricFamily("rooms_redis_memory_used_bytes", "The master's used_memory",
+                                  labels=["master"]),
+        "max": GaugeMetricFamily("rooms_redis_maxmemory_bytes", "The master's maxmemory (0: no "
+                                 "limit)", labels=["master"]),
+    }
+    for (host, port), state in sorted(list(health.masters.items())):
+        master = [f"{host}:{port}"]
+        in_sync = state.in_sync if state.in_sync is not None else 0
+        families["up"].add_metric(master, int(state.reachable))
+        families["in_sync"].add_metric(master, in_sync)
+        families["degraded"].add_metric(master, int(state.reachable and state.in_sync is not None
+                                                    and in_sync < wanted))
+        families["full"].add_metric(master, int(state.full))
+        families["used"].add_metric(master, state.used_memory)
+        families["max"].add_metric(master, state.maxmemory)
+    yield from families.values()
+    yield CounterMetricFamily("rooms_redis_oom_refusals", "Writes Redis refused for want of "
+                              "memory", value=health.oom_refusals)
 
 
 def transports(server: Any) -> dict[str, int]:

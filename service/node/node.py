@@ -25,10 +25,13 @@ from ..store.migrate import migrate_layout
 from ..store.store import Store
 from ..tokens import TokenSigner
 from ..transport import compat
+from .cut_off import CutOff
+from .handover import hand_over
 from .metrics import Metrics, transports
 
 log = logging.getLogger("service")
 EXPIRY_CHECK_S = 0.5
+CUT_OFF_CHECK_S = 0.5
 EXPIRED_REASON = "token expired: refresh it (the refresh event) before it expires"
 
 
@@ -43,15 +46,19 @@ class Node:
         self.name = settings.node_name
         self.started_ms = int(time.time() * 1000)
         self.store = Store(settings.redis_target, settings.node_name, settings.room_history_max,
-                           settings.async_mode, settings.ack_replicas, settings.ack_timeout_ms)
+                           settings.async_mode, settings.ack_replicas, settings.ack_timeout_ms,
+                           settings.ack_min_replicas)
+        self.health = self.store.health
         self.server: Any = None  # python-socketio's Server, once Flask-SocketIO made it
         self.metrics = Metrics()
         self.bus = Bus(self.name, self.store.topology, self.store.messages,
                        deliver=self._deliver, deliver_to=self._deliver_to,
-                       on_control=self._on_control, spawn=spawn, sleep=time.sleep)
+                       on_control=self._on_control, spawn=spawn, sleep=time.sleep,
+                       reachable=self.health.reachable)
         self.bus.on_delivered = self.metrics.delivered_frame
         self.emitter = Emitter(self.store.client)
         self.peers: list[str] = []  # the other live nodes, as of the last heartbeat
+        self.peer_urls: dict[str, str] = {}  # where the live nodes are reached, likewise
         topology = self.store.topology
         self.canary = Canary(self.name, self._publish_control, lambda: self.peers,
                              settings.canary_interval_s, settings.canary_deadline_s,
@@ -64,10 +71,12 @@ class Node:
         self.on_left: Callable[[dict[str, Any]], None] | None = None
         self.pending_leaves: list[tuple[str, str, str]] = []  # (room, user, sid) to retry
         self.draining = False  # set on SIGTERM: no new sessions, connections handed over
-        self.in_flight = 0  # Socket.IO events being handled right now
+        self.busy: dict[str, int] = {}  # sid -> Socket.IO events of it being handled now
+        self.cut_off = CutOff(self.name, settings.redis_lost_grace_s, self.health.down_for,
+                              lambda: self.peer_urls, self._hand_over_cut_off)
         self._cleaned_leftovers = False
         self._migrated = False
-        self.redis_up: bool | None = None  # as of the last heartbeat; None before the first
+        self._beat_failed: str | None = None  # why the last heartbeat failed, if it did
         self._counted: tuple[float, float, float] | None = None  # (when, accepted, delivered)
 
     def init_app(self, app: Flask) -> None:
@@ -79,10 +88,12 @@ class Node:
         self.server = server
         self.store.start()
         if background:
+            spawn(self.health.watch_forever, lambda: self.bus.closed, time.sleep)
             self.bus.start()
             spawn(self.heartbeat_forever)
             spawn(self.canary_forever)
             spawn(self.expire_forever)
+            spawn(self.cut_off_forever)
 
     # ---- delivery from the bus --------------------------------------------------------------
 
@@ -161,16 +172,50 @@ class Node:
                 log.exception("node=%s could not end expired connections", self.name)
             time.sleep(EXPIRY_CHECK_S)
 
+    # ---- serving or not ---------------------------------------------------------------------
+
+    def refusal(self) -> str | None:
+        """Why new sessions are refused now (the session gate answers 503), or None."""
+        if self.draining:
+            return "this node is shutting down; connect again"
+        if self.cut_off.active or (self.health.probes and not self.health.up()):
+            return "this node cannot reach Redis now; connect again (another node will answer)"
+        return None
+
     def ready(self) -> tuple[bool, str]:
+        """Whether this node serves, from what it already knows: never waits on Redis."""
         if self.draining:
             return False, "draining"
-        if not self.store.ping():
-            return False, "redis does not answer"
+        if self.cut_off.active:
+            return False, "cut off from redis: connections handed over to the other nodes"
+        if not self.health.probes:
+            return False, "redis not probed yet"
+        if not self.health.up():
+            return False, f"redis does not answer: {', '.join(self.health.unreachable())}"
         ready, reason = self.bus.ready()
         if ready and self.canary.deaf():
             return False, (f"the bus has not delivered this node's own canary for "
                            f"{self.canary.silent_for():.1f} s")
         return ready, reason
+
+    def hand_over(self, keep_going: Callable[[], bool] = lambda: True) -> int:
+        """End every connection's transport spread over HANDOVER_SPREAD_S (handover.py): their
+        clients reconnect through the front door to other nodes. How many were ended."""
+        return hand_over(self.server, list(self.connections), sleep=time.sleep,
+                         spread_s=self.settings.handover_spread_s,
+                         busy_wait_s=self.settings.drain_timeout_s,
+                         busy=lambda sid: self.busy.get(sid, 0) > 0, keep_going=keep_going)
+
+    def _hand_over_cut_off(self) -> int:
+        return self.hand_over(keep_going=lambda: self.health.down_for() > 0)
+
+    def cut_off_forever(self) -> None:
+        while not self.bus.closed:
+            try:
+                self.cut_off.check()
+            except Exception:
+                log.exception("node=%s could not check whether it is cut off", self.name)
+            time.sleep(CUT_OFF_CHECK_S)
 
     # ---- the delivery canary --------------------------------------------------------------------
 
@@ -225,13 +270,15 @@ class Node:
             "canary_lost": self.canary.lost["self"] + self.canary.lost["peer"],
             "bus_up": self.bus.ready()[0],
             "draining": self.draining,
+            "cut_off": self.cut_off.active,
+            "redis": self.health.summary(),
         }
 
     # ---- heartbeat ------------------------------------------------------------------------------
 
     def beat(self) -> None:
-        """One heartbeat: migrate and clear leftovers once, mark alive, reap dead nodes, retry
-        leaves."""
+        """One heartbeat: migrate and clear leftovers once, mark alive, learn the live nodes,
+        reap dead nodes, retry leaves."""
         if not self._migrated:
             migrate_layout(self.store.client, self.name)
             self._migrated = True
@@ -243,10 +290,11 @@ class Node:
                          self.name, removed)
         nodes = self.store.nodes
         nodes.heartbeat(len(self.connections), self.started_ms, self.settings.node_ttl_s,
-                        self.stats())
-        live = nodes.live_names(self.settings.node_ttl_s)
-        self.peers = [name for name in live if name != self.name]
-        self.canary.forget_peers(set(live))
+                        self.stats(), url=self.settings.node_url)
+        live = nodes.live(self.settings.node_ttl_s, stats=True)
+        self.peer_urls = {entry["node"]: entry["url"] for entry in live if entry.get("url")}
+        self.peers = [entry["node"] for entry in live if entry["node"] != self.name]
+        self.canary.forget_peers({entry["node"] for entry in live})
         for dead, removed in nodes.reap_dead(self.settings.node_ttl_s).items():
             log.warning("node=%s reaped dead node %s (%d presence entries)", self.name, dead,
                         removed)
@@ -256,16 +304,18 @@ class Node:
             self.pending_leaves.pop(0)
 
     def heartbeat_forever(self) -> None:
+        """Beat every HEARTBEAT_INTERVAL_S; a failure is logged when it starts and when it ends
+        (the Redis probe says whether Redis answers at all: store/health.py)."""
         while True:
             try:
                 self.beat()
-                if self.redis_up is False:
-                    log.info("node=%s redis is reachable again", self.name)
-                self.redis_up = True
-            except ServiceError:
-                if self.redis_up is not False:
-                    log.error("node=%s heartbeat failed: redis is unavailable", self.name)
-                self.redis_up = False
+                if self._beat_failed is not None:
+                    log.info("node=%s heartbeat goes through again", self.name)
+                self._beat_failed = None
+            except ServiceError as error:
+                if self._beat_failed is None:
+                    log.error("node=%s heartbeat failed: %s", self.name, error.message)
+                self._beat_failed = error.message
             except Exception:
                 log.exception("node=%s heartbeat failed", self.name)
             time.sleep(self.settings.heartbeat_interval_s)

@@ -126,11 +126,15 @@ def register_handlers(socketio: SocketIO, node: Node) -> None:
 
     def dispatch(name: str, handler: Handler, sid: str, args: tuple[Any, ...]) -> Ack:
         """Rate limit, token expiry, then the handler; failures become acks, never tracebacks."""
-        node.in_flight += 1
+        busy = node.busy
+        busy[sid] = busy.get(sid, 0) + 1
         try:
             return checked_dispatch(name, handler, sid, args)
         finally:
-            node.in_flight -= 1
+            if busy[sid] == 1:
+                del busy[sid]
+            else:
+                busy[sid] -= 1
 
     def checked_dispatch(name: str, handler: Handler, sid: str, args: tuple[Any, ...]) -> Ack:
         payload = args[0] if args else None

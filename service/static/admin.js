@@ -31,13 +31,30 @@
     [(n) => n.canary_silent_s, (n) => n.canary_deaf],
     [(n) => n.canary_lost, (n) => n.canary_lost > 0],
     [(n) => (n.bus_up ? "up" : "down"), (n) => !n.bus_up],
-    [(n) => (n.draining ? "draining" : "serving"), (n) => n.draining],
+    [redisState, (n) => redisState(n) !== "up"],
+    [(n) => (n.draining ? "draining" : n.cut_off ? "cut off" : "serving"),
+     (n) => n.draining || n.cut_off],
   ];
+
+  // Redis as one node sees it: unreachable masters, writes acknowledged after fewer replicas than
+  // asked (degraded), masters out of memory (full)
+  function redisState(n) {
+    const redis = n.redis;
+    if (!redis) return "-";
+    const problems = [];
+    if (redis.unreachable && redis.unreachable.length) problems.push("unreachable " + redis.unreachable.join(" "));
+    if (redis.degraded && redis.degraded.length) {
+      problems.push("degraded " + redis.degraded.map((d) => d.master + " (" + d.in_sync + "/" + d.wanted + ")").join(" "));
+    }
+    if (redis.full && redis.full.length) problems.push("full " + redis.full.join(" "));
+    return problems.length ? problems.join("; ") : "up";
+  }
   const redisColumns = [
     [(s) => s.address],
     [(s) => (s.up ? "up" : "down" + (s.error ? " (" + s.error + ")" : "")), (s) => !s.up],
     [(s) => s.role], [(s) => s.version], [(s) => s.clients], [(s) => s.memory],
-    [(s) => s.ops_per_s], [(s) => s.replicas],
+    [(s) => s.maxmemory], [(s) => s.ops_per_s], [(s) => s.replicas],
+    [(s) => s.writes, (s) => s.writes && s.writes !== "ok"],
   ];
 
   function fillTable(selector, items, columns, key) {

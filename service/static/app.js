@@ -9,6 +9,11 @@
   const UNREAD_MAX = 1000; // the server counts unread messages up to here
   const ACK_TIMEOUT_MS = 8000; // a send unanswered this long goes again, with its client_id
   const RETRY_MS = 2000;
+  const RETRY_MAX_MS = 30000;
+  // how long to wait before attempt `n` (0, 1, ...) of something that failed: doubling from
+  // RETRY_MS up to RETRY_MAX_MS, each drawn from 50-150% of that, so that thousands of pages that
+  // failed together (a node drained, the network dropped) do not come back together
+  const backoff = (n) => Math.min(RETRY_MAX_MS, RETRY_MS * 2 ** n) * (0.5 + Math.random());
   const TYPING_EVERY_MS = 3000; // while typing, say so this often
   const TYPING_SHOWN_MS = 5000; // someone else's typing shows this long after they said so
   const READ_DELAY_MS = 300;
@@ -33,6 +38,7 @@
   let restored = false; // whether this connection rejoined its rooms (sends wait for it)
   let loggingOut = false; // this page's own log-out ends its socket; the form's answer follows
   let expired = false;
+  let refusedConnects = 0; // connects refused in a row (connect_error): each waits longer
   let refreshTimer = null;
   let readTimer = null;
   let syncTimer = null;
@@ -88,6 +94,11 @@
   const socket = io({
     transports: transports,
     withCredentials: true,
+    // reconnection after a lost connection: jittered exponential backoff, from about 0.5 s
+    // (a drained node's clients come back within a second) up to 10 s
+    reconnectionDelay: 500,
+    reconnectionDelayMax: 10000,
+    randomizationFactor: 0.5,
     // without a token (the request failed) the session cookie still signs the page in
     auth: (cb) => { fetchToken().then((token) => cb({ token: token }), () => cb({})); },
   });
@@ -572,8 +583,7 @@
       if (err || !ack || !ack.ok) { // again, a little later: nothing may be skipped
         notice('Could not load your direct messages: ' + (err ? 'no answer' : reason(ack)));
         if (attempt === 0) done();
-        setTimeout(() => restoreConversations(() => {}, attempt + 1),
-          Math.min(30000, RETRY_MS * 2 ** attempt));
+        setTimeout(() => restoreConversations(() => {}, attempt + 1), backoff(attempt));
         return;
       }
       inboxResumed = true;
@@ -662,7 +672,7 @@
         queueRender();
       } else if (ack.error.code === 'unavailable' || ack.error.code === 'rate_limited'
           || (ack.error.code === 'forbidden' && (views.get(entry.key) || {}).joining)) {
-        again(RETRY_MS);
+        again(backoff(number - 1));
       } else {
         giveUp(entry, ack.error.message);
         if (ack.error.code === 'forbidden' && entry.event === 'send') { // left on another device
@@ -701,6 +711,7 @@
   }
 
   socket.on('connect', () => {
+    refusedConnects = 0;
     showConnected();
     socket.io.engine.once('upgrade', showConnected);
     restore();
@@ -729,7 +740,9 @@
   socket.on('connect_error', (err) => {
     setState('offline', 'offline: ' + err.message);
     if (/credentials|log in|logged out/.test(err.message)) location.reload();
-    else if (!socket.active) setTimeout(() => socket.connect(), RETRY_MS); // a refused token
+    else if (!socket.active) { // a refused token: again, later each time
+      setTimeout(() => socket.connect(), backoff(refusedConnects++));
+    }
   });
   $('logout').form.addEventListener('submit', () => { loggingOut = true; });
   window.addEventListener('offline', () => setState('offline', 'offline: no network'));

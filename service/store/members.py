@@ -58,7 +58,7 @@ class Members:
     def add(self, user: str, room: str) -> None:
         """List the room among the user's; the join script then makes it a member."""
         with redis_errors():
-            self.client.sadd(keys.user_rooms(user), room)
+            self.scripts.bookkeeping("SADD", keys.user_rooms(user), room)
 
     def leave(self, room: str, user: str) -> None:
         """End the user's membership of the room and forget its read position there."""

@@ -8,6 +8,12 @@ Guarantees
   removes its connections there, announcing leaves (presence.py), then drops the record and the
   registry entry. A reaper that dies half way lets its lease expire and another one starts
   again; reaping a room twice changes nothing.
+- A node reaps others only after its own heartbeats have gone through for `ttl_s` without a
+  break: after an outage of Redis, or of this node's path to it, the other nodes are given a
+  full `ttl_s` to beat again before they count as dead, so no live node's presence is reaped
+  because Redis was away for everyone.
+- The heartbeat goes on while Redis refuses writes for want of memory (lua/bookkeeping.lua), so
+  a full Redis does not make live nodes look dead.
 - At start a node reaps what its own previous run left behind.
 """
 
@@ -20,28 +26,40 @@ from typing import Any
 from . import keys
 from .failures import redis_errors
 from .presence import Presence
+from .scripts import Scripts
 
 LEASE_MS = 30_000
 
 
 class NodeRegistry:
-    def __init__(self, client: Any, presence: Presence, node: str):
+    def __init__(self, client: Any, scripts: Scripts, presence: Presence, node: str,
+                 monotonic: Any = time.monotonic):
         self.client = client
+        self.scripts = scripts
         self.presence = presence
         self.node = node
+        self.monotonic = monotonic
+        self._beating_since: float | None = None  # first beat of the current unbroken run
 
     def heartbeat(self, connections: int, started_ms: int, ttl_s: float,
-                  stats: dict[str, Any] | None = None) -> None:
-        """Mark this node alive for ttl_s with its connection count and figures (`stats`, for
-        the cluster page)."""
+                  stats: dict[str, Any] | None = None, url: str = "") -> None:
+        """Mark this node alive for ttl_s with its connection count, where peers reach it
+        (`url`) and its figures (`stats`, for the cluster page)."""
         now_ms = int(time.time() * 1000)
         info = keys.node_info(self.node)
-        with redis_errors(), self.client.pipeline(transaction=False) as pipe:
-            pipe.zadd(keys.NODES, {self.node: now_ms})
-            pipe.hset(info, mapping={"connections": connections, "started": started_ms,
-                                     "beat": now_ms, "stats": json.dumps(stats or {})})
-            pipe.pexpire(info, int(ttl_s * 1000))
-            pipe.execute()
+        fields = {"connections": connections, "started": started_ms, "beat": now_ms,
+                  "url": url, "stats": json.dumps(stats or {})}
+        try:
+            with redis_errors():
+                self.scripts.bookkeeping("ZADD", keys.NODES, now_ms, self.node)
+                self.scripts.bookkeeping("HSET", info, *[part for pair in fields.items()
+                                                         for part in pair])
+                self.scripts.bookkeeping("PEXPIRE", info, int(ttl_s * 1000))
+        except Exception:
+            self._beating_since = None
+            raise
+        if self._beating_since is None:
+            self._beating_since = self.monotonic()
 
     def live_names(self, ttl_s: float) -> list[str]:
         """The nodes that beat within ttl_s."""
@@ -65,12 +83,21 @@ class NodeRegistry:
                                      "started": int(info.get("started", 0))}
             if stats:
                 entry["beat"] = int(info.get("beat", 0))
+                entry["url"] = info.get("url", "")
                 entry.update(json.loads(info.get("stats") or "{}"))
             nodes.append(entry)
         return nodes
 
+    def urls(self, ttl_s: float) -> dict[str, str]:
+        """Where the live nodes (this one too) said they can be reached, by name."""
+        return {entry["node"]: entry["url"] for entry in self.live(ttl_s, stats=True)
+                if entry.get("url")}
+
     def reap_dead(self, ttl_s: float) -> dict[str, int]:
-        """Reap nodes silent for ttl_s whose lease this node gets; connections removed, by node."""
+        """Reap nodes silent for ttl_s whose lease this node gets; connections removed, by node.
+        Nothing while this node's own heartbeats have not gone through for ttl_s unbroken."""
+        if self._beating_since is None or self.monotonic() - self._beating_since < ttl_s:
+            return {}
         cutoff = int((time.time() - ttl_s) * 1000)
         reaped = {}
         with redis_errors():

@@ -41,7 +41,7 @@ class Presence:
         user a member of the room as well (members.py), in the same step."""
         frame = message.event("presence", {"room": room, "user": user, "action": "join"})
         with redis_errors():
-            self.client.sadd(keys.node_rooms(self.node), room)
+            self.scripts.bookkeeping("SADD", keys.node_rooms(self.node), room)
             members, read = self.scripts.run(
                 "join", [*self._room_keys(room), keys.room_members(room), keys.room_reads(room),
                          keys.room_log(room)],

@@ -9,6 +9,8 @@ own guarantees:
 - `members` (members.py): room membership and read positions, on every device;
 - `conversations` (conversations.py): direct conversations, their history and read positions;
 - `nodes` (nodes.py): the node registry and reaping dead nodes' presence;
+- `health` (health.py): every master as this node sees it (reachable, replicas in sync, memory
+  full), probed in the background so that nothing waits on Redis to know;
 - `accounts` (accounts.py), `sessions` (sessions.py): users and browser sessions.
 
 Every call raises ServiceError('unavailable') when Redis fails (failures.py). Keys and channels
@@ -26,6 +28,7 @@ from redis.cluster import RedisCluster
 
 from .accounts import Accounts
 from .conversations import Conversations
+from .health import RedisHealth
 from .members import Members
 from .messages import Messages
 from .migrate import migrate_layout
@@ -39,19 +42,21 @@ from .topology import RedisTarget, Topology
 class Store:
     def __init__(self, target: RedisTarget, node: str, history_max: int,
                  async_mode: str = "gevent", ack_replicas: int = 0,
-                 ack_timeout_ms: int = 500):
+                 ack_timeout_ms: int = 500, ack_min_replicas: int = 0):
         self.node = node
         self.topology = Topology(target, node, async_mode)
         self.client = self.topology.client
+        self.health = RedisHealth(self.topology, node, ack_replicas)
         self.scripts = Scripts(self.topology, timeout_s=5, replicas=ack_replicas,
-                               replica_timeout_ms=ack_timeout_ms)
+                               replica_timeout_ms=ack_timeout_ms, min_replicas=ack_min_replicas,
+                               health=self.health)
         self.accounts = Accounts(self.client)
         self.messages = Messages(self.client, self.scripts, node, history_max)
         self.presence = Presence(self.client, self.scripts, node)
         self.members = Members(self.client, self.scripts)
         self.conversations = Conversations(self.client, self.scripts, self.messages,
                                            self.accounts)
-        self.nodes = NodeRegistry(self.client, self.presence, node)
+        self.nodes = NodeRegistry(self.client, self.scripts, self.presence, node)
         self.sessions = Sessions(self.client, self.topology.raw)
 
     def start(self) -> None:
@@ -82,13 +87,19 @@ class Store:
         except (redis.RedisError, OSError) as error:
             return [{"address": self.topology.target.describe(), "up": False,
                      "error": error.__class__.__name__}]
+        degraded = {entry["master"] for entry in self.health.degraded()}
+        full = set(self.health.full_masters())
         return [{"address": address, "up": True, "version": info.get("redis_version"),
                  "role": info.get("role"), "clients": info.get("connected_clients"),
                  "memory": info.get("used_memory_human"),
+                 "maxmemory": info.get("maxmemory_human") if info.get("maxmemory") else None,
                  "ops_per_s": info.get("instantaneous_ops_per_sec"),
-                 "replicas": info.get("connected_slaves")}
+                 "replicas": info.get("connected_slaves"),
+                 "writes": "full" if address in full else (
+                     "degraded" if address in degraded else "ok")}
                 for address, info in sorted(infos.items())]
 
     def close(self) -> None:
+        self.health.close()
         self.scripts.close()
         self.topology.close()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import random
+import socket
 import threading
 import time
 from typing import Any, cast
@@ -41,6 +42,9 @@ NO_MAINT_NOTIFICATIONS = MaintNotificationsConfig(enabled=False)
 
 POOL_CONNECTIONS = 100  # per pool (per master on a cluster)
 POOL_WAIT_S = 5
+# raw connections have no read timeout (a quiet subscription is not a failure): the kernel finds
+# a peer that went away without a word (a cut network) after about 5 + 3 x 2 s of silence
+KEEPALIVE = {socket.TCP_KEEPIDLE: 5, socket.TCP_KEEPINTVL: 2, socket.TCP_KEEPCNT: 3}
 
 
 def client_options(async_mode: str) -> dict[str, Any]:
@@ -87,7 +91,8 @@ class Topology:
             self._single: Address | None = None
             self._connection_kwargs = {
                 "username": target.username, "password": target.password,
-                "socket_connect_timeout": 3, "socket_keepalive": True, "protocol": 2,
+                "socket_connect_timeout": 3, "socket_timeout": 3, "socket_keepalive": True,
+                "socket_keepalive_options": KEEPALIVE, "protocol": 2,
                 "maint_notifications_config": NO_MAINT_NOTIFICATIONS,
                 **client_options(async_mode)}
             self.refresh()
@@ -105,7 +110,8 @@ class Topology:
             self._connection_kwargs = {
                 key: value for key, value in pool.connection_kwargs.items()
                 if key != "decode_responses" and not key.startswith("maint_notifications")}
-            self._connection_kwargs.update(protocol=2, socket_timeout=None, socket_keepalive=True,
+            self._connection_kwargs.update(protocol=2, socket_timeout=3, socket_keepalive=True,
+                                           socket_keepalive_options=KEEPALIVE,
                                            health_check_interval=0,
                                            maint_notifications_config=NO_MAINT_NOTIFICATIONS)
             self._connection_class = pool.connection_class
@@ -167,14 +173,18 @@ class Topology:
 
     # ---- connections ---------------------------------------------------------------------------
 
-    def connect(self, address: Address, role: str) -> redis.Connection:
-        """A new raw connection (RESP2, no read timeout) to one server, named for CLIENT LIST."""
-        name = f"{self.client_name}:{role}"
+    def connect(self, address: Address, role: str,
+                timeout_s: float | None = None) -> redis.Connection:
+        """A new raw connection (RESP2) to one server, named for CLIENT LIST. Connecting and
+        every reply are bounded by 3 s, or `timeout_s`; a caller that reads without a bound
+        (a subscription, a pipeline with timeouts of its own) lifts it on the socket itself."""
+        options = {**self._connection_kwargs, "client_name": f"{self.client_name}:{role}"}
+        if timeout_s is not None:
+            options.update(socket_timeout=timeout_s, socket_connect_timeout=timeout_s)
         if self._single is not None:
-            connection = self._connection_class(**{**self._connection_kwargs, "client_name": name})
+            connection = self._connection_class(**options)
         else:
-            connection = redis.Connection(host=address[0], port=address[1], client_name=name,
-                                          **self._connection_kwargs)
+            connection = redis.Connection(host=address[0], port=address[1], **options)
         connection.connect()
         return connection
 

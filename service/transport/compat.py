@@ -104,11 +104,23 @@ def end_transports(server: Any) -> int:
     """End every connection's transport without an Engine.IO CLOSE packet (which clients take as
     "do not come back"), as when a node dies: clients reconnect elsewhere. How many ended."""
     eio = server.eio
-    sockets = list(eio.sockets.items())
-    for eio_sid, eio_socket in sockets:
-        eio_socket.close(wait=False, abort=True, reason=eio.reason.SERVER_DISCONNECT)
-        eio.sockets.pop(eio_sid, None)
-    return len(sockets)
+    return sum(_end(eio, eio_sid) for eio_sid in list(eio.sockets))
+
+
+def end_transport_of(server: Any, sid: str) -> int:
+    """End the transport of Socket.IO connection `sid` as `end_transports` does; 1 if it had
+    one, else 0."""
+    eio_sid = server.manager.eio_sid_from_sid(sid, "/")
+    return 0 if eio_sid is None else _end(server.eio, eio_sid)
+
+
+def _end(eio: Any, eio_sid: str) -> int:
+    eio_socket = eio.sockets.get(eio_sid)
+    if eio_socket is None:
+        return 0
+    eio_socket.close(wait=False, abort=True, reason=eio.reason.SERVER_DISCONNECT)
+    eio.sockets.pop(eio_sid, None)
+    return 1
 
 
 # ---- python-socketio: refusing hostile packets -------------------------------------------------
@@ -276,11 +288,13 @@ INTERNALS = [
     Internal("python-socketio", "Server._handle_event, Server._handle_eio_message",
              "guard_incoming_packets: hostile packets refused with one log line", _socketio_server),
     Internal("python-socketio", "Manager.get_participants, Manager.eio_sid_from_sid",
-             "broadcast, send_to: bus frames to this node's connections; connections_in",
+             "broadcast, send_to: bus frames to this node's connections; connections_in; "
+             "end_transport_of",
              _manager),
     Internal("python-engineio", "Socket(server, sid): send, receive, close(wait, abort, reason), "
              "schedule_ping, check_ping_timeout, _upgrade_websocket; packet.Packet",
-             "broadcast; transport/websocket.py: its socket class; end_transports (drain)",
+             "broadcast; transport/websocket.py: its socket class; end_transports, "
+             "end_transport_of (handing connections over)",
              _engineio_socket),
     Internal("python-engineio", "Socket's state: exactly server, sid, queue, last_ping, connected, "
              "upgrading, upgraded, closing, closed, session; "

@@ -18,9 +18,16 @@ def healthz() -> dict[str, Any]:
 
 @bp.get("/readyz")
 def readyz() -> tuple[dict[str, Any], int]:
+    """Answered from what the node already knows (nothing here waits on Redis): whether it
+    serves, why not, whether it takes new sessions, and Redis as it sees it: `up` (every master
+    answers), `unreachable`, `degraded` (masters whose writes are acknowledged after fewer
+    replicas than ACK_REPLICAS, because fewer are in sync: the node stays ready) and `full`
+    (masters refusing writes for want of memory)."""
     node = current_node()
     ready, reason = node.ready()
-    return {"ready": ready, "node": node.name, "reason": reason}, 200 if ready else 503
+    return {"ready": ready, "node": node.name, "reason": reason,
+            "accepting": node.refusal() is None, "redis": node.health.summary()}, (
+        200 if ready else 503)
 
 
 def init_app(app: Flask) -> None:

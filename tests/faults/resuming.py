@@ -1,9 +1,12 @@
-"""Clients that behave like the page: reconnect by themselves and resume their room with `since`."""
+"""Clients that behave like the page: reconnect by themselves, with jittered exponential backoff
+(python-socketio's: the delay doubles from `reconnection_delay` up to `reconnection_delay_max`,
+each randomized by half), and resume their room with `since`."""
 
 from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections import Counter
 from typing import Any
 
@@ -18,24 +21,40 @@ class ResumingClient:
     """Reconnects through the front door and rejoins its room from the last id it holds.
 
     `ids` is every message id it was given (join answers and live messages), in arrival order;
-    `nodes` the node of each connection it had."""
+    `nodes` the node of each connection it had, `welcomed_at` when each was welcomed (monotonic);
+    `outages` each (lost, back) pair of monotonic times: from a lost connection until the join
+    on the next one was answered (the time it went without service)."""
 
-    def __init__(self, base: str, token: str, node_key: str, room: str):
+    def __init__(self, base: str, token: str, node_key: str, room: str,
+                 origin: str | None = None):
         self.room = room
         self.ids: list[str] = []
         self.nodes: list[str] = []
+        self.welcomed_at: list[float] = []
+        self.outages: list[tuple[float, float]] = []
+        self._lost_at: float | None = None
         self._joining = False
         self._held: list[str] = []
         self.join_errors: list[str] = []
         self._lock = threading.Lock()
         self.sio = StrictClient(reconnection=True, reconnection_delay=0.2,
-                                reconnection_delay_max=1.0)
-        self.sio.on("welcome", lambda welcome: self.nodes.append(welcome["node"]))
+                                reconnection_delay_max=1.0,
+                                websocket_extra_options={"origin": origin} if origin else {})
+        self.sio.on("welcome", self._on_welcome)
+        self.sio.on("disconnect", self._on_disconnect)
         self.sio.on("message", self._on_message)
         self.sio.on("connect", lambda: self.sio.start_background_task(self._join))
         self.sio.connect(f"{base}?node_key={node_key}", auth={"token": token},
                          transports=["websocket"], wait_timeout=10)
         self.wait_joined(10)
+
+    def _on_welcome(self, welcome: dict[str, Any]) -> None:
+        self.welcomed_at.append(time.monotonic())
+        self.nodes.append(welcome["node"])
+
+    def _on_disconnect(self, *_reason: Any) -> None:
+        if self._lost_at is None:
+            self._lost_at = time.monotonic()
 
     def _on_message(self, message: dict[str, Any]) -> None:
         if message["room"] != self.room:
@@ -70,6 +89,9 @@ class ResumingClient:
                 self.ids.extend(i for i in self._held if attempts == 1 or id_key(i) > newest)
                 self._held.clear()
                 self._joining = False
+                if self._lost_at is not None:
+                    self.outages.append((self._lost_at, time.monotonic()))
+                    self._lost_at = None
             return
 
     def wait_joined(self, timeout: float) -> None:
@@ -99,11 +121,13 @@ class ResumingClient:
 
 class Sender(threading.Thread):
     """Sends to a room as fast as acks come back, through its own resuming connection, and keeps
-    the ids of the acknowledged messages; failed sends (no ack, `unavailable`) are retried."""
+    the ids of the acknowledged messages. Each message carries a client_id and is sent again
+    with it until acknowledged (no ack, `unavailable`), so none is stored twice."""
 
     def __init__(self, client: ResumingClient, interval_s: float = 0.01):
         super().__init__(daemon=True)
         self.client, self.interval_s = client, interval_s
+        self.name = uuid.uuid4().hex[:8]  # its client_ids' prefix
         self.acked: list[str] = []
         self.failures: Counter[str] = Counter()  # error code (or `no_ack`) -> count
         self.stop = threading.Event()
@@ -111,10 +135,11 @@ class Sender(threading.Thread):
     def run(self) -> None:
         n = 0
         while not self.stop.is_set():
+            client_id = f"{self.name}-{n}"
             try:
-                answer = self.client.sio.call("send", {"room": self.client.room,
-                                                       "text": f"n{n}"}, timeout=5)
-            except Exception:  # disconnected or no ack: not acknowledged, retry
+                answer = self.client.sio.call("send", {"room": self.client.room, "text": f"n{n}",
+                                                       "client_id": client_id}, timeout=5)
+            except Exception:  # disconnected or no ack: not acknowledged, sent again
                 answer = None
             if answer and answer.get("ok"):
                 self.acked.append(answer["id"])

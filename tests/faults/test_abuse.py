@@ -4,9 +4,11 @@ front door limits new sessions and open connections per address."""
 from __future__ import annotations
 
 import contextlib
+import queue
 import statistics
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
@@ -34,12 +36,15 @@ def test_flooding_is_rate_limited_then_cut_off_while_others_carry_on(users, room
     baseline = statistics.median(ack_times_ms(bystander, room, 20))
 
     burst = int(TEST_ENV["RATE_LIMIT_BURST"])
+    answers: queue.Queue = queue.Queue()
+    for _ in range(burst + 10):  # fired without waiting for acks: the bucket has no time to
+        flooder.sio.emit("presence", {"room": room}, callback=answers.put)  # refill
     codes = []
-    for _ in range(burst + 10):  # answered events first: the limiter says rate_limited
-        answer = flooder.call("presence", {"room": room}, timeout=5)
+    for _ in range(burst + 10):  # the limiter answers every one: ok, then rate_limited
+        answer = answers.get(timeout=30)
         codes.append("ok" if answer["ok"] else answer["error"]["code"])
-    assert codes[:burst].count("ok") >= burst - 5
-    assert "rate_limited" in codes
+    assert codes.count("ok") >= burst - 5
+    assert codes.count("rate_limited") >= 5, codes
 
     def flood() -> None:  # then fire and forget, as fast as the socket takes it
         with contextlib.suppress(Exception):
@@ -70,7 +75,9 @@ def handshake(base: str) -> requests.Response:
 
 def test_the_front_door_limits_new_sessions_per_address(limited_cluster):
     time.sleep(1.5)  # a full bucket
-    statuses = [handshake(limited_cluster.url).status_code for _ in range(40)]
+    with ThreadPoolExecutor(40) as pool:  # at once: a slow machine must not refill the bucket
+        statuses = [answer.status_code for answer in pool.map(
+            lambda _: handshake(limited_cluster.url), range(40))]
     assert statuses.count(200) >= 10
     assert statuses.count(429) >= 15, statuses
     sid = handshake_sid(limited_cluster.url)

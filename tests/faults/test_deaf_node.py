@@ -13,7 +13,7 @@ import redis
 import requests
 
 from tests.conftest import RESULTS
-from tests.faults.deafening_proxy import DeafeningProxy
+from tests.faults.redis_proxy import RedisProxy
 from tests.integration.conftest import Client
 
 pytestmark = pytest.mark.local_cluster
@@ -35,7 +35,7 @@ def deafening_node(cluster):
     if cluster.clustered:
         pytest.skip("the proxy stands in front of one Redis (a Redis Cluster's slot map names "
                     "its servers' own addresses)")
-    proxy = DeafeningProxy(cluster.redis_port)
+    proxy = RedisProxy(cluster.redis_port)
     env = cluster.node_env(DEAF)
     env.update(CANARY, REDIS_URL=cluster.redis_url.replace(f":{cluster.redis_port}/",
                                                            f":{proxy.port}/"),

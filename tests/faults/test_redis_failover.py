@@ -1,7 +1,9 @@
 """Redis fails under traffic from senders on every node: on one Redis it restarts, on a Redis
-Cluster the master of the rooms' slot is killed (SIGKILL) and its replica takes over. No
-acknowledged message is lost or duplicated, every receiver keeps stored order, and the nodes are
-ready again by themselves."""
+Cluster the master of the rooms' slot is killed (SIGKILL) for good and its replica takes over,
+left with no replica of its own. No acknowledged message is lost or duplicated, every receiver
+keeps stored order, every room takes sends again within seconds of the failover (acknowledged
+after the master alone, which the nodes show as degraded while they stay ready), and when the
+dead server comes back as a replica, acknowledgements wait for it again."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ pytestmark = pytest.mark.local_cluster
 MESSAGES_PER_SENDER = 200
 SEND_EVERY_S = 0.05  # so the traffic spans the failure (about 10 s)
 RETRY_FOR_S = 45  # a sender retries `unavailable` with the same client_id this long
+SENDS_AGAIN_WITHIN_S = 10  # of the failover, every room (a few seconds, generous for busy CI)
 
 
 def wait_for(condition, timeout: float, what: str) -> None:
@@ -41,6 +44,7 @@ class Sender(threading.Thread):
         self.client, self.room, self.name = client, room, name
         self.started = started
         self.acked: dict[str, str] = {}  # client_id -> id
+        self.acked_at: list[float] = []  # monotonic time of each acknowledgement
         self.retries = 0
         self.failure: str | None = None
 
@@ -56,6 +60,7 @@ class Sender(threading.Thread):
                     answer = {"ok": False, "error": {"code": "timeout", "message": str(error)}}
                 if answer.get("ok"):
                     self.acked[client_id] = answer["id"]
+                    self.acked_at.append(time.monotonic())
                     break
                 if answer["error"]["code"] not in ("unavailable", "timeout"):
                     self.failure = str(answer)
@@ -70,7 +75,21 @@ class Sender(threading.Thread):
             time.sleep(SEND_EVERY_S)  # the sender's pace
 
 
-def test_redis_fails_under_traffic_and_nothing_acknowledged_is_lost_or_doubled(cluster, users):
+@pytest.fixture
+def restores_redis(cluster):
+    """Starts every Redis server a test killed again, so the next tests find the cluster whole."""
+    yield
+    if cluster.clustered:
+        killed = [port for port in cluster.redis_ports()
+                  if f"redis-{port}" not in cluster.processes]
+        for port in killed:
+            cluster.start_redis_server(port)
+        if killed:
+            wait_for(cluster.redis_cluster_ok, 60, "the killed server to be a replica in sync")
+
+
+def test_redis_fails_under_traffic_and_nothing_acknowledged_is_lost_or_doubled(cluster, users,
+                                                                                restores_redis):
     rooms = [f"failover-{n}-{time.time_ns()}" for n in range(3)]
     receivers = []
     for node in ("node-1", "node-2", "node-3"):
@@ -89,14 +108,15 @@ def test_redis_fails_under_traffic_and_nothing_acknowledged_is_lost_or_doubled(c
     for event in started:
         assert event.wait(30), "the senders did not get going"
 
+    victim = None
     if cluster.clustered:
         victim = cluster.master_of(keys.room_log(rooms[0]))
         masters_before = set(cluster.redis_masters())
-        cluster.kill_redis_server(victim)
+        cluster.kill_redis_server(victim)  # and never restarted while the senders send
         wait_for(lambda: len(set(cluster.redis_masters()) - masters_before) == 1, 30,
                  "a replica to take over the killed master's slots")
-        cluster.start_redis_server(victim)  # rejoins as the new master's replica
-        wait_for(cluster.redis_cluster_ok, 60, "the killed server to be a replica in sync")
+        failed_over_at = time.monotonic()
+        [promoted] = set(cluster.redis_masters()) - masters_before
     else:
         cluster.stop_redis()
         wait_for(lambda: not all_ready(cluster), 10, "the nodes to report Redis gone")
@@ -111,6 +131,15 @@ def test_redis_fails_under_traffic_and_nothing_acknowledged_is_lost_or_doubled(c
         assert len(sender.acked) == MESSAGES_PER_SENDER
     assert sum(sender.retries for sender in senders) > 0, "no send met the failure"
     wait_for(lambda: all_ready(cluster), 30, "every node to be ready again")
+    if victim is not None:
+        for sender in senders:  # every room took sends again soon after the failover
+            after = [at for at in sender.acked_at if at >= failed_over_at]
+            assert after, f"{sender.room}: nothing acknowledged after the failover"
+            assert after[0] - failed_over_at < SENDS_AGAIN_WITHIN_S, (
+                f"{sender.room}: first send acknowledged {after[0] - failed_over_at:.1f} s "
+                "after the failover")
+        degraded = degraded_masters(cluster)
+        assert all(entries == [f"127.0.0.1:{promoted}"] for entries in degraded), degraded
 
     acked_by_room = {sender.room: set(sender.acked.values()) for sender in senders}
     history = {room: [m["id"] for m in users.history(room)] for room in rooms}
@@ -131,4 +160,17 @@ def test_redis_fails_under_traffic_and_nothing_acknowledged_is_lost_or_doubled(c
         for room, ids in got.items():
             assert len(ids) == len(set(ids)), f"{receiver.node} got duplicates in {room}"
             assert ids == sorted(ids, key=parse_id), f"{receiver.node} out of order in {room}"
+    if victim is not None:
+        cluster.start_redis_server(victim)  # back, as the promoted master's replica
+        wait_for(cluster.redis_cluster_ok, 60, "the killed server to be a replica in sync")
+        wait_for(lambda: degraded_masters(cluster) == [[]] * cluster.nodes, 10,
+                 "the nodes to wait for the replica again")
+        receivers[0].ok("send", {"room": rooms[0], "text": "safe on a replica again"})
     print(f"retries while Redis failed: {[sender.retries for sender in senders]}")
+
+
+def degraded_masters(cluster) -> list[list[str]]:
+    """Each node's masters whose writes wait for fewer replicas than ACK_REPLICAS (/readyz)."""
+    return [[entry["master"] for entry in requests.get(
+        cluster.node_url(i) + "/readyz", timeout=5).json()["redis"]["degraded"]]
+        for i in cluster.indexes()]

@@ -293,3 +293,61 @@ def test_a_connection_that_leaves_is_forgotten(offline_bus, recorder):
     offline_bus.forget("joiner")
     live(offline_bus, "101-0")
     assert delivered(recorder) == [("101-0", [])]
+
+
+# ---- a path to Redis that swallows what is sent -------------------------------------------------
+
+
+def test_a_link_whose_subscriptions_go_unanswered_is_ended_and_its_channels_restored(
+        redis_server, recorder, monkeypatch):
+    """Redis accepts the connection but nothing comes back (a stalled proxy, a cut path): the
+    link gives up after REPLY_TIMEOUT_S, the bus subscribes again on a new link, and once the
+    path works the join's subscription is confirmed."""
+    import socket
+
+    from service.bus import link as link_module
+    from service.settings import RedisTarget
+    from service.store.store import Store
+
+    monkeypatch.setattr(link_module, "REPLY_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(link_module, "CHECK_EVERY_S", 0.1)
+    upstream = ("127.0.0.1", redis_server.port)
+    swallowing = threading.Event()
+    swallowing.set()
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def relay(source, target) -> None:
+        try:
+            while data := source.recv(65536):
+                if not (swallowing.is_set() and b"SSUBSCRIBE" in data):
+                    target.sendall(data)
+        except OSError:
+            pass
+
+    def accept() -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(upstream)
+            spawn(relay, client, server)
+            spawn(relay, server, client)
+
+    spawn(accept)
+    store = Store(RedisTarget(url=f"redis://127.0.0.1:{listener.getsockname()[1]}/0"), NODE,
+                  history_max=100)
+    bus = Bus(store.node, store.topology, store.messages, recorder.deliver, recorder.deliver_to,
+              recorder.controls.append, spawn, time.sleep)
+    try:
+        bus.start()
+        wait_for(lambda: bus.connect_failures == 0 and bus.resubscribes >= 2, timeout=10,
+                 what="the swallowed subscriptions to be tried again on new links")
+        assert not bus.ready()[0]
+        swallowing.clear()
+        wait_for(lambda: bus.ready()[0], timeout=10, what="the subscriptions to be confirmed")
+        assert bus.attach("sid-1", channels.room("lobby"))
+    finally:
+        bus.close()
+        store.close()
+        listener.close()

@@ -129,27 +129,30 @@ def prestop_seconds(spec: dict[str, Any]) -> int:
 
 
 def check_node_drains_before_it_is_killed(objects: Objects) -> None:
-    """SIGTERM comes after preStop; gunicorn then allows DRAIN_TIMEOUT_S + 10 s: the pod's grace
-    period must cover both, or the kubelet kills the node in the middle of its drain."""
+    """SIGTERM comes after preStop; gunicorn then allows DRAIN_TIMEOUT_S + HANDOVER_SPREAD_S +
+    10 s: the pod's grace period must cover both, or the kubelet kills the node in the middle of
+    its drain."""
     pod = find(objects, "Deployment", NODE)["spec"]["template"]["spec"]
     sleep = prestop_seconds(pod["containers"][0])
     assert sleep >= 5, "the front doors need a few seconds to stop routing to the pod"
-    drain = env_of(objects, "Deployment", NODE)["DRAIN_TIMEOUT_S"]
+    env = env_of(objects, "Deployment", NODE)
+    drain = {name: env[name] for name in ("DRAIN_TIMEOUT_S", "HANDOVER_SPREAD_S")}
     gunicorn = _gunicorn_settings(drain)
-    assert float(drain) < gunicorn["graceful_timeout"]
+    assert sum(map(float, drain.values())) < gunicorn["graceful_timeout"]
     assert pod["terminationGracePeriodSeconds"] > sleep + gunicorn["graceful_timeout"]
 
 
-def _gunicorn_settings(drain_timeout_s: str) -> dict[str, Any]:
-    saved = os.environ.get("DRAIN_TIMEOUT_S")
-    os.environ["DRAIN_TIMEOUT_S"] = drain_timeout_s
+def _gunicorn_settings(env: dict[str, str]) -> dict[str, Any]:
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
     try:
         return runpy.run_path(str(ROOT / "service" / "node" / "gunicorn_conf.py"))
     finally:
-        if saved is None:
-            del os.environ["DRAIN_TIMEOUT_S"]
-        else:
-            os.environ["DRAIN_TIMEOUT_S"] = saved
+        for name, value in saved.items():
+            if value is None:
+                del os.environ[name]
+            else:
+                os.environ[name] = value
 
 
 def check_pdb_and_hpa_govern_the_nodes(objects: Objects) -> None:

@@ -260,3 +260,16 @@ def test_a_locust_user_whose_connection_does_not_come_back_counts_the_send_disco
     gone = locust_users["gone"]
     assert gone["sent"] == {} and gone["retries"] == 0 and gone["joins"] == 0
     assert gone["failures"] == {"disconnected": 1} and not gone["listening"]
+
+
+def test_reconnections_back_off_exponentially_with_jitter():
+    from loadtests.backoff import delays
+
+    for _ in range(50):
+        waits = delays(base_s=0.25, cap_s=5.0)
+        first = [next(waits) for _ in range(8)]
+        for attempt, wait in enumerate(first):
+            nominal = min(5.0, 0.25 * 2 ** attempt)
+            assert 0.5 * nominal <= wait <= 1.5 * nominal
+    spread = {round(next(delays()), 6) for _ in range(50)}
+    assert len(spread) > 40  # drawn, not fixed: clients that failed together come back apart

@@ -36,6 +36,15 @@ NODE_METRICS = {
     "rooms_canary_heard_age_seconds": "gauge",
     "rooms_canary_sent_total": "counter",
     "rooms_node_info": "gauge",
+    "rooms_redis_master_up": "gauge",
+    "rooms_redis_replicas_in_sync": "gauge",
+    "rooms_redis_writes_degraded": "gauge",
+    "rooms_redis_memory_full": "gauge",
+    "rooms_redis_memory_used_bytes": "gauge",
+    "rooms_redis_maxmemory_bytes": "gauge",
+    "rooms_redis_oom_refusals_total": "counter",
+    "rooms_cut_off": "gauge",
+    "rooms_handed_over_total": "counter",
 }
 # What the nginx exporter makes of stub_status (the same names in 0.11 and 1.x).
 NGINX_METRICS = {

@@ -42,11 +42,13 @@ def value(text: str, series: str) -> float:
 
 
 def test_every_documented_metric_is_exported(app):
+    app.extensions["node"].health.probe_once()  # the per-master gauges need one probe
     text = scrape(app)
     for name in NAMES:
         assert re.search(rf"^{name}(_bucket|_count|_sum)?[{{ ]", text, re.MULTILINE), name
     assert "_created" not in text
     assert value(text, 'rooms_node_info{async_mode="threading",node="node-m"}') == 1
+    assert value(text, "rooms_redis_up") == 1
 
 
 def test_messages_errors_and_rate_limits_are_counted(app):

@@ -79,6 +79,13 @@ def test_production_accepts_real_secrets_and_secures_cookies():
         ("CANARY_INTERVAL_S", "often"),
         ("CANARY_INTERVAL_S", "0"),
         ("CANARY_DEADLINE_S", "0.1"),
+        ("HANDOVER_SPREAD_S", "-1"),
+        ("HANDOVER_SPREAD_S", "a while"),
+        ("REDIS_LOST_GRACE_S", "0"),
+        ("REDIS_LOST_GRACE_S", "7200"),
+        ("ACK_MIN_REPLICAS", "-1"),
+        ("NODE_URL", "node-3:5001"),
+        ("NODE_URL", "http://node-3/readyz"),
     ],
 )
 def test_bad_values_name_the_setting(name, value):
@@ -168,3 +175,22 @@ def test_production_needs_a_password_for_a_cluster():
     with pytest.raises(SettingsError, match="REDIS_PASSWORD"):
         load(**env, REDIS_CLUSTER_NODES="redis:7000")
     assert load(**env, REDIS_CLUSTER_NODES="redis:7000", REDIS_PASSWORD="secret").production
+
+
+def test_staying_up_settings():
+    settings = load(HANDOVER_SPREAD_S="2.5", REDIS_LOST_GRACE_S="4", NODE_URL="http://10.1.2.3:8000/",
+                    REDIS_CLUSTER_NODES="r:7000", ACK_REPLICAS="2", ACK_MIN_REPLICAS="1")
+    assert (settings.handover_spread_s, settings.redis_lost_grace_s) == (2.5, 4)
+    assert settings.node_url == "http://10.1.2.3:8000"
+    assert (settings.ack_replicas, settings.ack_min_replicas) == (2, 1)
+    defaults = load()
+    assert (defaults.handover_spread_s, defaults.redis_lost_grace_s) == (5, 10)
+    assert defaults.ack_min_replicas == 0  # writes go on with the replicas there are
+    with pytest.raises(SettingsError, match=r"ACK_MIN_REPLICAS \(2\) must not exceed ACK_REPLICAS"):
+        load(REDIS_CLUSTER_NODES="r:7000", ACK_MIN_REPLICAS="2")
+
+
+def test_peers_reach_a_node_where_it_listens(monkeypatch):
+    assert load(BIND="127.0.0.1:15003").node_url == "http://127.0.0.1:15003"
+    monkeypatch.setattr("socket.gethostname", lambda: "localhost")
+    assert load(BIND="0.0.0.0:8000").node_url == "http://127.0.0.1:8000"

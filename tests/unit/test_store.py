@@ -253,6 +253,27 @@ def test_a_leased_node_is_left_to_its_reaper(redis_server, client):
     assert live.presence.members("r") == ["alice"]
 
 
+def test_a_node_back_from_an_outage_gives_the_others_a_full_ttl_before_reaping(redis_server,
+                                                                               client):
+    """After Redis was away for everyone, every node's last beat is old: a node that is back
+    first must not take the others for dead before they had a full ttl to beat again."""
+    clock = [100.0]
+    other = Store(RedisTarget(url=redis_server.url), "node-other", history_max=100)
+    back = Store(RedisTarget(url=redis_server.url), "node-back", history_max=100)
+    back.nodes.monotonic = lambda: clock[0]
+    other.presence.join("r", "alice", "s1")
+    other.nodes.heartbeat(1, 0, ttl_s=0.05)
+    wait = time.monotonic() + 0.1
+    while time.monotonic() < wait:  # the other node's beat ages past its ttl
+        time.sleep(0.01)
+    back.nodes.heartbeat(1, 0, ttl_s=10)
+    assert back.nodes.reap_dead(ttl_s=0.05) == {}  # its own beats resumed just now
+    clock[0] += 1
+    assert back.nodes.reap_dead(ttl_s=0.05) == {"node-other": 1}
+    back.nodes._beating_since = None  # a failed beat breaks the run
+    assert back.nodes.reap_dead(ttl_s=0.05) == {}
+
+
 def test_a_restarted_node_clears_what_its_previous_run_left(redis_server, client):
     first = Store(RedisTarget(url=redis_server.url), "node-a", history_max=100)
     first.presence.join("r", "alice", "s1")

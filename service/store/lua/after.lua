@@ -1,4 +1,4 @@
-#!lua
+#!lua flags=no-writes
 -- The entries of a stream after id `since`, and whether any entry after it is gone.
 -- KEYS[1] stream, KEYS[2] its meta hash (append.lua)
 -- ARGV[1] since ('' for none: no entries, only the newest id), ARGV[2] limit

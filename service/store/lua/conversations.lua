@@ -1,4 +1,4 @@
-#!lua
+#!lua flags=no-writes
 -- What a user's conversation list shows: for each other user, the newest message and how many
 -- of theirs the user has not read (counted as they arrive, recounted as the user reads).
 -- KEYS[1] the user's unread counts, KEYS[2..] the conversations' streams

@@ -1,4 +1,4 @@
-#!lua
+#!lua flags=allow-oom
 -- Record one connection's presence in a room, announcing the user if it is its first connection
 -- there; with ARGV[4] '1', make the user a member too (kept until it leaves). Returns the room's
 -- members and the user's last-read id in the room (or false).

@@ -1,4 +1,4 @@
-#!lua
+#!lua flags=allow-oom
 -- Remove one connection's presence from a room; announce the user's leave with its last connection.
 -- KEYS[1] room connections hash, KEYS[2] room users hash, KEYS[3] room channel
 -- ARGV[1] connection field (node|sid), ARGV[2] user, ARGV[3] the presence leave frame

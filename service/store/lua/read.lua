@@ -1,4 +1,4 @@
-#!lua
+#!lua flags=allow-oom
 -- Move a reader's last-read id in a room or a conversation forwards (never backwards), up to the
 -- stream's newest id; in a conversation, count again what stays unread after it.
 -- KEYS[1] the stream (room log or conversation), KEYS[2] the read positions hash,

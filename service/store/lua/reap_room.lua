@@ -1,4 +1,4 @@
-#!lua
+#!lua flags=allow-oom
 -- Forget every connection a (dead or restarted) node had in one room, announcing the leave of
 -- each user it held last. Safe to run again: what is gone stays gone.
 -- KEYS[1] room connections hash, KEYS[2] room users hash, KEYS[3] room channel

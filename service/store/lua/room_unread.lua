@@ -1,4 +1,4 @@
-#!lua
+#!lua flags=no-writes
 -- What a member's room list shows of one room: how many messages of others it has not read
 -- (after its last-read id, or after the room's newest id when it joined), and the newest id.
 -- KEYS[1] room log, KEYS[2] room members hash, KEYS[3] room read positions
