@@ -24,7 +24,7 @@ TEST_ENV = {
     "NODE_TTL_S": "3",
     "ROOM_HISTORY_MAX": "1000",  # small enough for a test to outrun it
     "OPERATORS": "operator1",  # may open /admin (tests/browser/test_admin.py)
-    "HANDOVER_SPREAD_S": "1",  # a drained node's few test clients need no 5 s spread
+    "HANDOVER_SPREAD_S": "2",  # a drained node's few dozen test clients need no 5 s spread
 }
 
 

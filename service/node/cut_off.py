@@ -10,8 +10,8 @@ Guarantees
 - Once that has lasted `grace_s` (REDIS_LOST_GRACE_S) and another live node says that it reaches
   Redis (its /readyz body), the node is cut off: it hands its connections over (handover.py,
   spread over HANDOVER_SPREAD_S), so their clients reconnect through the front door to nodes
-  that can serve them and resume with `since`. It asks the other nodes again on every check
-  while it stays cut off, and hands over what connected meanwhile.
+  that can serve them and resume with `since`. While it stays cut off it hands over whatever
+  connected meanwhile at every check.
 - When no other node reaches Redis either, Redis is down for everyone: connections stay, since
   moving them would serve no one and would make a storm of reconnections when Redis returns.
 - When Redis answers again, the node stops handing over and takes sessions at once.
@@ -79,14 +79,14 @@ class CutOff:
             return
         if down < self.grace_s:
             return
-        healthy = self.peers.reaches_redis(self.peer_urls())
-        if healthy is None:
-            return  # Redis is down for everyone, or no one else is there: keep the clients
         if not self.active:
+            healthy = self.peers.reaches_redis(self.peer_urls())
+            if healthy is None:
+                return  # Redis is down for everyone, or no one else is there: keep the clients
             log.error("node=%s has not reached redis for %.1f s while %s does: handing its "
                       "connections over to the other nodes", self.node_name, down, healthy)
             self.active = True
-        ended = self.hand_over()
+        ended = self.hand_over()  # what connected meanwhile, too
         if ended:
             self.handed_over += ended
             log.info("node=%s handed %d connections over", self.node_name, ended)

@@ -14,6 +14,7 @@ import requests
 
 from tests.faults.redis_proxy import RedisProxy
 from tests.faults.test_node_stop import keys_for_nodes, ordered
+from tests.waiting import wait_for
 
 from .resuming import ResumingClient, Sender
 
@@ -21,15 +22,6 @@ pytestmark = pytest.mark.local_cluster
 CUT = 3  # node-3 reaches Redis through the proxy
 GRACE_S, SPREAD_S = 3.0, 1.0
 ANSWERS_WITHIN_S = 1.0  # /readyz, whatever Redis does
-
-
-def wait_for(condition, timeout: float, what: str) -> float:
-    """Seconds until `condition` held."""
-    started = time.monotonic()
-    while not condition():
-        assert time.monotonic() - started < timeout, f"timed out after {timeout} s: {what}"
-        time.sleep(0.05)
-    return time.monotonic() - started
 
 
 def readiness(url: str) -> tuple[int, dict]:

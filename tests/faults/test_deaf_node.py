@@ -15,19 +15,11 @@ import requests
 from tests.conftest import RESULTS
 from tests.faults.redis_proxy import RedisProxy
 from tests.integration.conftest import Client
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.local_cluster
 DEAF = 9  # an extra node, beside the cluster's three
 CANARY = {"CANARY_INTERVAL_S": "0.2", "CANARY_DEADLINE_S": "1.5"}
-
-
-def wait_for(condition, timeout: float, what: str) -> float:
-    """Seconds until `condition` held."""
-    started = time.monotonic()
-    while not condition():
-        assert time.monotonic() - started < timeout, f"timed out waiting for {what}"
-        time.sleep(0.02)
-    return time.monotonic() - started
 
 
 @pytest.fixture

@@ -16,19 +16,13 @@ import requests
 
 from service.store import keys
 from service.store.messages import parse_id
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.local_cluster
 MESSAGES_PER_SENDER = 200
 SEND_EVERY_S = 0.05  # so the traffic spans the failure (about 10 s)
 RETRY_FOR_S = 45  # a sender retries `unavailable` with the same client_id this long
 SENDS_AGAIN_WITHIN_S = 10  # of the failover, every room (a few seconds, generous for busy CI)
-
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
-        time.sleep(0.1)
 
 
 def all_ready(cluster) -> bool:

@@ -7,21 +7,15 @@ from __future__ import annotations
 
 import contextlib
 import re
-import time
 
 import pytest
 import redis
 import requests
 
+from tests.waiting import wait_for
+
 pytestmark = pytest.mark.local_cluster
 FULL = "storage is full"
-
-
-def wait_for(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out after {timeout} s: {what}"
-        time.sleep(0.05)
 
 
 def masters(cluster) -> list[redis.Redis]:

@@ -21,7 +21,7 @@ NODES = ("node-1", "node-2", "node-3")
 ROOMS = 3
 PER_NODE = 8  # clients each node holds at the start
 WITHOUT_SERVICE_BOUND_S = 10.0  # spread + backoff (at most 1 s) + resume, with room to spare
-WINDOW_S = 0.25  # new connections are counted in windows this long
+WINDOW_S = 0.5  # new connections are counted in windows this long
 
 
 def peak_rate(times: list[float], window_s: float = WINDOW_S) -> float:
@@ -106,4 +106,5 @@ def test_rolling_every_node_under_traffic_loses_nothing(cluster, users):
 def test_peak_rate_counts_the_busiest_window():
     assert peak_rate([0.0, 0.1, 0.2, 1.0], window_s=0.25) == 12.0
     assert peak_rate([0.0, 0.5, 1.0], window_s=0.25) == 4.0
+    assert peak_rate([0.0, 0.1, 0.2, 0.7]) == 6.0
     assert peak_rate([]) == 0.0

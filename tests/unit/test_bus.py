@@ -6,21 +6,14 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Callable
 
 import pytest
 
 from service.bus import channels, message
 from service.bus.bus import Bus
+from tests.waiting import wait_for
 
 NODE = "node-a"  # the store fixture's node
-
-
-def wait_for(condition: Callable[[], object], timeout: float = 10, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what or condition}"
-        time.sleep(0.01)
 
 
 def spawn(target, *args) -> None:

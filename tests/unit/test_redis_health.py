@@ -17,15 +17,9 @@ from service.store import keys
 from service.store.health import memory_full, parse_info, replicas_in_sync
 from service.store.store import Store
 from tests.redis_server import RedisServer
+from tests.waiting import wait_for
 
 ACK_TIMEOUT_MS = 200
-
-
-def wait_for(condition, timeout: float = 15, what: str = "the condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 # ---- reading INFO -------------------------------------------------------------------------------
