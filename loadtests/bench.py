@@ -28,11 +28,22 @@ Every finished run of the series is appended to scale-runs.jsonl in the results 
 again with the same BENCH_RESULTS reuses those runs and does only the missing ones, so an
 interrupted series resumes where it stopped.
 
-Knobs: PARTS (compare,scale), SCENARIOS (chat,fanout), SYSTEMS (names, comma-separated), USERS
-(100), SCALE_USERS (300), SCALE_NODES (3,6,9), SCALE_REDIS (single,cluster), DURATION (30 s;
-seconds or locust's forms such as 30s, 2m: loadtests/duration.py), SPAWN_RATE (50), PROCESSES
-(load-generating processes, default all cores); `make bench` passes the same defaults as
-`make loadtest` (100 users, 45 s).
+Then the drops (loadtests/drops_bench.py): repeated network drops, a TCP proxy in front of the
+front door that drops every connection every DROPS_UP_S (3) seconds and refuses new ones for
+DROPS_DOWN_S (2), while senders send in several rooms with client_id and receivers resume: this
+service (3 nodes, receivers join with `since`) against the Node reference on
+@socket.io/redis-streams-adapter with connection state recovery (3 nodes). Writes drops.json and
+drops.png, prints delivered % side by side with where each one's losses came from. Exits non-zero
+if this service left any acknowledged message undelivered to a receiver, delivered one twice or
+out of order, or left a send unacknowledged once the drops stopped. Sizes: DROPS_ROOMS (4),
+DROPS_SENDERS (2 per room), DROPS_RECEIVERS (10 per room), DROPS_RATE (5 messages/s per sender).
+
+Knobs: PARTS (compare,scale,drops), SCENARIOS (chat,fanout), SYSTEMS (names, comma-separated),
+USERS (100), SCALE_USERS (300), SCALE_NODES (3,6,9), SCALE_REDIS (single,cluster), DURATION (30 s;
+seconds or locust's forms such as 30s, 2m: loadtests/duration.py; the drops' sending time too),
+SPAWN_RATE (50), PROCESSES (load-generating processes, default all cores), the DROPS_* knobs of
+loadtests/drops_bench.py; `make bench` passes the same defaults as `make loadtest` (100 users,
+45 s).
 """
 
 from __future__ import annotations
@@ -56,6 +67,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
 from cluster import VENV_BIN, Cluster  # noqa: E402
 
+from loadtests import drops_bench, drops_report  # noqa: E402
 from loadtests.duration import env_duration, readable  # noqa: E402
 
 REFERENCE = "node-reference-3"
@@ -359,10 +371,10 @@ def scale_chart(rows: list[dict], path: Path) -> None:
 
 
 def main() -> int:
-    parts = (os.environ.get("PARTS") or "compare,scale").split(",")
-    unknown = set(parts) - {"compare", "scale"}
+    parts = (os.environ.get("PARTS") or "compare,scale,drops").split(",")
+    unknown = set(parts) - {"compare", "scale", "drops"}
     if unknown:
-        raise SystemExit(f"PARTS: unknown {sorted(unknown)}; choose from compare, scale")
+        raise SystemExit(f"PARTS: unknown {sorted(unknown)}; choose from compare, scale, drops")
     folder = Path(os.environ.get("BENCH_RESULTS") or ROOT / "bench-results" /
                   time.strftime("%Y%m%d-%H%M%S")).resolve()  # nginx needs absolute paths
     duration = env_duration("DURATION", 30)  # refused here, before any system starts
@@ -395,8 +407,15 @@ def main() -> int:
         failed = failed or any(row["lost"] or row.get("send_failures") for row in scale)
     if failed:
         print("FAILED: a run lost messages or had sends refused (send_failures)")
-        return 1
-    return 0
+    if "drops" in parts:
+        drops = drops_bench.run(folder)
+        (folder / "drops.json").write_text(json.dumps(drops, indent=2) + "\n")
+        drops_report.chart(drops, folder / "drops.png")
+        drops_report.print_table(drops)
+        if problems := drops_bench.failures(drops):
+            print("FAILED under drops: " + "; ".join(problems))
+            failed = True
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

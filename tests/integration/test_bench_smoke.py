@@ -50,3 +50,28 @@ def test_the_scale_series_runs_on_one_redis_and_on_a_redis_cluster():
         assert row["directs_received"] > 0 and row["server_cpu_s_per_1000"] > 0
         assert 0 <= row["idle_node_cpu_percent"] < 50
     assert (folder / "scale.png").stat().st_size > 10_000
+
+
+def test_the_drops_part_delivers_everything_here_and_reports_both_systems_side_by_side():
+    """A short drops run: a drop every 1.5 s for 1 s while 2 rooms send, this service and the Node
+    reference with connection state recovery; about 20 s of wall time on an idle 2-core machine.
+    Its ports (30500-30611) are apart from a full `make bench`'s (30000-30111)."""
+    folder = RESULTS / "bench-drops"
+    shutil.rmtree(folder, ignore_errors=True)
+    env = dict(os.environ, PARTS="drops", DURATION="4", DROPS_UP_S="1.5", DROPS_DOWN_S="1",
+               DROPS_ROOMS="2", DROPS_SENDERS="1", DROPS_RECEIVERS="2", DROPS_SETTLE_S="60",
+               DROPS_PORT_BASE="30500", BENCH_RESULTS=str(folder))
+    run = subprocess.run([sys.executable, "loadtests/bench.py"], env=env, capture_output=True,
+                         text=True, timeout=400, check=False)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    rows = {row["system"]: row for row in json.loads((folder / "drops.json").read_text())}
+    assert set(rows) == {"rooms-3", "node-reference-3-streams"}
+    for row in rows.values():
+        assert row["drops"] >= 1 and row["acknowledged"] > 0 and row["settled"]
+        assert row["delivered_percent"] is not None and row["receiver_reconnects"]
+    ours = rows["rooms-3"]
+    assert ours["delivered_percent"] == 100.0 and ours["expected"] == 2 * ours["acknowledged"]
+    assert ours["duplicates"] == ours["out_of_order"] == ours["unacknowledged_sends"] == 0
+    assert rows["node-reference-3-streams"]["mode"] == "recovery"
+    assert (folder / "drops.png").stat().st_size > 10_000
+    assert "losses from" in run.stdout

@@ -6,12 +6,19 @@
 // Written the way such a service usually is: store, then emit through the adapter. Unlike the
 // Python service it does not order deliveries across nodes or hold live messages during a join;
 // the bench reports what that costs in order, not only in speed.
+//
+// ADAPTER=streams is what a Node user would pick for flaky networks (the bench's drops part):
+// @socket.io/redis-streams-adapter with Socket.IO's connection state recovery, which keeps a
+// disconnected socket's rooms and data in Redis for MAX_DISCONNECTION_MS and, when the client
+// comes back in time, restores them and replays the broadcasts it missed (`socket.recovered`).
+// Without ADAPTER, the reference is the Pub/Sub adapter and nothing else changes.
 'use strict';
 
 const http = require('http');
 const crypto = require('crypto');
 const { Server } = require('socket.io');
 const { createAdapter } = require('@socket.io/redis-adapter');
+const streams = require('@socket.io/redis-streams-adapter');
 const { createClient } = require('redis');
 
 const NODE = process.env.NODE_NAME || 'node-1';
@@ -21,6 +28,8 @@ const SECRET = process.env.SECRET_KEY || 'reference-secret-key';
 const TOKEN_TTL_S = 43200;
 const ROOM = /^[A-Za-z0-9_.-]{1,64}$/;
 const USER = /^[A-Za-z0-9_.-]{3,32}$/;
+const STREAMS = process.env.ADAPTER === 'streams';
+const MAX_DISCONNECTION_MS = Number(process.env.MAX_DISCONNECTION_MS || 2 * 60 * 1000);
 
 const redis = createClient({ url: REDIS_URL });
 const pub = redis.duplicate();
@@ -114,8 +123,15 @@ async function main() {
     handleHttp(req, res).catch(() => json(res, 500, { error: { code: 'unavailable',
       message: 'internal error' } }));
   });
-  const io = new Server(server, { adapter: createAdapter(pub, sub), maxHttpBufferSize: 65536,
-    cors: { origin: true, credentials: true } });
+  const options = { adapter: STREAMS ? streams.createAdapter(pub) : createAdapter(pub, sub),
+    maxHttpBufferSize: 65536, cors: { origin: true, credentials: true } };
+  if (STREAMS) {
+    // as documented (socket.io/docs/v4/connection-state-recovery): a recovered socket keeps the
+    // user its middleware put in socket.data, so the middleware is skipped
+    options.connectionStateRecovery = { maxDisconnectionDuration: MAX_DISCONNECTION_MS,
+      skipMiddlewares: true };
+  }
+  const io = new Server(server, options);
 
   io.use((socket, next) => {
     const user = verify(socket.handshake.auth && socket.handshake.auth.token);
@@ -126,7 +142,10 @@ async function main() {
 
   io.on('connection', (socket) => {
     const user = socket.data.user;
-    const joined = new Set();
+    // a recovered socket is back in its rooms: present there again, it may send without a join
+    const joined = new Set([...socket.rooms].filter((room) => room.startsWith('r:'))
+      .map((room) => room.slice(2)));
+    for (const room of joined) redis.sAdd('ref:room:' + room + ':users', user).catch(() => {});
     socket.join('u:' + user);
     socket.emit('welcome', { user, node: NODE, sid: socket.id });
 
