@@ -20,7 +20,7 @@ HOST ?= http://127.0.0.1:8080
 export SCENARIO USERS SPAWN_RATE DURATION HOST
 
 .PHONY: help setup run test test-unit test-integration test-browser test-faults compose-test loadtest \
-	loadtest-capacity loadtest-ui bench capacity profile lint typecheck lock clean
+	loadtest-capacity loadtest-ui bench capacity profile soak lint typecheck lock clean
 
 help:
 	@echo "make run        start redis, $(NODES) nodes and nginx on http://127.0.0.1:$(PORT) (NODES=N, REDIS=cluster, FRONT_DOORS=2)"
@@ -38,8 +38,12 @@ help:
 	@echo "make loadtest-capacity  users one locust process holds before it is the bottleneck"
 	@echo "make loadtest-ui  locust's web UI on http://127.0.0.1:8089 against HOST"
 	@echo "make bench      this service (1-3 nodes, eventlet) against Node Socket.IO and naive Flask-SocketIO"
+	@echo "                PARTS=compare,scale,drops (default all); drops: network drops every DROPS_UP_S=3 s for"
+	@echo "                DROPS_DOWN_S=2 s, delivered % against Socket.IO's connection state recovery"
 	@echo "make capacity   idle connections one node holds (memory per connection), largest fan-out room under 200 ms"
 	@echo "make profile    py-spy on every node under one load test: top costs per delivery, chart"
+	@echo "make soak       chat load for SOAK_DURATION (30m) on its own 3-node cluster (ports 31001-31379):"
+	@echo "                every process's memory over time, leaks flagged, p50/p99 per minute, losses"
 	@echo "make lint       ruff, mypy over service/"
 	@echo "make lock       regenerate uv.lock and the hashed pip locks from pyproject.toml"
 	@echo "make setup      install everything that is missing (apt packages, .venv, npm packages)"
@@ -108,6 +112,10 @@ capacity:
 profile:
 	@$(SETUP) cluster venv npm
 	$(VENV)/python loadtests/profile.py
+
+soak:
+	@$(SETUP) cluster venv npm
+	$(VENV)/python loadtests/soak.py
 
 loadtest-ui:
 	@$(SETUP) venv
