@@ -291,10 +291,11 @@ class Node:
         nodes = self.store.nodes
         nodes.heartbeat(len(self.connections), self.started_ms, self.settings.node_ttl_s,
                         self.stats(), url=self.settings.node_url)
-        live = nodes.live(self.settings.node_ttl_s, stats=True)
-        self.peer_urls = {entry["node"]: entry["url"] for entry in live if entry.get("url")}
-        self.peers = [entry["node"] for entry in live if entry["node"] != self.name]
-        self.canary.forget_peers({entry["node"] for entry in live})
+        live = nodes.live_names(self.settings.node_ttl_s)
+        known = {name: url for name, url in self.peer_urls.items() if name in live}
+        self.peer_urls = {**known, **nodes.urls([name for name in live if name not in known])}
+        self.peers = [name for name in live if name != self.name]
+        self.canary.forget_peers(set(live))
         for dead, removed in nodes.reap_dead(self.settings.node_ttl_s).items():
             log.warning("node=%s reaped dead node %s (%d presence entries)", self.name, dead,
                         removed)

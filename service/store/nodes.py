@@ -88,10 +88,13 @@ class NodeRegistry:
             nodes.append(entry)
         return nodes
 
-    def urls(self, ttl_s: float) -> dict[str, str]:
-        """Where the live nodes (this one too) said they can be reached, by name."""
-        return {entry["node"]: entry["url"] for entry in self.live(ttl_s, stats=True)
-                if entry.get("url")}
+    def urls(self, names: list[str]) -> dict[str, str]:
+        """Where these nodes said they can be reached, by name (those that said)."""
+        with redis_errors(), self.client.pipeline(transaction=False) as pipe:
+            for name in names:
+                pipe.hget(keys.node_info(name), "url")
+            urls = pipe.execute()
+        return {name: url for name, url in zip(names, urls, strict=True) if url}
 
     def reap_dead(self, ttl_s: float) -> dict[str, int]:
         """Reap nodes silent for ttl_s whose lease this node gets; connections removed, by node.
