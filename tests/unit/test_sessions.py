@@ -86,3 +86,18 @@ def test_an_unknown_cookie_gets_a_new_session_not_the_one_it_named(app, store):
     assert session_id(client) != "forged-or-expired"
     assert store.sessions.load("forged-or-expired") is None
     assert client.get("/me").text == "alice"
+
+
+def test_a_session_that_cannot_be_kept_is_a_503_not_a_log_in(app, store, redis_server, caplog):
+    app.config["NODE_NAME"] = "node-a"
+    server = redis.Redis.from_url(redis_server.url)
+    server.config_set("maxmemory", 1)  # Redis refuses writes: full
+    try:
+        answer = app.test_client().post("/login")
+    finally:
+        server.config_set("maxmemory", 0)
+    assert answer.status_code == 503
+    assert answer.json["error"]["code"] == "unavailable"
+    assert "storage is full" in answer.json["error"]["message"]
+    assert "Traceback" not in caplog.text
+    assert "could not keep a browser session" in caplog.text
