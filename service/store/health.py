@@ -107,7 +107,7 @@ class RedisHealth:
         return all(state.reachable for state in list(self.masters.values()))
 
     def unreachable(self) -> list[str]:
-        return [_name(address) for address, state in sorted(self.masters.items())
+        return [_name(address) for address, state in sorted(list(self.masters.items()))
                 if not state.reachable]
 
     def down_for(self) -> float:
@@ -123,7 +123,7 @@ class RedisHealth:
         """The masters whose writes wait for fewer replicas than ACK_REPLICAS (fewer in sync)."""
         return [{"master": _name(address), "in_sync": state.in_sync,
                  "wanted": self.wanted_replicas}
-                for address, state in sorted(self.masters.items())
+                for address, state in sorted(list(self.masters.items()))
                 if state.reachable and state.in_sync is not None
                 and state.in_sync < self.wanted_replicas]
 
@@ -134,7 +134,8 @@ class RedisHealth:
         return any(state.full for state in list(self.masters.values()))
 
     def full_masters(self) -> list[str]:
-        return [_name(address) for address, state in sorted(self.masters.items()) if state.full]
+        return [_name(address) for address, state in sorted(list(self.masters.items()))
+                if state.full]
 
     def summary(self) -> dict[str, Any]:
         """For /readyz's body and the cluster page."""
