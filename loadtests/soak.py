@@ -51,6 +51,8 @@ from loadtests.soak_chart import chart  # noqa: E402
 from loadtests.soak_memory import MB, ProcessTable, Role, Sampler  # noqa: E402
 from loadtests.soak_report import build, summary  # noqa: E402
 from loadtests.soak_timeline import FLUSH_S, load, per_minute  # noqa: E402
+from service.settings import Settings  # noqa: E402
+from service.store.messages import IDEMPOTENCY_S  # noqa: E402
 
 NODES = 3
 
@@ -76,7 +78,17 @@ def settings_from_env() -> dict[str, Any]:
             "sample_s": env_seconds("SOAK_SAMPLE_S", 10, 0.5),
             "settle_s": env_seconds("SOAK_SETTLE_S", 120, 0), "redis": mode, "nodes": NODES,
             "port_base": setting("SOAK_PORT_BASE", os.environ.get("SOAK_PORT_BASE") or 31000,
-                                 1024, 65000, "a port")}
+                                 1024, 65000, "a port"),
+            "redis_fill_s": redis_fill_s()}
+
+
+def redis_fill_s() -> float:
+    """How long the chat load takes to fill Redis: every room's stream up to ROOM_HISTORY_MAX
+    (each room gets ROOM_SIZE x SEND_RATE messages a second), and each send's idempotency key
+    kept IDEMPOTENCY_S; Redis's data stays flat after that."""
+    room_rate = (float(os.environ.get("ROOM_SIZE") or 10)
+                 * float(os.environ.get("SEND_RATE") or 1))
+    return max(Settings.room_history_max / room_rate, IDEMPOTENCY_S)
 
 
 def make_cluster(settings: dict[str, Any], folder: Path) -> Cluster:

@@ -18,10 +18,13 @@ A series is flagged as growing steadily when all three pass their threshold:
   about none.
 
 The verdict then says what a flagged series is: the load generator's ledger keeps every receipt
-until the test ends (loadtests/accounting.py), so locust grows with deliveries by design; Redis
-grows with its data when its own used_memory grew by at least half as much (room streams fill up
-to ROOM_HISTORY_MAX messages each, 10,000 by default: 17 minutes of the default chat load; each
-send's idempotency key lives 10 minutes); anything else is a possible leak.
+until the test ends (loadtests/accounting.py), so locust grows with deliveries by design. Redis
+is judged only once the load has filled it (room streams up to ROOM_HISTORY_MAX messages each,
+10,000 by default: 17 minutes of the default chat load; each send's idempotency key lives 10
+minutes), by its data first: when its used_memory does not grow steadily, growth of its resident
+memory is its allocator keeping pages (freed stream nodes, fragmentation), not the service's
+data; when the data grows by at least half as much, it is stored data; anything else is a
+possible leak.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ DATA_SHARE = 0.5  # of Redis's RSS growth that its used_memory growth must match
 
 FLAT, LEAK, DATA, LEDGER, UNJUDGED = ("flat", "possible leak", "grows: stored data",
                                       "grows: the load generator's ledger", "not judged")
+ALLOCATOR = "grows: Redis's allocator (its data is flat)"
 
 
 @dataclass(frozen=True)
@@ -90,28 +94,39 @@ def judge(t_s: list[float], values: list[float | None], start: float, end: float
     return figures
 
 
-def verdict(label: str, figures: dict[str, Any], data_growth_mb: float | None = None) -> str:
-    """What a judged series says: flat, or what its steady growth is (see the module's text)."""
+def verdict(label: str, figures: dict[str, Any], data: dict[str, Any] | None = None) -> str:
+    """What a judged series says: flat, or what its steady growth is (see the module's text);
+    `data` is a Redis server's judged used_memory."""
     if figures["slope_mb_per_h"] is None:
         return UNJUDGED
     if not figures["steady_growth"]:
         return FLAT
     if label.startswith("locust"):
         return LEDGER
-    if label.startswith("redis") and data_growth_mb is not None \
-            and data_growth_mb >= DATA_SHARE * figures["growth_mb"]:
-        return DATA
+    if label.startswith("redis") and data is not None and data.get("growth_mb") is not None:
+        if not data["steady_growth"]:
+            return ALLOCATOR
+        if data["growth_mb"] >= DATA_SHARE * figures["growth_mb"]:
+            return DATA
     return LEAK
 
 
 def judge_all(t_s: list[float], series: dict[str, list[float | None]], start: float, end: float,
-              data: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
-    """Every process series judged; `data` holds the judged used_memory of each Redis server,
-    under the same label as its process."""
+              data: dict[str, dict[str, Any]] | None = None,
+              redis_start: float | None = None) -> dict[str, dict[str, Any]]:
+    """Every process series judged in [start, end], a Redis server's from `redis_start` (once
+    the load filled it; `data` holds its used_memory judged over the same span, under the same
+    label as its process)."""
     judged = {}
     for label in sorted(series):
-        figures = judge(t_s, series[label], start, end)
-        data_growth = (data or {}).get(label, {}).get("growth_mb")
-        figures["verdict"] = verdict(label, figures, data_growth)
+        begins = redis_start if label.startswith("redis") and redis_start is not None else start
+        figures = judge(t_s, series[label], begins, end)
+        figures["verdict"] = verdict(label, figures, (data or {}).get(label))
         judged[label] = figures
     return judged
+
+
+def redis_window(start: float, end: float, fill_s: float) -> float:
+    """Where Redis's judgement starts: a minute after the load filled it (the last idempotency
+    keys expire and the streams' trims settle), within the run."""
+    return min(end, max(start, fill_s + 60))

@@ -12,6 +12,7 @@ from loadtests.soak_analysis import (
     STEADY_R2,
     judge,
     judge_all,
+    redis_window,
     window,
 )
 from loadtests.soak_memory import Series
@@ -36,9 +37,10 @@ def build(*, settings: dict[str, Any], load_s: float, elapsed_s: float, accounti
     `clean`: something was owed, nothing was lost, duplicated or reordered, and no process of the
     cluster exited."""
     start, end = window(load_s, settings["settle_s"])
-    data = {label: judge(redis_memory.t_s, values, start, end)
+    redis_start = redis_window(start, end, settings.get("redis_fill_s", 0.0))
+    data = {label: judge(redis_memory.t_s, values, redis_start, end)
             for label, values in redis_memory.values.items()}
-    processes = judge_all(rss.t_s, rss.values, start, end, data)
+    processes = judge_all(rss.t_s, rss.values, start, end, data, redis_start)
     minutes = per_minute(timeline)
     for row in minutes:
         row["sending_s"] = round(max(0.0, min(60.0, load_s - 60 * row["minute"])), 1)
@@ -55,6 +57,7 @@ def build(*, settings: dict[str, Any], load_s: float, elapsed_s: float, accounti
         "memory": {"t_s": rss.t_s, "rss_mb": rss.values, "pids": pids,
                    "redis_used_memory_mb": redis_memory.values},
         "leaks": {"window_s": [round(start, 1), round(end, 1)],
+                  "redis_window_s": [round(redis_start, 1), round(end, 1)],
                   "thresholds": {"mb_per_h": LEAK_MB_PER_H, "growth_mb": MIN_GROWTH_MB,
                                  "r2": STEADY_R2},
                   "processes": processes, "redis_used_memory": data,

@@ -42,8 +42,8 @@ NO_MAINT_NOTIFICATIONS = MaintNotificationsConfig(enabled=False)
 
 POOL_CONNECTIONS = 100  # per pool (per master on a cluster)
 POOL_WAIT_S = 5
-# raw connections have no read timeout (a quiet subscription is not a failure): the kernel finds
-# a peer that went away without a word (a cut network) after about 5 + 3 x 2 s of silence
+# subscriptions and pipelines read without a timeout (a quiet subscription is not a failure): the
+# kernel finds a peer that went away without a word (a cut network) after 5 + 3 x 2 s of silence
 KEEPALIVE = {socket.TCP_KEEPIDLE: 5, socket.TCP_KEEPINTVL: 2, socket.TCP_KEEPCNT: 3}
 
 

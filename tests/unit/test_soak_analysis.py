@@ -3,6 +3,7 @@
 import pytest
 
 from loadtests.soak_analysis import (
+    ALLOCATOR,
     DATA,
     FLAT,
     LEAK,
@@ -11,6 +12,7 @@ from loadtests.soak_analysis import (
     fit,
     judge,
     judge_all,
+    redis_window,
     verdict,
     window,
 )
@@ -81,19 +83,34 @@ def test_missing_samples_are_skipped_and_too_few_are_not_judged():
     assert few["slope_mb_per_h"] is None and verdict("node-1 worker", few) == UNJUDGED
 
 
-def test_verdicts_tell_the_ledger_and_stored_data_from_a_possible_leak():
+def test_verdicts_tell_the_ledger_stored_data_and_the_allocator_from_a_possible_leak():
     climbing = judge(TIMES, [100 + t / 360 for t in TIMES], 900, 1800)  # 10 MB/h, 2.5 MB
+    data_climbing = judge(TIMES, [10 + t / 450 for t in TIMES], 900, 1800)  # 8 MB/h, 2 MB
+    data_slower = judge(TIMES, [10 + t / 1800 for t in TIMES], 900, 1800)  # 2 MB/h, 0.5 MB
+    data_flat = judge(TIMES, [30.0] * len(TIMES), 900, 1800)
     assert verdict("node-1 worker", climbing) == LEAK
     assert verdict("locust worker 1", climbing) == LEDGER
-    assert verdict("redis", climbing, data_growth_mb=2.0) == DATA
-    assert verdict("redis", climbing, data_growth_mb=0.5) == LEAK
+    assert verdict("redis", climbing, data_climbing) == DATA
+    assert verdict("redis", climbing, data_flat) == ALLOCATOR
+    assert verdict("redis", climbing, data_slower) == ALLOCATOR  # under the thresholds: flat
+    assert verdict("redis", climbing, {**data_climbing, "growth_mb": 0.5}) == LEAK
     assert verdict("redis", climbing) == LEAK
     assert verdict("nginx worker 1", judge(TIMES, [10.0] * len(TIMES), 900, 1800)) == FLAT
+
+
+def test_redis_is_judged_once_the_load_filled_it():
+    assert redis_window(900, 1800, 1000) == 1060
+    assert redis_window(900, 1800, 300) == 900
+    assert redis_window(150, 300, 1000) == 300  # a short run: nothing left to judge
+    series = {"redis": [10 + min(t, 1000) / 50 for t in TIMES]}  # fills, then flat
+    judged = judge_all(TIMES, series, 900, 1800, redis_start=1060)
+    assert judged["redis"]["verdict"] == FLAT
 
 
 def test_every_series_is_judged_with_its_verdict():
     series = {"node-1 worker": [100 + t / 360 for t in TIMES],
               "redis": [10 + t / 360 for t in TIMES], "nginx master": [5.0] * len(TIMES)}
-    judged = judge_all(TIMES, series, 900, 1800, data={"redis": {"growth_mb": 2.4}})
+    data = {"redis": judge(TIMES, [10 + t / 450 for t in TIMES], 900, 1800)}
+    judged = judge_all(TIMES, series, 900, 1800, data=data)
     assert {label: f["verdict"] for label, f in judged.items()} == {
         "nginx master": FLAT, "node-1 worker": LEAK, "redis": DATA}
