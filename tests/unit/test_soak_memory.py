@@ -1,12 +1,13 @@
 """`make soak`'s memory sampling: labels of process trees, series, the sampler thread."""
 
-import os
 import subprocess
 import sys
 
+import psutil
 import pytest
 
 from loadtests.soak_memory import ProcessTable, Role, Sampler, Series, labelled
+from tests.waiting import wait_for
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
 
@@ -37,14 +38,21 @@ def test_a_role_labels_itself_and_numbers_its_children_in_pid_order(parent_of_tw
 
 
 def test_an_only_child_is_not_numbered_and_children_are_left_out_when_not_asked_for():
-    own = os.getpid()
-    child = subprocess.Popen(SLEEPER)
+    # a parent of exactly one child of its own (the test process may have others: a Redis of
+    # another test's fixture)
+    parent = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time; "
+                               f"subprocess.Popen({SLEEPER!r}); time.sleep(60)"])
     try:
-        assert "node-1 worker" in labelled([Role("node-1 master", own, "node-1 worker")])
-        assert list(labelled([Role("redis", own)])) == ["redis"]
+        wait_for(lambda: len(psutil.Process(parent.pid).children()) == 1,
+                 what="the parent's child to start")
+        assert list(labelled([Role("node-1 master", parent.pid, "node-1 worker")])) == [
+            "node-1 master", "node-1 worker"]
+        assert list(labelled([Role("redis", parent.pid)])) == ["redis"]
     finally:
-        child.kill()
-        child.wait()
+        for process in psutil.Process(parent.pid).children():
+            process.kill()
+        parent.kill()
+        parent.wait()
 
 
 def test_a_process_that_is_gone_is_left_out():
