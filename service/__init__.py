@@ -10,9 +10,10 @@ from flask_socketio import SocketIO
 
 from .node.gate import SessionGate
 from .node.node import Node
+from .primitives import codec
 from .realtime.handlers import register_handlers
 from .settings import DEV_API_KEY, DEV_SECRET_KEY, Settings, load_settings
-from .transport import codec, compat, websocket
+from .transport import compat, websocket
 from .transport.packet_guard import PollingBodyGuard
 from .web import admin, api, auth, health, http_errors, metrics, pages
 from .web.sessions import StoreSessionInterface

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .realtime.validation import USERNAME
+from .primitives.names import USERNAME
 
 DEV_SECRET_KEY = "dev-secret-key-change-me"  # noqa: S105 - a marker, refused in production
 DEV_API_KEY = "dev-api-key-change-me"

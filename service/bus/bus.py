@@ -33,9 +33,11 @@ from typing import Any
 import redis
 
 from ..errors import ServiceError
-from ..store.messages import Messages, parse_id
+from ..primitives import bus_format
+from ..primitives.ids import parse_id
+from ..store.messages import Messages
 from ..store.topology import Address, Topology
-from . import channels, message
+from . import channels
 from .channels import Channel
 from .link import Link
 
@@ -350,8 +352,8 @@ class Bus:
         if channel is None:
             return
         try:
-            frame = message.decode(payload)
-        except message.UnknownFrame as exc:
+            frame = bus_format.decode(payload)
+        except bus_format.UnknownFrame as exc:
             self.unknown_frames += 1
             if self.unknown_frames in (1, 10, 100) or self.unknown_frames % 1000 == 0:
                 log.warning("node=%s dropped %d frames it cannot read on %s (%s)", self.node,
@@ -359,9 +361,9 @@ class Bus:
             return
         self.handle(channel, frame)
 
-    def handle(self, channel: Channel, frame: message.Frame) -> None:
+    def handle(self, channel: Channel, frame: bus_format.Frame) -> None:
         """Deliver a frame to this node's connections of its channel (live or replayed)."""
-        if frame.kind == message.CONTROL:
+        if frame.kind == bus_format.CONTROL:
             self.on_control(frame.control())
             return
         skip: list[str] = []
@@ -455,7 +457,7 @@ class Bus:
         while True:
             frames = self.messages.frames_after(channel.kind, channel.target, after, REPLAY_PAGE)
             for payload in frames:
-                frame = message.decode(payload)
+                frame = bus_format.decode(payload)
                 self.handle(channel, frame)
                 after = frame.stored_id or after
             replayed += len(frames)

@@ -25,9 +25,9 @@ from typing import Any
 import redis
 from redis.cluster import ClusterNode, RedisCluster
 
-from ..errors import ServiceError
-from ..realtime.validation import room_name, username
-from . import channels, message
+from ..primitives import bus_format
+from ..primitives.names import ROOM_RULE, USERNAME_RULE, is_room, is_username
+from . import channels
 from .channels import Channel
 
 # Socket.IO's own events: a client library would treat them as its lifecycle
@@ -72,24 +72,25 @@ class Emitter:
                              f"own ({', '.join(sorted(RESERVED_EVENTS))}): {event!r}")
         if room is not None and user is not None:
             raise ValueError("emit to a room or to a user, not both")
+        if room is not None:
+            if not is_room(room):
+                raise ValueError(f"room must be {ROOM_RULE}, got {room!r}")
+            channel = channels.room(room)
+        elif user is not None:
+            if not is_username(user):
+                raise ValueError(f"user must be {USERNAME_RULE}, got {user!r}")
+            channel = channels.user(user)
+        else:
+            channel = channels.BROADCAST
         try:
-            if room is not None:
-                channel = channels.room(room_name(room))
-            elif user is not None:
-                channel = channels.user(username(user))
-            else:
-                channel = channels.BROADCAST
-        except ServiceError as error:
-            raise ValueError(error.message) from None
-        try:
-            frame = message.event(event, data)
+            frame = bus_format.event(event, data)
         except TypeError as error:
             raise ValueError(f"data must be JSON: {error}") from None
         self.publish(channel, frame)
 
     def control(self, channel: Channel, body: dict[str, Any]) -> None:
-        """A message for the nodes serving `channel` (bus/message.py, kind `c`)."""
-        self.publish(channel, message.control(body))
+        """A message for the nodes serving `channel` (primitives/bus_format.py, kind `c`)."""
+        self.publish(channel, bus_format.control(body))
 
     def publish(self, channel: Channel, frame: bytes) -> None:
         self.client.spublish(channel.name, frame)

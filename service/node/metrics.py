@@ -22,7 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from ..errors import CODES
-from ..store.messages import parse_id
+from ..primitives.ids import parse_id
 
 if TYPE_CHECKING:
     from .node import Node

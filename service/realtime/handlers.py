@@ -13,10 +13,11 @@ from flask_login import current_user
 from flask_socketio import ConnectionRefusedError as Refused
 from flask_socketio import SocketIO, join_room
 
-from ..bus import channels, message
+from ..bus import channels
 from ..bus.channels import Channel, socketio_room, user_room
 from ..errors import ServiceError
 from ..node.node import Node
+from ..primitives import bus_format
 from ..store.failures import redis_errors
 from ..transport import compat
 from . import validation
@@ -257,7 +258,7 @@ def register_handlers(socketio: SocketIO, node: Node) -> None:
     def publish(channel: Channel, name: str, data: dict[str, Any], skip: str) -> None:
         """An event for the channel's connections on every node, not stored (at most once)."""
         with redis_errors():
-            node.emitter.publish(channel, message.event(name, data, skip=skip))
+            node.emitter.publish(channel, bus_format.event(name, data, skip=skip))
 
     @event("inbox")
     def on_inbox(connection: Connection, sid: str, payload: Any) -> Ack:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ServiceError
+from ..primitives.names import MESSAGE_ID, ROOM, ROOM_RULE, USERNAME, USERNAME_RULE
 
-ROOM = re.compile(r"[A-Za-z0-9_.-]{1,64}")
-USERNAME = re.compile(r"[A-Za-z0-9_.-]{3,32}")
-MESSAGE_ID = re.compile(r"[0-9]{1,20}-[0-9]{1,20}")
 ID_PART_LIMIT = 2**63
 MAX_CLIENT_ID = 64
 MAX_LIMIT = 500
@@ -35,13 +32,13 @@ def optional_object(payload: Any) -> dict[str, Any]:
 
 def room_name(value: Any, field: str = "room") -> str:
     if not isinstance(value, str) or not ROOM.fullmatch(value):
-        raise bad(f"{field} must be 1-64 characters of A-Za-z0-9_.-")
+        raise bad(f"{field} must be {ROOM_RULE}")
     return value
 
 
 def username(value: Any, field: str = "username") -> str:
     if not isinstance(value, str) or not USERNAME.fullmatch(value):
-        raise bad(f"{field} must be 3-32 characters of A-Za-z0-9_.-")
+        raise bad(f"{field} must be {USERNAME_RULE}")
     return value
 
 

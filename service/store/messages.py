@@ -33,8 +33,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ..bus import message
 from ..errors import ServiceError
+from ..primitives import bus_format
+from ..primitives.ids import parse_id
 from . import keys
 from .failures import redis_errors
 from .scripts import Scripts
@@ -42,10 +43,6 @@ from .scripts import Scripts
 RESUME_LIMIT = 500
 IDEMPOTENCY_S = 600  # a repeated client_id is answered with the first id for this long
 
-
-def parse_id(message_id: str) -> tuple[int, int]:
-    ms, _, seq = message_id.partition("-")
-    return int(ms), int(seq)
 
 
 @dataclass(frozen=True)
@@ -122,7 +119,7 @@ class Messages:
                       keys.conversation_unread(owner)]
         else:
             keys_ += [stream, stream, stream]
-        pieces = message.stored_template(event, data, skip=skip)
+        pieces = bus_format.stored_template(event, data, skip=skip)
         with redis_errors():
             reply = self.scripts.run(
                 "append", keys_,
@@ -202,11 +199,11 @@ class Messages:
             with redis_errors():
                 entries = self.client.xrange(keys.room_log(target), "(" + after, "+",
                                              count=limit)
-            return [message.stored_event("message", room_message(target, entry))
+            return [bus_format.stored_event("message", room_message(target, entry))
                     for entry in entries]
         with redis_errors():
             entries = self.client.xrange(keys.inbox(target), "(" + after, "+", count=limit)
-        return [message.stored_event("direct", direct_message(entry),
+        return [bus_format.stored_event("direct", direct_message(entry),
                                      skip=_fields(entry)[1].get("x")) for entry in entries]
 
     def resume_room(self, room: str, since: str | None) -> Resumed:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from ..bus import message
+from ..primitives import bus_format
 from . import keys
 from .failures import redis_errors
 from .scripts import Scripts
@@ -39,7 +39,7 @@ class Presence:
     def join(self, room: str, user: str, sid: str, *, member: bool = False) -> Joined:
         """Mark the connection present (announcing the user if new); with `member`, make the
         user a member of the room as well (members.py), in the same step."""
-        frame = message.event("presence", {"room": room, "user": user, "action": "join"})
+        frame = bus_format.event("presence", {"room": room, "user": user, "action": "join"})
         with redis_errors():
             self.scripts.bookkeeping("SADD", keys.node_rooms(self.node), room)
             members, read = self.scripts.run(
@@ -50,7 +50,7 @@ class Presence:
 
     def leave(self, room: str, user: str, sid: str) -> None:
         """Remove the connection's presence; announces the user's leave with its last one."""
-        frame = message.event("presence", {"room": room, "user": user, "action": "leave"})
+        frame = bus_format.event("presence", {"room": room, "user": user, "action": "leave"})
         with redis_errors():
             self.scripts.run("leave", self._room_keys(room), [self._field(sid), user, frame])
 
@@ -60,7 +60,7 @@ class Presence:
 
     def reap(self, node: str, room: str) -> int:
         """Forget every connection `node` had in `room`, announcing leaves; how many."""
-        head, tail = message.presence_template(room, "leave")
+        head, tail = bus_format.presence_template(room, "leave")
         with redis_errors():
             return int(self.scripts.run("reap_room", self._room_keys(room),
                                         [f"{node}|", head, tail]))

@@ -9,7 +9,7 @@ import threading
 import time
 from collections import defaultdict
 
-from service.store.messages import parse_id
+from service.primitives.ids import parse_id
 
 ROOMS = 12
 JOINERS_PER_NODE = 2

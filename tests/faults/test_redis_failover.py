@@ -14,8 +14,8 @@ from collections import defaultdict
 import pytest
 import requests
 
+from service.primitives.ids import parse_id
 from service.store import keys
-from service.store.messages import parse_id
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.local_cluster

@@ -11,7 +11,7 @@ from unittest.mock import ANY
 import pytest
 from itsdangerous import TimestampSigner, URLSafeTimedSerializer
 
-from service.store.messages import parse_id
+from service.primitives.ids import parse_id
 from service.tokens import SALT
 
 from .conftest import SECRET_KEY, TEST_ENV, Client

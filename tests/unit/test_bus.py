@@ -9,8 +9,9 @@ import time
 
 import pytest
 
-from service.bus import channels, message
+from service.bus import channels
 from service.bus.bus import Bus
+from service.primitives import bus_format
 from tests.waiting import wait_for
 
 NODE = "node-a"  # the store fixture's node
@@ -123,7 +124,7 @@ def test_stored_messages_are_delivered_once_in_order_and_the_senders_connection_
     assert (room, skip) == ("u:bob", ["sid-bob"])
     assert json.loads(body)[1]["id"] == sent.id
     # the same frame again (a replay meeting the live stream) is dropped
-    bus.handle(bob, message.decode(message.stored_event("direct", json.loads(body)[1])))
+    bus.handle(bob, bus_format.decode(bus_format.stored_event("direct", json.loads(body)[1])))
     assert len(recorder.delivered) == 1
 
 
@@ -131,7 +132,7 @@ def test_frames_of_an_unknown_format_are_dropped_and_counted(bus, recorder, clie
     lobby = channels.room("lobby")
     bus.attach("sid-1", lobby)
     client.execute_command("SPUBLISH", lobby.name, "from a future version")
-    client.execute_command("SPUBLISH", lobby.name, message.event("notice", {"text": "ok"}))
+    client.execute_command("SPUBLISH", lobby.name, bus_format.event("notice", {"text": "ok"}))
     wait_for(lambda: len(recorder.delivered) == 1)
     assert bus.unknown_frames == 1
 
@@ -139,7 +140,7 @@ def test_frames_of_an_unknown_format_are_dropped_and_counted(bus, recorder, clie
 def test_control_frames_go_to_the_node(bus, recorder, client):
     alice = channels.user("alice")
     bus.attach("sid-1", alice)
-    client.execute_command("SPUBLISH", alice.name, message.control({"disconnect": ["n|s"]}))
+    client.execute_command("SPUBLISH", alice.name, bus_format.control({"disconnect": ["n|s"]}))
     wait_for(lambda: recorder.controls == [{"disconnect": ["n|s"]}])
     assert recorder.delivered == []
 
@@ -150,7 +151,7 @@ def test_the_nodes_canary_channel_is_subscribed_from_the_start_and_counted(bus, 
     assert client.execute_command("PUBSUB", "SHARDNUMSUB", canary.name)[1] == 1
     bus.attach("sid-1", channels.room("lobby"))
     assert bus.subscribed_by_kind() == {"room": 1, "user": 0, "all": 1, "canary": 1}
-    client.execute_command("SPUBLISH", canary.name, message.control({"canary": {"n": 1}}))
+    client.execute_command("SPUBLISH", canary.name, bus_format.control({"canary": {"n": 1}}))
     wait_for(lambda: recorder.controls == [{"canary": {"n": 1}}])
     assert recorder.delivered == []
 
@@ -238,7 +239,7 @@ def test_twenty_thousand_rooms_are_resubscribed_in_one_batch_and_each_replayed_e
 
 def live(bus: Bus, message_id: str, skip: str | None = None) -> None:
     data = {"id": message_id, "room": "lobby", "text": message_id}
-    bus.handle(channels.room("lobby"), message.decode(message.stored_event("message", data,
+    bus.handle(channels.room("lobby"), bus_format.decode(bus_format.stored_event("message", data,
                                                                            skip=skip)))
 
 

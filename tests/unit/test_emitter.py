@@ -5,8 +5,9 @@ import json
 import pytest
 import redis
 
-from service.bus import channels, message
+from service.bus import channels
 from service.bus.emitter import Emitter
+from service.primitives import bus_format
 
 
 @pytest.fixture
@@ -27,7 +28,7 @@ def listen(redis_server):
     def frames():
         got = []
         while (item := pubsub.get_sharded_message(timeout=0.3)) is not None:
-            got.append((item["channel"].decode(), message.decode(item["data"])))
+            got.append((item["channel"].decode(), bus_format.decode(item["data"])))
         return got
 
     yield frames
@@ -51,7 +52,7 @@ def test_events_go_to_the_channel_of_their_target(emitter, listen):
     (lambda e: e.emit("", {}), "1-64 characters"),
     (lambda e: e.emit("x" * 65, {}), "1-64 characters"),
     (lambda e: e.emit("ok", {}, room="no spaces"), "room"),
-    (lambda e: e.emit("ok", {}, user="a"), "username"),
+    (lambda e: e.emit("ok", {}, user="a"), "user must be 3-32"),
     (lambda e: e.emit("ok", {}, room="lobby", user="alice"), "not both"),
     (lambda e: e.emit("ok", {"x": object()}), "must be JSON"),
 ])

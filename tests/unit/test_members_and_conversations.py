@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from service.errors import ServiceError
+from service.primitives.ids import parse_id
 from service.store import keys
-from service.store.messages import parse_id
 
 
 def account(client, *names: str) -> None:

@@ -7,11 +7,11 @@ import time
 import pytest
 import redis
 
-from service.bus import message
 from service.errors import ServiceError
+from service.primitives import bus_format
+from service.primitives.ids import parse_id
 from service.settings import RedisTarget
 from service.store import keys
-from service.store.messages import parse_id
 from service.store.store import Store
 
 
@@ -26,10 +26,10 @@ def channel(redis_server):
         pubsub.get_sharded_message(timeout=1)
         subscriptions.append(pubsub)
 
-        def drain() -> list[message.Frame]:
+        def drain() -> list[bus_format.Frame]:
             frames = []
             while (got := pubsub.get_sharded_message(timeout=0.2)) is not None:
-                frames.append(message.decode(got["data"]))
+                frames.append(bus_format.decode(got["data"]))
             return frames
 
         return drain
@@ -39,7 +39,7 @@ def channel(redis_server):
         pubsub.close()
 
 
-def event(frame: message.Frame) -> tuple[str, dict]:
+def event(frame: bus_format.Frame) -> tuple[str, dict]:
     import json
 
     name, data = json.loads(frame.body)
@@ -184,7 +184,7 @@ def test_direct_messages_go_to_both_inboxes_with_one_id_and_skip_the_sender(stor
     assert store.messages.direct("bob", "alice", "hi", "d-1", "node-a|sid-1") == sent
     assert to_alice() == [] and to_bob() == []
     [replayed] = store.messages.frames_after("user", "bob", "0-0", 10)
-    assert message.decode(replayed).skip == "node-a|sid-1"  # a replay skips the sender too
+    assert bus_format.decode(replayed).skip == "node-a|sid-1"  # a replay skips the sender too
 
 
 def test_the_senders_copy_takes_a_new_id_when_its_inbox_is_ahead(store, client):

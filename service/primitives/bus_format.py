@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
-from ..transport import codec
+from . import codec
 
 VERSION = "1"
 EVENT, CONTROL = "e", "c"
