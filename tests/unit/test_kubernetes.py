@@ -30,6 +30,7 @@ from service.settings import NODE_NAME_PATTERN, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"
+NGINX = ROOT / "nginx"  # the front door's files: k8s/base takes them as a base (../../nginx)
 # the oldest Kubernetes release the manifests are for, and the newest kubernetes-validate knows
 KUBERNETES_VERSIONS = ("1.30", "1.37")
 OVERLAYS = ("single-redis", "redis-cluster", "external-redis")
@@ -64,11 +65,20 @@ def given_secrets() -> dict[str, dict[str, str]]:
     return {overlay: throwaway_secrets(overlay) for overlay in OVERLAYS}
 
 
+def copy_sources(destination: Path) -> Path:
+    """k8s/ and nginx/ side by side, as in the repository (k8s/base reads ../../nginx), without
+    any secrets.env; returns the copy of k8s/."""
+    for folder in (K8S, NGINX):
+        shutil.copytree(folder, destination / folder.name,
+                        ignore=shutil.ignore_patterns("secrets.env"))
+    return destination / K8S.name
+
+
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory, given_secrets) -> dict[str, Objects]:
-    """Each overlay (and k8s/monitoring) rendered from a copy of k8s/ with throwaway secrets."""
-    copy_root = tmp_path_factory.mktemp("k8s") / "k8s"
-    shutil.copytree(K8S, copy_root, ignore=shutil.ignore_patterns("secrets.env"))
+    """Each overlay (and k8s/monitoring) rendered from a copy of k8s/ and nginx/ with throwaway
+    secrets."""
+    copy_root = copy_sources(tmp_path_factory.mktemp("sources"))
     out = {}
     for overlay, values in given_secrets.items():
         folder = copy_root / "overlays" / overlay
@@ -186,13 +196,12 @@ def check_headless_service_finds_the_nodes(objects: Objects) -> None:
 
 
 def check_front_door(objects: Objects) -> None:
-    """The front door runs the project's own template and follow-nodes.sh (copies in k8s/base:
-    kustomize reads no file outside its folder), rendered with every variable it uses."""
+    """The front door runs the project's own template and follow-nodes.sh, nginx/'s files (made a
+    ConfigMap by nginx/kustomization.yaml), rendered with every variable it uses."""
     data = find(objects, "ConfigMap", FRONT_DOOR)["data"]
     for key, source in (("default.conf.template", "cluster.conf.template"),
                         ("follow-nodes.sh", "follow-nodes.sh")):
-        assert data[key] == (ROOT / "nginx" / source).read_text(), \
-            f"k8s/base/front-door/{source} differs from nginx/{source}: run `make k8s-sync`"
+        assert data[key] == (NGINX / source).read_text(), f"{key} is not nginx/{source}"
     spec = find(objects, "Deployment", FRONT_DOOR)["spec"]
     assert spec["replicas"] >= 2
     pod = spec["template"]["spec"]
