@@ -123,14 +123,10 @@ loadtest-ui:
 		--web-host 127.0.0.1
 
 # the Kubernetes manifests (k8s/), rendered and checked without a cluster (k8s/README.md)
-.PHONY: k8s-validate k8s-sync
+.PHONY: k8s-validate
 k8s-validate:
 	@$(SETUP) cluster k8s venv
 	$(VENV)/pytest -q tests/unit/test_kubernetes.py $(PYTEST_ARGS)
-
-# kustomize reads no file outside k8s/: the front door's files are copies, checked by k8s-validate
-k8s-sync:
-	cp nginx/cluster.conf.template nginx/follow-nodes.sh k8s/base/front-door/
 
 clean:
 	rm -rf run test-results .pytest_cache .ruff_cache .mypy_cache

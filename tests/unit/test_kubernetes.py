@@ -4,6 +4,8 @@ Every overlay is rendered by kubectl's kustomize (offline), every object is vali
 Kubernetes API's schemas (kubernetes-validate, strict: an unknown field fails) or, for the
 ServiceMonitor, against the Prometheus Operator's CRD kept in k8s/schemas, and the properties the
 service relies on are checked; each check is also shown to fail on a manifest broken on purpose.
+The front door's ConfigMap must carry nginx/'s template and follow-nodes.sh byte for byte, read
+from nginx/ when kustomize runs (nginx/kustomization.yaml), with no copy of them under k8s/.
 Nothing here reaches an API server: kubectl's client-side dry run cannot run without one (it asks
 the server for its API groups and OpenAPI schema), so it is not run.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import hashlib
 import os
 import re
 import runpy
@@ -30,11 +33,18 @@ from service.settings import NODE_NAME_PATTERN, load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"
+NGINX = ROOT / "nginx"  # the front door's files: k8s/base takes them as a base (../../nginx)
 # the oldest Kubernetes release the manifests are for, and the newest kubernetes-validate knows
 KUBERNETES_VERSIONS = ("1.30", "1.37")
 OVERLAYS = ("single-redis", "redis-cluster", "external-redis")
 NODE = "rooms-node"
 FRONT_DOOR = "rooms-front-door"
+# The front door's ConfigMap, key by key: the file (from the repository's root) it carries byte for
+# byte. nginx/'s are the ones make run and docker-compose.yml use; nginx/kustomization.yaml makes
+# the ConfigMap of them, and k8s/base merges its own nginx.conf into it.
+FRONT_DOOR_FILES = {"default.conf.template": "nginx/cluster.conf.template",
+                    "follow-nodes.sh": "nginx/follow-nodes.sh",
+                    "nginx.conf": "k8s/base/front-door/nginx.conf"}
 Objects = list[dict[str, Any]]
 
 
@@ -64,11 +74,20 @@ def given_secrets() -> dict[str, dict[str, str]]:
     return {overlay: throwaway_secrets(overlay) for overlay in OVERLAYS}
 
 
+def copy_sources(destination: Path) -> Path:
+    """k8s/ and nginx/ side by side, as in the repository (k8s/base reads ../../nginx), without
+    any secrets.env; returns the copy of k8s/."""
+    for folder in (K8S, NGINX):
+        shutil.copytree(folder, destination / folder.name,
+                        ignore=shutil.ignore_patterns("secrets.env"))
+    return destination / K8S.name
+
+
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory, given_secrets) -> dict[str, Objects]:
-    """Each overlay (and k8s/monitoring) rendered from a copy of k8s/ with throwaway secrets."""
-    copy_root = tmp_path_factory.mktemp("k8s") / "k8s"
-    shutil.copytree(K8S, copy_root, ignore=shutil.ignore_patterns("secrets.env"))
+    """Each overlay (and k8s/monitoring) rendered from a copy of k8s/ and nginx/ with throwaway
+    secrets."""
+    copy_root = copy_sources(tmp_path_factory.mktemp("sources"))
     out = {}
     for overlay, values in given_secrets.items():
         folder = copy_root / "overlays" / overlay
@@ -185,14 +204,21 @@ def check_headless_service_finds_the_nodes(objects: Objects) -> None:
     assert front_door["NODES_PORT"] == str(port["port"])
 
 
+def check_front_door_files(objects: Objects, root: Path = ROOT) -> None:
+    """The front door's ConfigMap holds exactly FRONT_DOOR_FILES, each byte for byte as the file
+    under `root` (the repository, or the copy it was rendered from)."""
+    config = find(objects, "ConfigMap", FRONT_DOOR)
+    assert "binaryData" not in config
+    assert set(config["data"]) == set(FRONT_DOOR_FILES)
+    for key, source in FRONT_DOOR_FILES.items():
+        assert config["data"][key].encode() == (root / source).read_bytes(), \
+            f"the ConfigMap's {key} is not {source}"
+
+
 def check_front_door(objects: Objects) -> None:
-    """The front door runs the project's own template and follow-nodes.sh (copies in k8s/base:
-    kustomize reads no file outside its folder), rendered with every variable it uses."""
+    """The front door mounts its ConfigMap's template and follow-nodes.sh where the nginx image
+    reads them, and renders every variable the template uses."""
     data = find(objects, "ConfigMap", FRONT_DOOR)["data"]
-    for key, source in (("default.conf.template", "cluster.conf.template"),
-                        ("follow-nodes.sh", "follow-nodes.sh")):
-        assert data[key] == (ROOT / "nginx" / source).read_text(), \
-            f"k8s/base/front-door/{source} differs from nginx/{source}: run `make k8s-sync`"
     spec = find(objects, "Deployment", FRONT_DOOR)["spec"]
     assert spec["replicas"] >= 2
     pod = spec["template"]["spec"]
@@ -217,6 +243,19 @@ def check_front_door(objects: Objects) -> None:
     assert "emptyDir" in volumes[mounts[str(Path(nodes_file).parent)]["name"]]
 
 
+def check_no_copy_of_nginx_files(k8s: Path, nginx: Path) -> None:
+    """No file under k8s/ has the name or the bytes of a file the front door takes from nginx/:
+    there is one of each, and kustomize reads nginx/'s."""
+    names = {Path(source).name for source in FRONT_DOOR_FILES.values()
+             if source.startswith("nginx/")}
+    digests = {hashlib.sha256((nginx / name).read_bytes()).hexdigest(): name for name in names}
+    for path in sorted(k8s.rglob("*")):
+        if path.is_file():
+            assert path.name not in names, f"{path}: a copy of nginx/{path.name}"
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            assert digest not in digests, f"{path}: a copy of nginx/{digests.get(digest)}"
+
+
 def check_no_secret_is_committed(root: Path) -> None:
     for path in root.rglob("*"):
         if path.suffix in (".yaml", ".yml"):
@@ -237,7 +276,7 @@ def _git_ignored(path: Path) -> bool:
 
 NODE_CHECKS = (check_node_probes, check_node_drains_before_it_is_killed,
                check_pdb_and_hpa_govern_the_nodes, check_headless_service_finds_the_nodes,
-               check_front_door)
+               check_front_door_files, check_front_door)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -262,9 +301,11 @@ def _set(path: str, value: Any):
     return change
 
 
-def _break_template(objects: Objects) -> None:
-    data = find(objects, "ConfigMap", FRONT_DOOR)["data"]
-    data["default.conf.template"] = data["default.conf.template"].replace("consistent", "", 1)
+def _change_data(key: str, change):
+    def breakage(objects: Objects) -> None:
+        data = find(objects, "ConfigMap", FRONT_DOOR)["data"]
+        data[key] = change(data.get(key, ""))
+    return breakage
 
 
 NODE_POD = "Deployment/rooms-node:spec.template.spec"
@@ -284,7 +325,12 @@ BREAKAGES = [
     (check_headless_service_finds_the_nodes, _set("Service/rooms-node:spec.clusterIP", "10.0.0.9")),
     (check_headless_service_finds_the_nodes,
      _set("Service/rooms-node:spec.selector", {"app.kubernetes.io/name": "rooms-nodes"})),
-    (check_front_door, _break_template),
+    (check_front_door_files,
+     _change_data("default.conf.template", lambda text: text.replace("consistent", "", 1))),
+    (check_front_door_files, _change_data("follow-nodes.sh", lambda text: text + "\n")),
+    (check_front_door_files,
+     _change_data("follow-nodes.sh", lambda text: text.replace("\n", "\r\n"))),
+    (check_front_door_files, _change_data("extra.conf", lambda text: "server {}\n")),
     (check_front_door, _set("Deployment/rooms-front-door:spec.replicas", 1)),
     (check_front_door, _set(f"{FRONT_DOOR_POD}.volumes.0.configMap.defaultMode", 0o444)),
     (check_front_door, _set(f"{FRONT_DOOR_POD}.containers.0.env.0.value", "8000")),
@@ -298,6 +344,62 @@ def test_each_check_fails_on_a_broken_manifest(rendered, check, breakage):
     breakage(objects)
     with pytest.raises((AssertionError, KeyError)):
         check(objects)
+
+
+def render_single_redis(k8s: Path) -> Objects:
+    overlay = k8s / "overlays" / "single-redis"
+    values = throwaway_secrets("single-redis")
+    (overlay / "secrets.env").write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+    return kustomize(overlay)
+
+
+def test_the_front_door_takes_nginx_files_as_they_are(tmp_path):
+    """What is in nginx/ when kustomize runs is what the ConfigMap carries: a change there (a line
+    added to each file) shows up in the render, and the render no longer matches the repository."""
+    k8s = copy_sources(tmp_path)
+    for source in FRONT_DOOR_FILES.values():
+        if source.startswith("nginx/"):
+            with open(tmp_path / source, "a") as file:
+                file.write(f"# changed in {tmp_path.name}\n")
+    objects = render_single_redis(k8s)
+    check_front_door_files(objects, root=tmp_path)
+    with pytest.raises(AssertionError, match="is not nginx/"):
+        check_front_door_files(objects)
+
+
+def test_no_copy_of_nginx_files_under_k8s(tmp_path):
+    check_no_copy_of_nginx_files(K8S, NGINX)
+    k8s = copy_sources(tmp_path)
+    shutil.copy(NGINX / "follow-nodes.sh", k8s / "base" / "front-door" / "follow.sh")
+    with pytest.raises(AssertionError, match=re.escape("follow.sh: a copy of nginx/follow-nodes")):
+        check_no_copy_of_nginx_files(k8s, NGINX)
+
+
+def test_a_copy_under_k8s_fails(tmp_path):
+    """The layout this replaced, put back in a copy: k8s/base generating the ConfigMap from its own
+    copies of nginx/'s files. An exact copy renders the same ConfigMap but fails the check for
+    copies; a copy that differs (a change nginx/ has and it lacks) fails the ConfigMap's check."""
+    k8s = copy_sources(tmp_path)
+    front_door = k8s / "base" / "front-door"
+    for name in ("cluster.conf.template", "follow-nodes.sh"):
+        shutil.copy(NGINX / name, front_door / name)
+    kustomization = yaml.safe_load((k8s / "base" / "kustomization.yaml").read_text())
+    del kustomization["bases"]
+    (generator,) = [g for g in kustomization["configMapGenerator"] if g["name"] == FRONT_DOOR]
+    del generator["behavior"]
+    generator["files"] = ["front-door/nginx.conf",
+                          "default.conf.template=front-door/cluster.conf.template",
+                          "front-door/follow-nodes.sh"]
+    (k8s / "base" / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    check_front_door_files(render_single_redis(k8s))
+    with pytest.raises(AssertionError, match=re.escape("a copy of nginx/cluster.conf.template")):
+        check_no_copy_of_nginx_files(k8s, NGINX)
+    template = front_door / "cluster.conf.template"
+    behind = template.read_text().replace("hash $sticky_key consistent;", "hash $sticky_key;")
+    assert behind != template.read_text()
+    template.write_text(behind)
+    with pytest.raises(AssertionError, match=re.escape("default.conf.template is not nginx/")):
+        check_front_door_files(render_single_redis(k8s))
 
 
 def test_no_secret_is_committed():
