@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 
-import socketio as python_socketio
-from flask import Flask
+from flask import Flask, current_app
 from flask_socketio import SocketIO
 
+from .bus.emitter import Emitter
 from .node.gate import SessionGate
 from .node.node import Node
 from .primitives import codec
-from .realtime.handlers import register_handlers
 from .settings import DEV_API_KEY, DEV_SECRET_KEY, Settings, load_settings
 from .transport import compat, websocket
 from .transport.packet_guard import PollingBodyGuard
@@ -21,9 +20,10 @@ from .web.sessions import StoreSessionInterface
 socketio = SocketIO()
 
 
-def socketio_manager() -> python_socketio.Manager:
-    """python-socketio's own manager of this node's connections and rooms (no message queue)."""
-    return python_socketio.Manager()
+def emitter() -> Emitter:
+    """In application code running on a node (inside its app or request context): the node's
+    emitter, already connected (bus/emitter.py: events to a room, a user or everyone)."""
+    return current_app.extensions["node"].emitter
 
 
 def create_app(settings: Settings | None = None, *, background: bool = True) -> Flask:
@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
     socketio.init_app(
         app,
         async_mode=settings.async_mode,
-        client_manager=socketio_manager(),  # local rooms only: the bus links the nodes
+        client_manager=node.manager,  # local rooms only: the bus links the nodes
         cors_allowed_origins=list(settings.allowed_origins),
         max_http_buffer_size=settings.max_frame_bytes,
         ping_interval=settings.ping_interval_s,
@@ -75,7 +75,6 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
         # a new task per event (no server-to-client `call` is used)
         async_handlers=False,
     )
-    register_handlers(socketio, node)
     websocket.install(socketio.server.eio, send_buffer_bytes=settings.send_buffer_bytes,
                       connect_timeout_s=settings.connect_timeout_s,
                       max_sessions=settings.worker_connections,
@@ -89,7 +88,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
     # outermost: a refused session is a plain 503 before anything else reads the request
     gate = SessionGate(app.wsgi_app, node.refusal, lambda: node.draining)
     app.wsgi_app = gate  # type: ignore[method-assign]  # middleware, as above
-    node.start(socketio.server, background=background)
+    node.serve(app, socketio.server, background=background)
     log = logging.getLogger("service")
     if settings.secret_key == DEV_SECRET_KEY or settings.api_key == DEV_API_KEY:
         log.warning("node=%s uses the development SECRET_KEY/API_KEY: set your own outside "

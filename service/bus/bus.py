@@ -4,22 +4,22 @@ Guarantees (the anchors: Centrifuge's Redis broker, Socket.IO's sharded Redis ad
 - Pub/sub is at most once. Durability comes from the streams: a room's messages and a user's
   inbox are stored and published in one atomic script (store/messages.py), so what a channel
   carries is what its stream holds, in the same order.
-- A node subscribes to a room's channel when its first local connection joins the room and
-  unsubscribes when the last one leaves; likewise a user's channel while it holds a connection of
-  that user. It receives nothing for rooms and users it does not serve. `attach` returns only
-  once Redis confirmed the subscription, so whatever is stored after that reaches the node live,
-  and whatever was stored before is in the join's `missed`.
+- A node subscribes to the channels it serves: the local membership (realtime/manager.py)
+  subscribes a room's channel when its first local connection joins the room and unsubscribes it
+  when the last one leaves, and a user's channel while it holds a connection of that user. It
+  receives nothing for rooms and users it does not serve. `subscribe` returns only once Redis
+  confirmed the subscription, so whatever is stored after that reaches the node live, and
+  whatever was stored before is in the join's `missed`.
 - Live order is stored order: every node, the publisher's included, delivers stored messages
   from its subscription, never locally first, and drops one whose id is not newer than the last
-  it delivered on that channel.
-- A resuming join sees every message exactly once, in order: its connection gets no live message
-  of the room until the answer is sent (they are held), then those newer than the answer's last.
+  it delivered on that channel (`deliver` gets each once, in id order).
 - A lost subscription (the connection dropped, Redis restarted, CLIENT KILL, a master failed
   over, a slot moved and Redis sent `sunsubscribe`) is noticed, reported (`ready`), and repaired:
   the node reads the slot map again, subscribes every channel it still serves (batched), and for
   each, before any newer live message, replays from its stream what it missed after the last id
-  it delivered there. Events that are not stored (presence, typing, emitted events) published
-  while a subscription was down are lost: at most once.
+  it delivered there (the stream is read through `replay`, given by the store). Events that are
+  not stored (presence, typing, emitted events) published while a subscription was down are
+  lost: at most once.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ import redis
 from ..errors import ServiceError
 from ..primitives import bus_format
 from ..primitives.ids import parse_id
-from ..store.messages import Messages
 from ..store.topology import Address, Topology
 from . import channels
 from .channels import Channel
@@ -45,27 +44,27 @@ SUBSCRIBE_TIMEOUT_S = 5.0
 RESUBSCRIBE_EVERY_S = 1.0
 REPLAY_PAGE = 500
 log = logging.getLogger("service.bus")
-# (local room, event args, sids to skip) -> how many connections it reached
-Deliver = Callable[[str | None, bytes, list[str]], int | None]
+# (local room, event args, the sid to skip or None, stored id or None) -> connections reached
+Deliver = Callable[[str | None, bytes, str | None, str | None], int | None]
+# (channel, after id, at most) -> the frames of what its stream holds after that id, oldest first
+Replay = Callable[[Channel, str, int], list[bytes]]
 
 
 class Bus:
-    def __init__(self, node: str, topology: Topology, messages: Messages, deliver: Deliver,
-                 deliver_to: Callable[[str, bytes], None],
+    def __init__(self, node: str, topology: Topology, replay: Replay, deliver: Deliver,
                  on_control: Callable[[dict[str, Any]], None],
                  spawn: Callable[..., Any], sleep: Callable[[float], None],
                  reachable: Callable[[Address], bool] = lambda address: True):
         self.node = node
         self.reachable = reachable  # whether a master answers now (store/health.py)
         self.topology = topology
-        self.messages = messages
+        self.replay = replay
         self.deliver = deliver
-        self.deliver_to = deliver_to  # (sid, event args): one connection
         self.on_control = on_control
         self.spawn = spawn
         self.sleep = sleep
         self._lock = threading.RLock()
-        self.members: dict[str, set[str]] = {}  # channel -> local sids
+        self.wanted: set[str] = set()  # channels subscribed for this node's connections
         # subscribed for as long as the node runs: every connection's, and the node's canary
         self.always = {channel.name: channel
                        for channel in (channels.BROADCAST, channels.canary(node))}
@@ -78,8 +77,6 @@ class Bus:
         self.waiters: dict[str, threading.Event] = {}
         self.lost: dict[str, float] = {}  # channel -> when its subscription was lost
         self.delivered: dict[str, str] = {}  # channel -> newest stored id delivered here
-        self.held: dict[str, dict[str, list[tuple[str, bytes]]]] = {}  # channel -> sid -> held
-        self.answered: dict[str, dict[str, str]] = {}  # channel -> sid -> newest id answered
         self.unknown_frames = 0
         # (stored id or None, connections reached) after each frame delivered: the metrics
         self.on_delivered: Callable[[str | None, int], None] | None = None
@@ -167,17 +164,17 @@ class Bus:
 
     # ---- channels served here ----------------------------------------------------------------
 
-    def attach(self, sid: str, channel: Channel) -> bool:
-        """Serve `channel` to connection `sid`; returns when subscribed (True if the channel is
-        new on this node). Raises ServiceError('unavailable') if Redis does not confirm it, at
-        once when the channel's master is known to be unreachable."""
+    def subscribe(self, channel: Channel) -> bool:
+        """Serve `channel` on this node; returns when subscribed (True if it is new here).
+        Raises ServiceError('unavailable') if Redis does not confirm it in time, at once when the
+        channel's master is known to be unreachable. Subscribing a channel already wanted, or
+        being subscribed, only waits for its confirmation."""
         if channel.name not in self.subscribed and not self._reachable(channel.name):
             raise ServiceError("unavailable", "this node cannot reach the message bus now, "
                                "try again")
         with self._lock:
-            sids = self.members.setdefault(channel.name, set())
-            new = not sids
-            sids.add(sid)
+            new = channel.name not in self.wanted
+            self.wanted.add(channel.name)
             if channel.name not in self.known:
                 self.known[channel.name] = channel
                 self.by_bytes[channel.name.encode()] = channel
@@ -189,7 +186,8 @@ class Bus:
                 if channel.name not in self.lost:
                     self._subscribe([channel.name])
         if not waiter.wait(SUBSCRIBE_TIMEOUT_S):
-            self.detach(sid, channel)
+            if new:
+                self.unsubscribe(channel)
             raise ServiceError("unavailable", "the message bus did not confirm the subscription "
                                "in time, try again")
         return new
@@ -200,16 +198,12 @@ class Bus:
         except redis.RedisError:  # the slot map is unknown: not known to be unreachable
             return True
 
-    def detach(self, sid: str, channel: Channel) -> None:
-        """Connection `sid` no longer needs `channel`; its last one unsubscribes it."""
+    def unsubscribe(self, channel: Channel) -> None:
+        """This node no longer serves `channel`."""
         with self._lock:
-            sids = self.members.get(channel.name)
-            if sids is None:
+            if channel.name not in self.wanted:
                 return
-            sids.discard(sid)
-            if sids:
-                return
-            del self.members[channel.name]
+            self.wanted.discard(channel.name)
             self.delivered.pop(channel.name, None)
             self.lost.pop(channel.name, None)
             self.subscribed.discard(channel.name)
@@ -218,7 +212,7 @@ class Bus:
             link.unsubscribe([channel.name])
 
     def serves(self, channel: Channel) -> bool:
-        return channel.name in self.members
+        return channel.name in self.wanted
 
     def start_from(self, channel: Channel, last_id: str | None) -> None:
         """Where live delivery on a channel new to this node starts: messages up to `last_id`
@@ -227,7 +221,7 @@ class Bus:
             self.delivered.setdefault(channel.name, last_id)
 
     def _wanted(self, name: str) -> bool:
-        return name in self.always or name in self.members
+        return name in self.always or name in self.wanted
 
     def _subscribe(self, names: list[str]) -> None:
         """Queue SSUBSCRIBEs on the link of each channel's master (called holding the lock)."""
@@ -264,7 +258,7 @@ class Bus:
             waiter.set()
 
     def on_unsubscribed(self, link: Link, name: str) -> None:
-        return None  # `detach` already forgot it; a later attach subscribes again
+        return None  # `unsubscribe` already forgot it; a later subscribe subscribes again
 
     def on_refused(self, link: Link, name: str, error: str) -> None:
         log.warning("node=%s redis refused the subscription of %s: %s", self.node, name, error)
@@ -366,11 +360,11 @@ class Bus:
         if frame.kind == bus_format.CONTROL:
             self.on_control(frame.control())
             return
-        skip: list[str] = []
+        skip = None
         if frame.skip:
             node, _, sid = frame.skip.partition("|")
             if node == self.node:
-                skip.append(sid)
+                skip = sid
         stored_id = frame.stored_id
         if stored_id is not None and channel.replayable:
             name = channel.name
@@ -378,72 +372,9 @@ class Bus:
             if newest is not None and parse_id(stored_id) <= parse_id(newest):
                 return
             self.delivered[name] = stored_id
-            if name in self.held or name in self.answered:
-                skip.extend(self._catching_up(name, stored_id, frame.body))
-        reached = self.deliver(channel.local_room, frame.body, skip)
+        reached = self.deliver(channel.local_room, frame.body, skip, stored_id)
         if self.on_delivered is not None:
             self.on_delivered(stored_id, reached or 0)
-
-    # ---- resuming joins ------------------------------------------------------------------------
-
-    def hold(self, sid: str, channel: Channel) -> None:
-        """Hold back live messages of `channel` for `sid` until `release` (a second hold while
-        one stands keeps what the first holds)."""
-        with self._lock:
-            self.held.setdefault(channel.name, {}).setdefault(sid, [])
-
-    def unhold(self, sid: str, channel: Channel) -> None:
-        """Drop what is held for `sid` on `channel` undelivered (a join that failed)."""
-        with self._lock:
-            held_by_sid = self.held.get(channel.name, {})
-            held_by_sid.pop(sid, None)
-            if not held_by_sid:
-                self.held.pop(channel.name, None)
-
-    def release(self, sid: str, channel: Channel, after_id: str | None) -> None:
-        """Deliver what was held for `sid` above id `after_id` (the answer's last), then stop."""
-        with self._lock:
-            held_by_sid = self.held.get(channel.name, {})
-            held = held_by_sid.pop(sid, [])
-            if not held_by_sid:
-                self.held.pop(channel.name, None)
-            if after_id:
-                self.answered.setdefault(channel.name, {})[sid] = after_id
-        floor = parse_id(after_id) if after_id else (-1, -1)
-        for stored_id, body in held:
-            if parse_id(stored_id) > floor:
-                self.deliver_to(sid, body)
-
-    def forget(self, sid: str) -> None:
-        """Drop everything held or remembered for a connection that went away."""
-        with self._lock:
-            for table in (self.held, self.answered):
-                for name in [name for name, sids in table.items() if sid in sids]:
-                    table[name].pop(sid, None)
-                    if not table[name]:
-                        del table[name]
-
-    def _catching_up(self, name: str, stored_id: str, body: bytes) -> list[str]:
-        """Connections that must not get this live message now: those held (it is kept for
-        them) and those whose join answer already carried it (stored before their join, it can
-        reach the subscription after the answer)."""
-        skip: list[str] = []
-        held_by_sid = self.held.get(name)
-        if held_by_sid:
-            for held in held_by_sid.values():
-                held.append((stored_id, body))
-            skip.extend(held_by_sid)
-        answered = self.answered.get(name)
-        if answered:
-            position = parse_id(stored_id)
-            for sid, upto in list(answered.items()):
-                if position <= parse_id(upto):
-                    skip.append(sid)
-                else:  # every later message of the channel is newer still
-                    del answered[sid]
-            if not answered:
-                self.answered.pop(name, None)
-        return skip
 
     # ---- recovery ------------------------------------------------------------------------------
 
@@ -455,7 +386,7 @@ class Bus:
         after = self.delivered.get(name) or f"{max(0, int(lost_at * 1000) - 2000)}-0"
         replayed = 0
         while True:
-            frames = self.messages.frames_after(channel.kind, channel.target, after, REPLAY_PAGE)
+            frames = self.replay(channel, after, REPLAY_PAGE)
             for payload in frames:
                 frame = bus_format.decode(payload)
                 self.handle(channel, frame)

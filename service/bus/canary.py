@@ -25,8 +25,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import redis
+
 from ..errors import ServiceError
 from . import channels
+from .bus import Bus
 from .channels import Channel
 
 log = logging.getLogger("service.bus")
@@ -159,3 +162,23 @@ class Canary:
                 self.reconnected_at[channel.name] = now
                 silent.append(channel)
         return silent
+
+    # ---- the loop --------------------------------------------------------------------------------
+
+    def keep_listening(self, bus: Bus, closed: Callable[[], bool]) -> None:
+        """Send the canary every `interval_s`; drop a bus connection that stays deaf."""
+        while not closed():
+            try:
+                bus.keep(self.own_channels())
+                self.send()
+            except (ServiceError, redis.RedisError, OSError):
+                pass  # Redis is down or its slot map unknown: readiness and the probe say so
+            except Exception:
+                log.exception("node=%s could not send the canary", self.node)
+            if bus.ready()[0]:
+                for channel in self.to_reconnect():
+                    log.error("node=%s has not heard its own canary on %s for %.1f s although "
+                              "Redis lists the subscription: that bus connection is deaf; "
+                              "reconnecting it", self.node, channel.name, self.silent_for())
+                    bus.reconnect(channel)
+            time.sleep(self.interval_s)

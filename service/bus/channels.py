@@ -14,16 +14,17 @@ from dataclasses import dataclass
 from ..store import keys
 
 ROOM, USER, ALL, CANARY = "room", "user", "all", "canary"
+ROOM_PREFIX, USER_PREFIX = "r:", "u:"  # of Socket.IO rooms, so none equals a sid or another's
 
 
 def socketio_room(room: str) -> str:
-    """The Socket.IO room of a chat room (prefixed, so it never equals a sid or a user's room)."""
-    return "r:" + room
+    """The Socket.IO room of a chat room."""
+    return ROOM_PREFIX + room
 
 
 def user_room(user: str) -> str:
     """The Socket.IO room that holds every connection of a user on this node."""
-    return "u:" + user
+    return USER_PREFIX + user
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,12 +22,14 @@ from __future__ import annotations
 import json
 import logging
 import random
+import time
 from collections.abc import Callable
 from typing import Any
 
 import urllib3
 
 log = logging.getLogger("service")
+CHECK_EVERY_S = 0.5
 ASK_PEERS = 3  # at most this many other nodes are asked, chosen at random
 PEER_TIMEOUT = urllib3.Timeout(connect=1.0, read=1.0)
 
@@ -90,3 +92,11 @@ class CutOff:
         if ended:
             self.handed_over += ended
             log.info("node=%s handed %d connections over", self.node_name, ended)
+
+    def forever(self, closed: Callable[[], bool]) -> None:
+        while not closed():
+            try:
+                self.check()
+            except Exception:
+                log.exception("node=%s could not check whether it is cut off", self.node_name)
+            time.sleep(CHECK_EVERY_S)

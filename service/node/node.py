@@ -1,4 +1,13 @@
-"""What one node holds: its settings, its store, its bus, its connections and its heartbeat."""
+"""One node: its parts, built and wired together, and whether it serves.
+
+Each part owns what it does and says so in its module: the store (Redis), its probe of Redis
+(store/health.py), the bus between nodes (bus/bus.py), the Broker the handlers ask
+(bus/redis_broker.py), the local membership and delivery (realtime/manager.py), the connections
+and their expiry (realtime/connections.py), the handlers (realtime/namespace.py), the registry
+heartbeat (store/heartbeat.py), the delivery canary (bus/canary.py), the decision to hand
+clients over when cut off from Redis (node/cut_off.py). The node builds them, connects their
+callbacks, runs their loops, and answers whether it serves (readiness, the session gate).
+"""
 
 from __future__ import annotations
 
@@ -8,169 +17,140 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import redis
-from flask import Flask, current_app
+from flask import Flask
 
 from ..bus import channels
 from ..bus.bus import Bus
 from ..bus.canary import Canary
 from ..bus.emitter import Emitter
-from ..errors import ServiceError
-from ..realtime.connection import Connection
-from ..realtime.expiry import Expiries
-from ..realtime.ratelimit import TokenBucket
+from ..bus.redis_broker import RedisBroker
+from ..realtime.connections import Connections
+from ..realtime.manager import NAMESPACE, RoomsManager
+from ..realtime.metrics import Metrics
+from ..realtime.namespace import Limits, RoomsNamespace
 from ..settings import Settings
 from ..store.failures import redis_errors
-from ..store.migrate import migrate_layout
+from ..store.heartbeat import Heartbeat
 from ..store.store import Store
 from ..tokens import TokenSigner
 from ..transport import compat
+from ..web.context import KEY as WEB_KEY
+from ..web.context import WebContext
 from .cut_off import CutOff
 from .handover import hand_over
-from .metrics import Metrics, transports
+from .node_metrics import NodeState
 
 log = logging.getLogger("service")
-EXPIRY_CHECK_S = 0.5
-CUT_OFF_CHECK_S = 0.5
-EXPIRED_REASON = "token expired: refresh it (the refresh event) before it expires"
 
 
-def spawn(target: Any, *args: Any) -> None:
+def spawn(target: Any, *args: Any, **kwargs: Any) -> None:
     """A background task in any async mode (gevent and eventlet make threads green)."""
-    threading.Thread(target=target, args=args, daemon=True).start()
+    threading.Thread(target=target, args=args, kwargs=kwargs, daemon=True).start()
 
 
 class Node:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.name = settings.node_name
-        self.started_ms = int(time.time() * 1000)
         self.store = Store(settings.redis_target, settings.node_name, settings.room_history_max,
                            settings.async_mode, settings.ack_replicas, settings.ack_timeout_ms,
                            settings.ack_min_replicas)
         self.health = self.store.health
-        self.server: Any = None  # python-socketio's Server, once Flask-SocketIO made it
         self.metrics = Metrics()
-        self.bus = Bus(self.name, self.store.topology, self.store.messages,
-                       deliver=self._deliver, deliver_to=self._deliver_to,
-                       on_control=self._on_control, spawn=spawn, sleep=time.sleep,
-                       reachable=self.health.reachable)
+        self.manager = RoomsManager(subscribe=lambda channel: self.bus.subscribe(channel),
+                                    unsubscribe=lambda channel: self.bus.unsubscribe(channel))
+        messages = self.store.messages
+        self.bus = Bus(self.name, self.store.topology,
+                       replay=lambda channel, after, limit: messages.frames_after(
+                           channel.kind, channel.target, after, limit),
+                       deliver=self.manager.deliver, on_control=self._on_control, spawn=spawn,
+                       sleep=time.sleep, reachable=self.health.reachable)
         self.bus.on_delivered = self.metrics.delivered_frame
         self.emitter = Emitter(self.store.client)
-        self.peers: list[str] = []  # the other live nodes, as of the last heartbeat
-        self.peer_urls: dict[str, str] = {}  # where the live nodes are reached, likewise
+        self.broker = RedisBroker(self.store, self.bus, self.emitter)
+        self.connections = Connections()
+        self.signer = TokenSigner(settings.secret_key, settings.token_ttl_s)
         topology = self.store.topology
-        self.canary = Canary(self.name, self._publish_control, lambda: self.peers,
+        self.canary = Canary(self.name, self._publish_control, lambda: self.heartbeat.peers,
                              settings.canary_interval_s, settings.canary_deadline_s,
                              masters=topology.masters, route=topology.address_of)
-        self.metrics.watch(self)
-        self.signer = TokenSigner(settings.secret_key, settings.token_ttl_s)
-        self.connections: dict[str, Connection] = {}
-        self.expiries = Expiries()
-        # the user left a room on one connection ({user, room, from}): realtime/handlers.py
-        self.on_left: Callable[[dict[str, Any]], None] | None = None
-        self.pending_leaves: list[tuple[str, str, str]] = []  # (room, user, sid) to retry
-        self.draining = False  # set on SIGTERM: no new sessions, connections handed over
-        self.busy: dict[str, int] = {}  # sid -> Socket.IO events of it being handled now
+        self.heartbeat = Heartbeat(
+            self.store, settings.node_url, settings.heartbeat_interval_s, settings.node_ttl_s,
+            figures=lambda: (len(self.connections), self.stats()),
+            after_beat=[lambda live: self.canary.forget_peers(set(live)),
+                        lambda _live: self.broker.retry_leaves()])
         self.cut_off = CutOff(self.name, settings.redis_lost_grace_s, self.health.down_for,
-                              lambda: self.peer_urls, self._hand_over_cut_off)
-        self._cleaned_leftovers = False
-        self._migrated = False
-        self._beat_failed: str | None = None  # why the last heartbeat failed, if it did
+                              lambda: self.heartbeat.peer_urls, self._hand_over_cut_off)
+        self.metrics.watch(NodeState(self))
+        self.server: Any = None  # python-socketio's Server, once Flask-SocketIO made it
+        self.namespace: RoomsNamespace | None = None
+        self.draining = False  # set on SIGTERM: no new sessions, connections handed over
         self._counted: tuple[float, float, float] | None = None  # (when, accepted, delivered)
+
+    # ---- wiring -------------------------------------------------------------------------------
 
     def init_app(self, app: Flask) -> None:
         app.extensions["node"] = self
+        app.extensions[WEB_KEY] = WebContext(
+            name=self.name, settings=self.settings, broker=self.broker, store=self.store,
+            health=self.health, metrics=self.metrics, signer=self.signer, ready=self.ready,
+            refusal=self.refusal, disconnect_everywhere=self.disconnect_everywhere)
 
-    def start(self, server: Any, background: bool = True) -> None:
-        """Serve through python-socketio's `server`; with `background`, subscribe the bus and
-        heartbeat (tests of one app leave both off)."""
+    def serve(self, app: Flask, server: Any, background: bool = True) -> None:
+        """Handle python-socketio's `server`'s events; with `background`, run the probe, the
+        bus, the heartbeat, the canary, connection expiry and the cut-off check (tests of one
+        app leave them off)."""
         self.server = server
+        settings = self.settings
+        self.namespace = RoomsNamespace(
+            app=app, node=self.name, broker=self.broker, manager=self.manager,
+            connections=self.connections, signer=self.signer, metrics=self.metrics,
+            limits=Limits(settings.max_text_chars, settings.rate_limit_per_s,
+                          settings.rate_limit_burst),
+            spawn=server.start_background_task)
+        server.register_namespace(self.namespace)
+        compat.guard_incoming_packets(server, self._on_malformed)
         self.store.start()
         if background:
-            spawn(self.health.watch_forever, lambda: self.bus.closed, time.sleep)
+            closed = self.closed
+            spawn(self.health.watch_forever, closed, time.sleep)
             self.bus.start()
-            spawn(self.heartbeat_forever)
-            spawn(self.canary_forever)
-            spawn(self.expire_forever)
-            spawn(self.cut_off_forever)
+            spawn(self.heartbeat.forever, closed)
+            spawn(self.canary.keep_listening, self.bus, closed)
+            spawn(self.connections.expire_forever, self._end_expired, closed, self.name)
+            spawn(self.cut_off.forever, closed)
 
-    # ---- delivery from the bus --------------------------------------------------------------
+    def _on_malformed(self, eio_sid: str, error: Exception) -> None:
+        log.warning("node=%s dropped a malformed Socket.IO packet from %s (%s)", self.name,
+                    eio_sid, error.__class__.__name__)
 
-    def _deliver(self, room: str | None, event_args: bytes, skip: list[str]) -> int:
-        return compat.broadcast(self.server, room, event_args, skip)
-
-    def _deliver_to(self, sid: str, event_args: bytes) -> None:
-        if compat.send_to(self.server, sid, event_args):
-            self.metrics.delivered.inc()
+    def closed(self) -> bool:
+        return self.bus.closed
 
     def _on_control(self, body: dict[str, Any]) -> None:
-        """Nodes tell each other: `disconnect` these connections (`node|sid`: a log-out); a
-        delivery `canary` (bus/canary.py); a user `left` a room (its connections leave it)."""
+        """Nodes tell each other: a delivery `canary` (bus/canary.py); a user `left` a room
+        (its connections leave it); `disconnect` these connections (`node|sid`: a log-out)."""
         if "canary" in body:
             self.canary.heard(body["canary"])
-        if "left" in body and self.on_left is not None:
-            self.on_left(body["left"])
+        if self.namespace is None:
+            return
+        if "left" in body:
+            self.namespace.left_elsewhere(body["left"])
         for target in body.get("disconnect", []):
-            node, _, sid = str(target).partition("|")
-            if node == self.name and sid in self.connections:
-                self.server.disconnect(sid, namespace="/")
+            self.namespace.disconnect_here(target)
+
+    def _publish_control(self, channel: Any, body: dict[str, Any]) -> None:
+        with redis_errors():
+            self.emitter.control(channel, body)
 
     def disconnect_everywhere(self, user: str, sockets: list[str]) -> None:
         """Disconnect connections (`node|sid`) of `user` on whichever node holds them."""
         if sockets:
             self.emitter.control(channels.user(user), {"disconnect": sockets})
 
-    # ---- connections ----------------------------------------------------------------------------
-
-    def new_bucket(self) -> TokenBucket:
-        return TokenBucket(self.settings.rate_limit_per_s, self.settings.rate_limit_burst)
-
-    def leave_presence(self, room: str, user: str, sid: str) -> None:
-        """Remove presence now, or later from the heartbeat if Redis is down."""
-        try:
-            self.store.presence.leave(room, user, sid)
-        except ServiceError:
-            self.pending_leaves.append((room, user, sid))
-
-    def admit(self, sid: str, connection: Connection) -> None:
-        """Serve `connection` here; if its credentials expire, it is told and disconnected."""
-        self.connections[sid] = connection
-        if connection.expires_at is not None:
-            self.expiries.watch(sid, connection.expires_at)
-
-    def extend(self, connection: Connection, sid: str, expires_at: float) -> None:
-        """A refreshed token: the connection lasts until the later of its two expiries."""
-        if connection.expires_at is not None and expires_at > connection.expires_at:
-            connection.expires_at = expires_at
-            self.expiries.watch(sid, expires_at)
-
-    def release(self, sid: str) -> Connection | None:
-        """This node no longer serves connection `sid`; the connection it was, if any."""
-        self.expiries.forget(sid)
-        return self.connections.pop(sid, None)
-
-    def expire_due(self, now: float) -> int:
-        """Send `expired` to each connection whose credentials expired unrefreshed, and end it;
-        how many."""
-        ended = 0
-        for sid in self.expiries.due(now):
-            try:
-                self.server.emit("expired", {"reason": EXPIRED_REASON}, to=sid, namespace="/")
-                self.server.disconnect(sid, namespace="/")
-                ended += 1
-            except Exception:
-                log.exception("node=%s could not end expired connection %s", self.name, sid)
-        return ended
-
-    def expire_forever(self) -> None:
-        while not self.bus.closed:
-            try:
-                if ended := self.expire_due(time.time()):
-                    log.info("node=%s ended %d connections whose token expired", self.name, ended)
-            except Exception:
-                log.exception("node=%s could not end expired connections", self.name)
-            time.sleep(EXPIRY_CHECK_S)
+    def _end_expired(self, sid: str, reason: str) -> None:
+        self.server.emit("expired", {"reason": reason}, to=sid, namespace=NAMESPACE)
+        self.server.disconnect(sid, namespace=NAMESPACE)
 
     # ---- serving or not ---------------------------------------------------------------------
 
@@ -201,46 +181,13 @@ class Node:
     def hand_over(self, keep_going: Callable[[], bool] = lambda: True) -> int:
         """End every connection's transport spread over HANDOVER_SPREAD_S (handover.py): their
         clients reconnect through the front door to other nodes. How many were ended."""
-        return hand_over(self.server, list(self.connections), sleep=time.sleep,
+        return hand_over(self.server, self.connections.sids(), sleep=time.sleep,
                          spread_s=self.settings.handover_spread_s,
                          busy_wait_s=self.settings.drain_timeout_s,
-                         busy=lambda sid: self.busy.get(sid, 0) > 0, keep_going=keep_going)
+                         busy=self.connections.busy, keep_going=keep_going)
 
     def _hand_over_cut_off(self) -> int:
         return self.hand_over(keep_going=lambda: self.health.down_for() > 0)
-
-    def cut_off_forever(self) -> None:
-        while not self.bus.closed:
-            try:
-                self.cut_off.check()
-            except Exception:
-                log.exception("node=%s could not check whether it is cut off", self.name)
-            time.sleep(CUT_OFF_CHECK_S)
-
-    # ---- the delivery canary --------------------------------------------------------------------
-
-    def _publish_control(self, channel: Any, body: dict[str, Any]) -> None:
-        with redis_errors():
-            self.emitter.control(channel, body)
-
-    def canary_forever(self) -> None:
-        """Send the canary every CANARY_INTERVAL_S; drop a bus connection that stays deaf."""
-        while not self.bus.closed:
-            try:
-                self.bus.keep(self.canary.own_channels())
-                self.canary.send()
-            except (ServiceError, redis.RedisError, OSError):
-                pass  # Redis is down or its slot map unknown: readiness and the heartbeat say so
-            except Exception:
-                log.exception("node=%s could not send the canary", self.name)
-            if self.bus.ready()[0]:
-                for channel in self.canary.to_reconnect():
-                    log.error("node=%s has not heard its own canary on %s for %.1f s although "
-                              "Redis lists the subscription: that bus connection is deaf; "
-                              "reconnecting it", self.name, channel.name,
-                              self.canary.silent_for())
-                    self.bus.reconnect(channel)
-            time.sleep(self.settings.canary_interval_s)
 
     # ---- what the cluster page shows ------------------------------------------------------------
 
@@ -256,7 +203,7 @@ class Node:
             delivered_per_s = (delivered - delivered_then) / elapsed
         self._counted = (now, accepted, delivered)
         p99 = self.metrics.delivery_p99_s()
-        by_transport = transports(self.server)
+        by_transport = compat.connections_by_transport(self.server)
         return {
             "websocket": by_transport["websocket"], "polling": by_transport["polling"],
             "rooms": self.bus.subscribed_by_kind()["room"],
@@ -274,53 +221,3 @@ class Node:
             "redis": self.health.summary(),
         }
 
-    # ---- heartbeat ------------------------------------------------------------------------------
-
-    def beat(self) -> None:
-        """One heartbeat: migrate and clear leftovers once, mark alive, learn the live nodes,
-        reap dead nodes, retry leaves."""
-        if not self._migrated:
-            migrate_layout(self.store.client, self.name)
-            self._migrated = True
-        if not self._cleaned_leftovers:
-            removed = self.store.nodes.reap_own_leftovers()
-            self._cleaned_leftovers = True
-            if removed:
-                log.info("node=%s cleared %d presence entries left by a previous run",
-                         self.name, removed)
-        nodes = self.store.nodes
-        nodes.heartbeat(len(self.connections), self.started_ms, self.settings.node_ttl_s,
-                        self.stats(), url=self.settings.node_url)
-        live = nodes.live_names(self.settings.node_ttl_s)
-        known = {name: url for name, url in self.peer_urls.items() if name in live}
-        self.peer_urls = {**known, **nodes.urls([name for name in live if name not in known])}
-        self.peers = [name for name in live if name != self.name]
-        self.canary.forget_peers(set(live))
-        for dead, removed in nodes.reap_dead(self.settings.node_ttl_s).items():
-            log.warning("node=%s reaped dead node %s (%d presence entries)", self.name, dead,
-                        removed)
-        while self.pending_leaves:
-            room, user, sid = self.pending_leaves[0]
-            self.store.presence.leave(room, user, sid)
-            self.pending_leaves.pop(0)
-
-    def heartbeat_forever(self) -> None:
-        """Beat every HEARTBEAT_INTERVAL_S; a failure is logged when it starts and when it ends
-        (the Redis probe says whether Redis answers at all: store/health.py)."""
-        while True:
-            try:
-                self.beat()
-                if self._beat_failed is not None:
-                    log.info("node=%s heartbeat goes through again", self.name)
-                self._beat_failed = None
-            except ServiceError as error:
-                if self._beat_failed is None:
-                    log.error("node=%s heartbeat failed: %s", self.name, error.message)
-                self._beat_failed = error.message
-            except Exception:
-                log.exception("node=%s heartbeat failed", self.name)
-            time.sleep(self.settings.heartbeat_interval_s)
-
-
-def current_node() -> Node:
-    return current_app.extensions["node"]

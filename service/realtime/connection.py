@@ -1,8 +1,9 @@
-"""A Socket.IO connection held by this node: who it is and what it serves."""
+"""A Socket.IO connection held by this node: who it is, what its credentials allow, its limits.
+Which rooms it is in is the local membership's to say (manager.py)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .ratelimit import TokenBucket
 
@@ -13,5 +14,4 @@ class Connection:
     expires_at: float | None  # token expiry; None for browser sessions (ended by log-out)
     session_id: str | None  # the browser session it belongs to (cookie or session token)
     bucket: TokenBucket
-    rooms: set[str] = field(default_factory=set)
     typing_at: dict[str, float] | None = None  # room -> when it last said typing (monotonic)

@@ -15,7 +15,6 @@ every check (tests/unit/test_compat.py), so upgrading a library that changed one
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import logging
 from collections.abc import Callable
@@ -24,8 +23,6 @@ from importlib import metadata
 from typing import Any
 
 from engineio.exceptions import SocketIsClosedError
-
-from .websocket import message_packet
 
 WRITTEN_FOR = {
     "python-socketio": "5.18",
@@ -60,44 +57,28 @@ def _parameters(function: Any) -> list[str]:
 # ---- python-socketio and python-engineio: delivering bus frames --------------------------------
 
 
-def broadcast(server: Any, room: str | None, event_args: bytes, skip: list[str]) -> int:
-    """Deliver a Socket.IO event to this node's connections in `room` (None: all), but `skip`;
-    how many it was written to.
-
-    `event_args` is the EVENT packet's JSON (`["message", {...}]`): the packet and its WebSocket
-    frame are built once and handed to each recipient's Engine.IO socket, which writes it at once
-    (websocket.py), instead of python-socketio's emit building and routing one per recipient.
-    """
-    packet = message_packet(b"2" + event_args)
-    sockets = server.eio.sockets
-    reached = 0
-    for sid, eio_sid in server.manager.get_participants("/", room):
-        if sid in skip:
-            continue
-        eio_socket = sockets.get(eio_sid)
-        if eio_socket is not None and not eio_socket.closed:
-            with contextlib.suppress(SocketIsClosedError):  # closing meanwhile: skip it only
-                eio_socket.send(packet)
-                reached += 1
-    return reached
-
-
-def connections_in(server: Any, room: str) -> list[str]:
-    """The sids of this node's connections in Socket.IO room `room`."""
-    return [sid for sid, _eio_sid in server.manager.get_participants("/", room)]
-
-
-def send_to(server: Any, sid: str, event_args: bytes) -> bool:
-    """Deliver a Socket.IO event to one connection of this node; whether it was written."""
-    eio_sid = server.manager.eio_sid_from_sid(sid, "/")
-    if eio_sid is None:
-        return False
+def write_packet(server: Any, eio_sid: str, packet: Any) -> bool:
+    """Hand an Engine.IO packet to one connection's socket, which writes it at once
+    (websocket.py); False if it is gone or closing. A packet built once (its WebSocket frame
+    kept on it) goes to every recipient of a broadcast as it is."""
     eio_socket = server.eio.sockets.get(eio_sid)
-    if eio_socket is not None and not eio_socket.closed:
-        with contextlib.suppress(SocketIsClosedError):
-            eio_socket.send(message_packet(b"2" + event_args))
-            return True
-    return False
+    if eio_socket is None or eio_socket.closed:
+        return False
+    try:
+        eio_socket.send(packet)
+    except SocketIsClosedError:  # closing meanwhile: skip it only
+        return False
+    return True
+
+
+def connections_by_transport(server: Any) -> dict[str, int]:
+    """Connections by transport: WebSocket (from the start or upgraded) or long-polling."""
+    counts = {"websocket": 0, "polling": 0}
+    if server is None:
+        return counts
+    for eio_socket in list(server.eio.sockets.values()):
+        counts["websocket" if eio_socket.upgraded else "polling"] += 1
+    return counts
 
 
 def end_transports(server: Any) -> int:
@@ -288,12 +269,11 @@ INTERNALS = [
     Internal("python-socketio", "Server._handle_event, Server._handle_eio_message",
              "guard_incoming_packets: hostile packets refused with one log line", _socketio_server),
     Internal("python-socketio", "Manager.get_participants, Manager.eio_sid_from_sid",
-             "broadcast, send_to: bus frames to this node's connections; connections_in; "
-             "end_transport_of",
+             "realtime/manager.py: local membership and delivery; end_transport_of",
              _manager),
     Internal("python-engineio", "Socket(server, sid): send, receive, close(wait, abort, reason), "
              "schedule_ping, check_ping_timeout, _upgrade_websocket; packet.Packet",
-             "broadcast; transport/websocket.py: its socket class; end_transports, "
+             "write_packet; transport/websocket.py: its socket class; end_transports, "
              "end_transport_of (handing connections over)",
              _engineio_socket),
     Internal("python-engineio", "Socket's state: exactly server, sid, queue, last_ping, connected, "
@@ -304,7 +284,7 @@ INTERNALS = [
              _engineio_socket_state),
     Internal("python-engineio", "Server.sockets, _async, generate_id, _trigger_event(run_async=), "
              "get_queue_empty_exception, reason.*",
-             "broadcast; transport/websocket.py opens WebSocket sessions itself",
+             "write_packet; transport/websocket.py opens WebSocket sessions itself",
              _engineio_server),
     Internal("python-socketio", "Manager.sid_from_eio_sid(eio_sid, namespace), get_namespaces",
              "transport/websocket.py: a connection that never joins is cut off", _socketio_sids),

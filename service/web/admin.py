@@ -14,7 +14,7 @@ from flask import Blueprint, Flask, render_template, request
 from flask_login import current_user
 
 from ..errors import ServiceError
-from ..node.node import current_node
+from .context import current
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 
@@ -24,28 +24,28 @@ def operator() -> str | None:
     if not current_user.is_authenticated:
         return None
     name = current_user.get_id()
-    return name if name in current_node().settings.operators else None
+    return name if name in current().settings.operators else None
 
 
 @bp.get("")
 def page() -> tuple[str, int]:
     name = operator()
-    node = current_node()
+    here = current()
     if name is None:
         return render_template("admin_forbidden.html",
                                logged_in=current_user.is_authenticated), 403
-    return render_template("admin.html", user=name, node=node.name,
-                           interval_ms=int(node.settings.heartbeat_interval_s * 1000)), 200
+    return render_template("admin.html", user=name, node=here.name,
+                           interval_ms=int(here.settings.heartbeat_interval_s * 1000)), 200
 
 
 @bp.get("/cluster.json")
 def cluster() -> dict[str, Any]:
     if operator() is None:
         raise ServiceError("forbidden", "the cluster page is for operators (OPERATORS)")
-    node = current_node()
-    return {"at": int(time.time() * 1000), "served_by": node.name,
-            "nodes": node.store.nodes.live(node.settings.node_ttl_s, stats=True),
-            "redis": node.store.servers()}
+    here = current()
+    return {"at": int(time.time() * 1000), "served_by": here.name,
+            "nodes": here.store.nodes.live(here.settings.node_ttl_s, stats=True),
+            "redis": here.store.servers()}
 
 
 def init_app(app: Flask) -> None:

@@ -7,9 +7,9 @@ from typing import Any
 from flask import Blueprint, Flask, request
 
 from ..errors import ServiceError
-from ..node.node import current_node
 from ..realtime import validation
 from .auth import bearer_identity
+from .context import current
 from .http_errors import json_body
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -19,14 +19,14 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 def publish(room: str) -> tuple[dict[str, Any], int]:
     if bearer_identity() != "api":
         raise ServiceError("forbidden", "publishing over HTTP needs the API key")
-    node = current_node()
+    here = current()
     room = validation.room_name(room)
     body = json_body()
-    text = validation.text(body.get("text"), node.settings.max_text_chars)
-    with node.metrics.publish_seconds.time():
-        stored = node.store.messages.publish(room, "api", text,
+    text = validation.text(body.get("text"), here.settings.max_text_chars)
+    with here.metrics.publish_seconds.time():
+        stored = here.broker.publish(room, "api", text,
                                              validation.client_id(body.get("client_id")))
-    node.metrics.accepted.labels("api").inc()
+    here.metrics.accepted.labels("api").inc()
     return {"id": stored.id, "ts": stored.ts}, 202
 
 
@@ -36,14 +36,14 @@ def read(room: str) -> dict[str, Any]:
     room = validation.room_name(room)
     after = validation.message_id(request.args.get("after"), "after")
     limit = validation.limit(request.args.get("limit"))
-    return {"room": room, "messages": current_node().store.messages.after(room, after, limit)}
+    return {"room": room, "messages": current().broker.after(room, after, limit)}
 
 
 @bp.get("/cluster")
 def cluster() -> dict[str, Any]:
     bearer_identity()
-    node = current_node()
-    return {"nodes": node.store.nodes.live(node.settings.node_ttl_s)}
+    here = current()
+    return {"nodes": here.store.nodes.live(here.settings.node_ttl_s)}
 
 
 def init_app(app: Flask) -> None:

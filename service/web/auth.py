@@ -12,10 +12,10 @@ from flask_login import LoginManager, UserMixin, current_user, login_user, logou
 from werkzeug.wrappers import Response
 
 from ..errors import ServiceError
-from ..node.node import current_node
 from ..passwords import check_password, hash_password
 from ..realtime import validation
 from . import csrf
+from .context import current
 from .http_errors import json_body
 
 bp = Blueprint("auth", __name__)
@@ -32,7 +32,7 @@ class User(UserMixin):
 @login_manager.user_loader
 def load_user(username: str) -> User | None:
     try:
-        return User(username) if current_node().store.accounts.exists(username) else None
+        return User(username) if current().store.accounts.exists(username) else None
     except ServiceError:
         return None
 
@@ -42,9 +42,9 @@ def register_user(raw_username: Any, raw_password: Any) -> str:
     password = validation.password(raw_password)
     if username.lower() in RESERVED_NAMES:
         raise ServiceError("conflict", f"username {username} is reserved")
-    if not current_node().store.accounts.create(username, hash_password(password)):
+    if not current().store.accounts.create(username, hash_password(password)):
         raise ServiceError("conflict", f"username {username} is taken")
-    log.info("node=%s registered user %s", current_node().name, username)
+    log.info("node=%s registered user %s", current().name, username)
     return username
 
 
@@ -53,7 +53,7 @@ def check_credentials(raw_username: Any, raw_password: Any) -> str:
         raise ServiceError("bad_request", "username and password must be strings")
     if not validation.USERNAME.fullmatch(raw_username) or len(raw_password) > 1024:
         raise ServiceError("unauthorized", "wrong username or password")
-    stored = current_node().store.accounts.password_hash(raw_username)
+    stored = current().store.accounts.password_hash(raw_username)
     if not check_password(stored, raw_password):
         raise ServiceError("unauthorized", "wrong username or password")
     return raw_username
@@ -65,10 +65,10 @@ def bearer_identity() -> str:
     scheme, _, credential = header.partition(" ")
     if scheme.lower() != "bearer" or not credential:
         raise ServiceError("unauthorized", "send Authorization: Bearer <token or API key>")
-    node = current_node()
-    if hmac.compare_digest(credential.encode(), node.settings.api_key.encode()):
+    here = current()
+    if hmac.compare_digest(credential.encode(), here.settings.api_key.encode()):
         return "api"
-    claims = node.signer.verify(credential)
+    claims = here.signer.verify(credential)
     if claims.session_binding is not None:
         raise ServiceError("unauthorized", "a page's session token is for its Socket.IO "
                            "connection; use POST /api/token")
@@ -85,8 +85,8 @@ def api_register() -> tuple[dict[str, str], int]:
 def api_token() -> dict[str, Any]:
     body = json_body()
     username = check_credentials(body.get("username"), body.get("password"))
-    node = current_node()
-    return {"token": node.signer.issue(username), "expires_in": node.settings.token_ttl_s}
+    here = current()
+    return {"token": here.signer.issue(username), "expires_in": here.settings.token_ttl_s}
 
 
 @bp.post("/api/session/token")
@@ -96,10 +96,10 @@ def session_token() -> dict[str, Any]:
     if not current_user.is_authenticated:
         raise ServiceError("unauthorized", "log in first")
     csrf.check()
-    node = current_node()
+    here = current()
     session_id: str = session.sid  # type: ignore[attr-defined]  # Flask-Session's ServerSideSession
-    return {"token": node.signer.issue(current_user.get_id(), session_id),
-            "expires_in": node.settings.token_ttl_s}
+    return {"token": here.signer.issue(current_user.get_id(), session_id),
+            "expires_in": here.settings.token_ttl_s}
 
 
 def _form_error_redirect(message: str) -> Response:
@@ -131,11 +131,11 @@ def register_form() -> Response:
 @bp.post("/logout")
 def logout() -> Response:
     csrf.check()
-    node = current_node()
+    here = current()
     session_id: str = session.sid  # type: ignore[attr-defined]  # Flask-Session's ServerSideSession
-    sockets = node.store.sessions.end(session_id)  # the session first: see web/sessions.py
+    sockets = here.store.sessions.end(session_id)  # the session first: see web/sessions.py
     if current_user.is_authenticated:
-        node.disconnect_everywhere(current_user.get_id(), sockets)
+        here.disconnect_everywhere(current_user.get_id(), sockets)
     logout_user()
     session.clear()
     return redirect(url_for("web.index"))

@@ -6,14 +6,14 @@ from typing import Any
 
 from flask import Blueprint, Flask
 
-from ..node.node import current_node
+from .context import current
 
 bp = Blueprint("health", __name__)
 
 
 @bp.get("/healthz")
 def healthz() -> dict[str, Any]:
-    return {"status": "ok", "node": current_node().name}
+    return {"status": "ok", "node": current().name}
 
 
 @bp.get("/readyz")
@@ -23,10 +23,10 @@ def readyz() -> tuple[dict[str, Any], int]:
     answers), `unreachable`, `degraded` (masters whose writes are acknowledged after fewer
     replicas than ACK_REPLICAS, because fewer are in sync: the node stays ready) and `full`
     (masters refusing writes for want of memory)."""
-    node = current_node()
-    ready, reason = node.ready()
-    return {"ready": ready, "node": node.name, "reason": reason,
-            "accepting": node.refusal() is None, "redis": node.health.summary()}, (
+    here = current()
+    ready, reason = here.ready()
+    return {"ready": ready, "node": here.name, "reason": reason,
+            "accepting": here.refusal() is None, "redis": here.health.summary()}, (
         200 if ready else 503)
 
 

@@ -9,7 +9,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from ..errors import HTTP_STATUS, ServiceError
-from ..node.node import current_node
+from .context import current
 
 log = logging.getLogger("service")
 CODE_FOR_STATUS = {status: code for code, status in HTTP_STATUS.items()}
@@ -30,7 +30,7 @@ def json_body() -> dict[str, Any]:
 def init_app(app: Flask) -> None:
     @app.errorhandler(ServiceError)
     def service_error(error: ServiceError) -> tuple[Response, int]:
-        current_node().metrics.error(error.code)
+        current().metrics.error(error.code)
         return error_response(error.code, error.message)
 
     @app.errorhandler(HTTPException)

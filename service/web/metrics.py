@@ -10,9 +10,9 @@ from __future__ import annotations
 from flask import Blueprint, Flask, Response, request
 
 from ..errors import ServiceError
-from ..node.metrics import CONTENT_TYPE
-from ..node.node import current_node
+from ..realtime.metrics import CONTENT_TYPE
 from .auth import bearer_identity
+from .context import current
 
 bp = Blueprint("metrics", __name__)
 FRONT_DOOR_HEADER = "X-Rooms-Front-Door"
@@ -28,7 +28,7 @@ def metrics() -> Response:
         if identity != "api":
             raise ServiceError("unauthorized", "metrics through the front door need "
                                "Authorization: Bearer <API key>")
-    return Response(current_node().metrics.render(), content_type=CONTENT_TYPE)
+    return Response(current().metrics.render(), content_type=CONTENT_TYPE)
 
 
 def init_app(app: Flask) -> None:

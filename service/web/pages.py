@@ -5,8 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, Flask, Response, render_template, session
 from flask_login import current_user
 
-from ..node.node import current_node
 from . import csrf
+from .context import current
 
 bp = Blueprint("web", __name__)
 CONTENT_SECURITY_POLICY = (
@@ -21,7 +21,7 @@ def index() -> str:
     return render_template(
         "index.html",
         user=current_user.get_id() if current_user.is_authenticated else None,
-        node=current_node().name,
+        node=current().name,
         csrf_token=csrf.token(),
         form_error=session.pop("form_error", None),
     )

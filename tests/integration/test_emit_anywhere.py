@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+import service
 from service import create_app
-from service.node.node import current_node
 from service.settings import load_settings
 
 pytestmark = pytest.mark.local_cluster  # reaches the cluster's Redis directly
@@ -89,6 +89,6 @@ def test_application_code_on_a_node_emits_across_the_cluster(cluster, room, spre
                               "DOTENV_PATH": "/nonexistent"})
     app = create_app(settings, background=False)
     with app.app_context():
-        current_node().emitter.to_room(room, "announcement", {"text": "from application code"})
+        service.emitter().to_room(room, "announcement", {"text": "from application code"})
     for _, client, _ in members.values():
         assert client.take("announcement", 1) == [{"text": "from application code"}]

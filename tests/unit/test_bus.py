@@ -26,16 +26,13 @@ class Recorder:
 
     def __init__(self) -> None:
         self.delivered: list[tuple[str | None, bytes, list[str]]] = []
-        self.to_one: list[tuple[str, bytes]] = []
         self.controls: list[dict] = []
         self.lock = threading.Lock()
 
-    def deliver(self, room: str | None, body: bytes, skip: list[str]) -> None:
+    def deliver(self, room: str | None, body: bytes, skip: str | None,
+                stored_id: str | None) -> None:
         with self.lock:
-            self.delivered.append((room, body, list(skip)))
-
-    def deliver_to(self, sid: str, body: bytes) -> None:
-        self.to_one.append((sid, body))
+            self.delivered.append((room, body, [skip] if skip else []))
 
     def texts(self, room: str) -> list[str]:
         with self.lock:
@@ -48,9 +45,15 @@ def recorder() -> Recorder:
     return Recorder()
 
 
+def replay_from(store):
+    """What the node gives the bus to replay a channel's stream (service/node/node.py)."""
+    return lambda channel, after, limit: store.messages.frames_after(
+        channel.kind, channel.target, after, limit)
+
+
 def running_bus(store, recorder: Recorder) -> Bus:
     """A started bus of the store's node that hands its frames to `recorder`."""
-    bus = Bus(store.node, store.topology, store.messages, recorder.deliver, recorder.deliver_to,
+    bus = Bus(store.node, store.topology, replay_from(store), recorder.deliver,
               recorder.controls.append, spawn, time.sleep)
     bus.start()
     wait_for(lambda: bus.ready()[0], what="the bus to be ready")
@@ -79,8 +82,8 @@ def kill_bus_connections(client) -> int:
 def test_a_node_subscribes_to_a_room_when_it_serves_it_and_receives_only_those(bus, store,
                                                                               recorder, client):
     lobby = channels.room("lobby")
-    assert bus.attach("sid-1", lobby) is True
-    assert bus.attach("sid-2", lobby) is False  # the room was served here already
+    assert bus.subscribe(lobby) is True
+    assert bus.subscribe(lobby) is False  # the room was served here already
     assert lobby.name in shard_channels(client)
     store.messages.publish("lobby", "alice", "one", None)
     store.messages.publish("elsewhere", "alice", "not for us", None)
@@ -89,24 +92,22 @@ def test_a_node_subscribes_to_a_room_when_it_serves_it_and_receives_only_those(b
     assert all(room == "r:lobby" for room, _, _ in recorder.delivered)
 
 
-def test_attach_returns_only_once_redis_confirmed_the_subscription(bus, client):
+def test_subscribe_returns_only_once_redis_confirmed_the_subscription(bus, client):
     names = [channels.room(f"new-{n}") for n in range(50)]
-    for sid, channel in enumerate(names):
-        bus.attach(f"sid-{sid}", channel)
+    for channel in names:
+        bus.subscribe(channel)
         assert client.execute_command("PUBSUB", "SHARDNUMSUB", channel.name)[1] == 1
 
 
-def test_the_last_connection_leaving_unsubscribes(bus, store, recorder, client):
+def test_unsubscribing_stops_what_the_node_receives(bus, store, recorder, client):
     lobby = channels.room("lobby")
-    bus.attach("sid-1", lobby)
-    bus.attach("sid-2", lobby)
-    bus.detach("sid-1", lobby)
+    bus.subscribe(lobby)
     assert lobby.name in shard_channels(client)
-    bus.detach("sid-2", lobby)
+    bus.unsubscribe(lobby)
     wait_for(lambda: lobby.name not in shard_channels(client), what="the unsubscribe")
     store.messages.publish("lobby", "alice", "after", None)
     store.messages.publish("probe", "alice", "probe", None)  # the link still reads
-    bus.attach("sid-3", channels.room("probe"))
+    bus.subscribe(channels.room("probe"))
     store.messages.publish("probe", "alice", "probe 2", None)
     wait_for(lambda: recorder.texts("r:probe") == ["probe 2"])
     assert recorder.texts("r:lobby") == []
@@ -117,7 +118,7 @@ def test_stored_messages_are_delivered_once_in_order_and_the_senders_connection_
     client.hset("user:{bob}", "pw", "x")
     client.hset("user:{alice}", "pw", "x")
     bob = channels.user("bob")
-    bus.attach("sid-bob", bob)
+    bus.subscribe(bob)
     sent = store.messages.direct("bob", "alice", "hi", None, f"{NODE}|sid-bob")
     wait_for(lambda: len(recorder.delivered) == 1)
     room, body, skip = recorder.delivered[0]
@@ -130,7 +131,7 @@ def test_stored_messages_are_delivered_once_in_order_and_the_senders_connection_
 
 def test_frames_of_an_unknown_format_are_dropped_and_counted(bus, recorder, client):
     lobby = channels.room("lobby")
-    bus.attach("sid-1", lobby)
+    bus.subscribe(lobby)
     client.execute_command("SPUBLISH", lobby.name, "from a future version")
     client.execute_command("SPUBLISH", lobby.name, bus_format.event("notice", {"text": "ok"}))
     wait_for(lambda: len(recorder.delivered) == 1)
@@ -139,7 +140,7 @@ def test_frames_of_an_unknown_format_are_dropped_and_counted(bus, recorder, clie
 
 def test_control_frames_go_to_the_node(bus, recorder, client):
     alice = channels.user("alice")
-    bus.attach("sid-1", alice)
+    bus.subscribe(alice)
     client.execute_command("SPUBLISH", alice.name, bus_format.control({"disconnect": ["n|s"]}))
     wait_for(lambda: recorder.controls == [{"disconnect": ["n|s"]}])
     assert recorder.delivered == []
@@ -149,7 +150,7 @@ def test_the_nodes_canary_channel_is_subscribed_from_the_start_and_counted(bus, 
                                                                          client):
     canary = channels.canary(NODE)
     assert client.execute_command("PUBSUB", "SHARDNUMSUB", canary.name)[1] == 1
-    bus.attach("sid-1", channels.room("lobby"))
+    bus.subscribe(channels.room("lobby"))
     assert bus.subscribed_by_kind() == {"room": 1, "user": 0, "all": 1, "canary": 1}
     client.execute_command("SPUBLISH", canary.name, bus_format.control({"canary": {"n": 1}}))
     wait_for(lambda: recorder.controls == [{"canary": {"n": 1}}])
@@ -159,14 +160,14 @@ def test_the_nodes_canary_channel_is_subscribed_from_the_start_and_counted(bus, 
 def test_each_delivered_frame_is_reported_with_its_stored_id(bus, store, recorder):
     reported = []
     bus.on_delivered = lambda stored_id, reached: reported.append(stored_id)
-    bus.attach("sid-1", channels.room("lobby"))
+    bus.subscribe(channels.room("lobby"))
     sent = store.messages.publish("lobby", "alice", "one", None)
     wait_for(lambda: reported == [sent.id])
 
 
 def test_reconnect_moves_every_channel_to_a_new_connection_and_replays_meanwhile(
         bus, store, recorder, client):
-    bus.attach("sid-1", channels.room("lobby"))
+    bus.subscribe(channels.room("lobby"))
     before = {entry["id"] for entry in client.client_list(_type="pubsub")
               if entry["name"] == f"{NODE}:bus"}
     assert bus.reconnect(channels.canary(NODE)) is True
@@ -184,7 +185,7 @@ def test_reconnect_moves_every_channel_to_a_new_connection_and_replays_meanwhile
 def test_a_lost_subscription_is_noticed_restored_and_what_was_missed_replayed_once(
         bus, store, recorder, client):
     lobby = channels.room("lobby")
-    bus.attach("sid-1", lobby)
+    bus.subscribe(lobby)
     before = store.messages.publish("lobby", "alice", "before", None)
     wait_for(lambda: recorder.texts("r:lobby") == ["before"])
     assert kill_bus_connections(client) >= 1
@@ -205,14 +206,14 @@ def test_twenty_thousand_rooms_are_resubscribed_in_one_batch_and_each_replayed_e
     rooms = [f"room-{n}" for n in range(20_000)]
     errors: list[BaseException] = []
 
-    def attach(part: list[str]) -> None:
+    def subscribe_all(part: list[str]) -> None:
         try:
             for name in part:
-                bus.attach(f"sid-{name}", channels.room(name))
+                bus.subscribe(channels.room(name))
         except BaseException as error:  # reported below
             errors.append(error)
 
-    workers = [threading.Thread(target=attach, args=(rooms[n::40],)) for n in range(40)]
+    workers = [threading.Thread(target=subscribe_all, args=(rooms[n::40],)) for n in range(40)]
     for worker in workers:
         worker.start()
     for worker in workers:
@@ -232,61 +233,6 @@ def test_twenty_thousand_rooms_are_resubscribed_in_one_batch_and_each_replayed_e
     assert sorted(room for room, _, _ in recorder.delivered) == sorted(
         channels.socketio_room(name) for name in touched)
     assert len(shard_channels(client)) == 20_000 + 2
-
-
-# ---- resuming joins: held, then released after the answer -------------------------------------
-
-
-def live(bus: Bus, message_id: str, skip: str | None = None) -> None:
-    data = {"id": message_id, "room": "lobby", "text": message_id}
-    bus.handle(channels.room("lobby"), bus_format.decode(bus_format.stored_event("message", data,
-                                                                           skip=skip)))
-
-
-@pytest.fixture
-def offline_bus(recorder) -> Bus:
-    """A bus that never connects: frames are handed to it directly."""
-    return Bus(NODE, None, None, recorder.deliver, recorder.deliver_to,  # type: ignore[arg-type]
-               recorder.controls.append, spawn, time.sleep)
-
-
-def delivered(recorder: Recorder) -> list[tuple[str, list[str]]]:
-    return [(json.loads(body)[1]["id"], sorted(skip)) for _, body, skip in recorder.delivered]
-
-
-def test_a_message_of_the_answer_arriving_after_it_is_not_delivered_again(offline_bus, recorder):
-    lobby = channels.room("lobby")
-    offline_bus.hold("joiner", lobby)
-    live(offline_bus, "100-0")  # arrives while the join runs: held
-    offline_bus.release("joiner", lobby, "101-0")  # the answer's missed ended at 101-0
-    live(offline_bus, "101-0")  # stored before the join, reaches the subscription only now
-    live(offline_bus, "102-0", skip="node-b|sender-elsewhere")
-    live(offline_bus, "103-0", skip=f"{NODE}|sender-here")
-    assert delivered(recorder) == [
-        ("100-0", ["joiner"]), ("101-0", ["joiner"]), ("102-0", []), ("103-0", ["sender-here"])]
-    assert offline_bus.answered == {}  # past the answer, nothing is remembered for the room
-    assert recorder.to_one == []  # 100-0 was in the answer
-
-
-def test_held_messages_newer_than_the_answer_follow_it_to_the_joiner_alone(offline_bus,
-                                                                          recorder):
-    lobby = channels.room("lobby")
-    offline_bus.hold("joiner", lobby)
-    live(offline_bus, "100-0")
-    live(offline_bus, "105-0")
-    offline_bus.release("joiner", lobby, "101-0")
-    assert [(sid, json.loads(body)[1]["id"]) for sid, body in recorder.to_one] == [
-        ("joiner", "105-0")]
-    assert delivered(recorder) == [("100-0", ["joiner"]), ("105-0", ["joiner"])]
-
-
-def test_a_connection_that_leaves_is_forgotten(offline_bus, recorder):
-    lobby = channels.room("lobby")
-    offline_bus.hold("joiner", lobby)
-    offline_bus.release("joiner", lobby, "101-0")
-    offline_bus.forget("joiner")
-    live(offline_bus, "101-0")
-    assert delivered(recorder) == [("101-0", [])]
 
 
 # ---- a path to Redis that swallows what is sent -------------------------------------------------
@@ -331,7 +277,7 @@ def test_a_link_whose_subscriptions_go_unanswered_is_ended_and_its_channels_rest
     spawn(accept)
     store = Store(RedisTarget(url=f"redis://127.0.0.1:{listener.getsockname()[1]}/0"), NODE,
                   history_max=100)
-    bus = Bus(store.node, store.topology, store.messages, recorder.deliver, recorder.deliver_to,
+    bus = Bus(store.node, store.topology, replay_from(store), recorder.deliver,
               recorder.controls.append, spawn, time.sleep)
     try:
         bus.start()
@@ -340,7 +286,7 @@ def test_a_link_whose_subscriptions_go_unanswered_is_ended_and_its_channels_rest
         assert not bus.ready()[0]
         swallowing.clear()
         wait_for(lambda: bus.ready()[0], timeout=10, what="the subscriptions to be confirmed")
-        assert bus.attach("sid-1", channels.room("lobby"))
+        assert bus.subscribe(channels.room("lobby"))
     finally:
         bus.close()
         store.close()

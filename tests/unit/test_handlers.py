@@ -95,7 +95,7 @@ def test_an_expired_connection_is_told_then_ended_unless_refreshed(app, monkeypa
     told = []
     emit = node.server.emit
     monkeypatch.setattr(node.server, "emit", lambda event, data, to, **kwargs: (
-        told.append((event, node.connections[to].user)), emit(event, data, to=to, **kwargs)))
+        told.append((event, node.connections.get(to).user)), emit(event, data, to=to, **kwargs)))
     signed_at = int(time.time()) - node.signer.ttl_s + 2  # tokens that expire in 2 s
     with monkeypatch.context() as patch:
         patch.setattr(TimestampSigner, "get_timestamp", lambda _s: signed_at)
@@ -104,11 +104,11 @@ def test_an_expired_connection_is_told_then_ended_unless_refreshed(app, monkeypa
     bob = socketio.test_client(app, auth={"token": expiring["bob"]})
     assert call(alice, "refresh", {"token": node.signer.issue("alice")})["ok"]
     assert call(alice, "refresh", {"token": expiring["alice"]})["ok"]  # never shortens it
-    assert node.expire_due(time.time()) == 0
-    assert node.expire_due(signed_at + node.signer.ttl_s + 1) == 1
+    assert node.connections.expire_due(time.time(), node._end_expired) == 0
+    assert node.connections.expire_due(signed_at + node.signer.ttl_s + 1, node._end_expired) == 1
     assert alice.is_connected() and not bob.is_connected()
     assert [user for event, user in told if event == "expired"] == ["bob"]
-    assert len(node.expiries) == 1  # alice's, at her refreshed deadline
+    assert node.connections.expiring() == 1  # alice's, at her refreshed deadline
 
 
 def test_events_after_the_token_expired_are_unauthorized(app):
@@ -116,15 +116,15 @@ def test_events_after_the_token_expired_are_unauthorized(app):
 
     node = app.extensions["node"]
     alice = connect(app)
-    next(iter(node.connections.values())).expires_at = time.time() - 1
+    node.connections.get(node.connections.sids()[0]).expires_at = time.time() - 1
     assert call(alice, "join", {"room": "lobby"})["error"]["code"] == "unauthorized"
 
 
 def test_refresh_refuses_another_users_token_and_keeps_the_connection(app):
     node = app.extensions["node"]
     alice = connect(app)
-    before = {sid: c.expires_at for sid, c in node.connections.items()}
+    before = {sid: node.connections.get(sid).expires_at for sid in node.connections.sids()}
     for token in (node.signer.issue("bob"), node.signer.issue("alice", "some-browser-session")):
         assert call(alice, "refresh", {"token": token})["error"]["code"] == "unauthorized"
-    assert {sid: c.expires_at for sid, c in node.connections.items()} == before
+    assert {sid: node.connections.get(sid).expires_at for sid in node.connections.sids()} == before
     assert call(alice, "join", {"room": "lobby"})["ok"]

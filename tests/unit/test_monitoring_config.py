@@ -165,6 +165,6 @@ def test_monitoring_runs_only_with_its_profile():
 
 
 def test_the_list_here_is_what_the_nodes_export():
-    from service.node.metrics import NAMES
+    from service.node.node_metrics import NAMES
 
     assert set(NODE_METRICS) == set(NAMES)

@@ -9,7 +9,8 @@ import pytest
 import redis
 
 from service import create_app, socketio
-from service.node.metrics import NAMES, Metrics
+from service.node.node_metrics import NAMES
+from service.realtime.metrics import Metrics
 from service.settings import load_settings
 
 API_KEY = "operations-test-api-key"
@@ -141,7 +142,7 @@ def test_the_cluster_page_is_for_operators_only(app):
 
 def test_the_cluster_data_lists_live_nodes_with_their_figures_and_redis(app):
     node = app.extensions["node"]
-    node.beat()
+    node.heartbeat.beat()
     operator = app.test_client()
     log_in(operator, "olga")
     data = operator.get("/admin/cluster.json").get_json()

@@ -80,7 +80,7 @@ def test_a_slot_that_moves_is_followed_by_the_scripts_and_the_subscription(
         bus, store, recorder, redis_cluster):
     room = "moving-room"
     channel = channels.room(room)
-    bus.attach("sid-1", channel)
+    bus.subscribe(channel)
     first = store.messages.publish(room, "alice", "before the move", None)
     wait_for(lambda: recorder.texts(channel.local_room) == ["before the move"])
 

@@ -1,0 +1,139 @@
+"""The Broker: everything the handlers ask of the cluster, and what each call promises.
+
+The handlers (realtime/namespace.py) and the HTTP API call only this interface. The Redis
+implementation (redis_broker.py) keeps messages in Redis streams and carries them between nodes
+on Redis's sharded pub/sub; an in-memory one (tests/unit/memory_broker.py) makes the handlers'
+unit tests fast and exact. The anchor is Centrifuge's `broker.go`: its guarantees are stated
+here, once, for every implementation.
+
+Every call raises ServiceError('unavailable') when storage cannot answer (with a message that
+says why: unreachable, full, too few replicas in sync), and never stores half of what it
+promised: a message is stored and published in one step, or not at all.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from ..store.conversations import Conversation
+from ..store.members import ReadMoved, RoomState
+from ..store.messages import Resumed, Stored
+from ..store.presence import Joined
+from .channels import Channel
+
+
+class Broker(Protocol):
+    # ---- messages: stored, then delivered ------------------------------------------------------
+
+    def publish(self, room: str, user: str, text: str, client_id: str | None) -> Stored:
+        """Append a message to the room's stream and publish it to every node serving the room,
+        atomically: what a channel carries is what the stream holds, in the same order, so every
+        connection receives a room's messages in increasing id order. Returns once stored (and
+        on as many replicas as the acknowledgement asks). A repeat of `client_id` by the same
+        user in the same room within 10 minutes answers the first id and stores nothing."""
+        ...
+
+    def direct(self, sender: str, recipient: str, text: str, client_id: str | None,
+               connection: str) -> Stored:
+        """Store a direct message in both users' inboxes (and their conversation) and publish
+        each copy on its user's channel, skipping `connection` (`node|sid`, the sender's, which
+        has the answer); the sender's copy. ServiceError('not_found') for an unknown recipient.
+        Idempotent by `client_id` like `publish`."""
+        ...
+
+    def history(self, room: str, before: str | None, limit: int) -> list[dict[str, Any]]:
+        """The newest `limit` messages before id `before`, oldest first."""
+        ...
+
+    def after(self, room: str, after: str | None, limit: int) -> list[dict[str, Any]]:
+        """Messages after id `after`, oldest first (without it, the newest)."""
+        ...
+
+    def resume(self, room: str, since: str | None) -> Resumed:
+        """The room's newest messages after `since` (at most 500), with `truncated` whenever
+        any after `since` are gone (retention, a lost stream, a failover that may have lost
+        writes, a `since` newer than anything stored): never a silent gap."""
+        ...
+
+    def inbox(self, user: str, since: str | None) -> Resumed:
+        """A user's direct messages after `since`, as `resume` for a room."""
+        ...
+
+    def last_inbox_id(self, user: str) -> str | None:
+        ...
+
+    # ---- this node's subscriptions ---------------------------------------------------------------
+
+    def subscribe(self, channel: Channel) -> bool:
+        """Serve `channel` on this node; returns once confirmed (True if new here), so whatever
+        is stored after it arrives live. At most once for what is not stored; a lost subscription
+        is restored and replayed from the stream before any newer live message."""
+        ...
+
+    def unsubscribe(self, channel: Channel) -> None:
+        ...
+
+    def start_from(self, channel: Channel, last_id: str | None) -> None:
+        """Where live delivery on a channel new to this node starts (replays begin there)."""
+        ...
+
+    # ---- presence and membership -----------------------------------------------------------------
+
+    def join(self, room: str, user: str, connection: str) -> Joined:
+        """Make the user a member of the room (until `end_membership`), mark the connection
+        present (announcing the user with its first connection there), and answer the members
+        present across the cluster and the user's read position."""
+        ...
+
+    def leave(self, room: str, user: str, connection: str) -> None:
+        """End the connection's presence (announcing the user's leave with its last one). Never
+        raises: if storage is down, the leave is kept and done once it is back."""
+        ...
+
+    def present(self, room: str) -> list[str]:
+        """The users present in the room across the cluster, sorted."""
+        ...
+
+    def end_membership(self, room: str, user: str) -> None:
+        ...
+
+    def rooms(self, user: str) -> list[RoomState]:
+        """The rooms the user is a member of, with unread counts and newest ids."""
+        ...
+
+    def read_room(self, room: str, user: str, message_id: str) -> ReadMoved:
+        """Move the user's read position forwards only, never past the newest message.
+        ServiceError('forbidden') if the user is not a member."""
+        ...
+
+    # ---- conversations ---------------------------------------------------------------------------
+
+    def conversation(self, owner: str, other: str, before: str | None,
+                     limit: int) -> list[dict[str, Any]]:
+        ...
+
+    def conversations(self, owner: str) -> list[Conversation]:
+        ...
+
+    def read_conversation(self, owner: str, other: str, message_id: str) -> ReadMoved:
+        ...
+
+    # ---- events that are not stored: at most once -----------------------------------------------
+
+    def event(self, channel: Channel, name: str, data: dict[str, Any], skip: str | None) -> None:
+        """Deliver Socket.IO event `name` to the channel's connections on every node, but the
+        one `skip` names (`node|sid`)."""
+        ...
+
+    def control(self, channel: Channel, body: dict[str, Any]) -> None:
+        """A message for the nodes serving `channel` (never delivered to connections)."""
+        ...
+
+    # ---- browser sessions' sockets ---------------------------------------------------------------
+
+    def add_socket(self, session_id: str, socket: str) -> bool:
+        """Register a socket under its browser session; False once the session has ended."""
+        ...
+
+    def remove_socket(self, session_id: str, socket: str) -> None:
+        ...
