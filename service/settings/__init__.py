@@ -4,7 +4,8 @@ Every setting is declared once, in table.py (name, parser with its type and rang
 meaning); `load_settings` reads them all into the frozen `Settings`, then checks the rules
 between them (rules.py). Every problem raises `SettingsError` whose message names the setting,
 so a node refuses to start with a sentence a person can act on instead of failing later on a
-bad value.
+bad value. The settings table of docs/operating.md is generated from the declaration
+(`python -m service.settings --write-doc`).
 
 Importing this package imports no part of the application (gunicorn's master reads it).
 """

@@ -66,7 +66,8 @@ TABLE: tuple[Setting[Any], ...] = (
             "behaviour: no write with fewer copies, and no writes while a replica is missing. "
             "At most `ACK_REPLICAS`"),
     Setting("ACK_TIMEOUT_MS", Integer(1, 60_000), 500,
-            "how long to wait for them before answering `unavailable`"),
+            "how long a write waits for its replicas (`ACK_REPLICAS`) before answering "
+            "`unavailable`"),
     Setting("SECRET_KEY", Text(min_length=16), DEV_SECRET_KEY, "signs tokens and sessions",
             default_doc="development value", blank_is_default=False),
     Setting("API_KEY", Text(min_length=16), DEV_API_KEY,
@@ -88,7 +89,7 @@ TABLE: tuple[Setting[Any], ...] = (
             Format(origins, "`http(s)://host[:port]`, comma-separated; `*`: any (not in "
                    "production)", show_words),
             ("http://127.0.0.1:8080", "http://localhost:8080"),
-            "browser origins allowed to connect (blank: none)", blank_is_default=False),
+            "browser origins allowed to connect (set but empty: none)", blank_is_default=False),
     Setting("ASYNC_MODE", Choice(("gevent", "eventlet", "threading")), "gevent",
             "`gevent`: under gunicorn, the recommended mode; `eventlet`: set by "
             "`python -m service.node.eventlet_server` "
@@ -103,11 +104,11 @@ TABLE: tuple[Setting[Any], ...] = (
     Setting("RATE_LIMIT_PER_S", Number(0.1, 100_000), 20.0,
             "events per second one connection may send, on average"),
     Setting("RATE_LIMIT_BURST", Integer(1, 1_000_000), 60,
-            "events one connection may send at once, above that average"),
+            "events one connection may send in a burst (its token bucket's size)"),
     Setting("HEARTBEAT_INTERVAL_S", Number(0.2, 60), 2.0,
             "how often a node renews its entry in the node registry"),
     Setting("NODE_TTL_S", Number(1, 600), 10.0,
-            "how long a node's entry outlives its last heartbeat (at least twice "
+            "how long a node stays in the registry after its last heartbeat (at least twice "
             "`HEARTBEAT_INTERVAL_S`)"),
     Setting("MAX_FRAME_BYTES", Integer(4096, 16 << 20), 64 * 1024,
             "largest Socket.IO packet or HTTP body"),
