@@ -41,7 +41,8 @@ def markdown_table() -> str:
     for setting in TABLE:
         cells = (f"`{setting.name}`", default_text(setting), setting.parse.accepts,
                  meaning(setting))
-        assert not any("|" in cell for cell in cells), f"{setting.name}: a | in its table row"
+        if any("|" in cell for cell in cells):
+            raise ValueError(f"{setting.name}: a | in its row would split a cell")
         rows.append("| " + " | ".join(cells) + " |")
     return "\n".join(rows) + "\n"
 
