@@ -31,7 +31,7 @@ from .setting import Derived, OnlyIn, Setting
 DEV_SECRET_KEY = "dev-secret-key-change-me"  # noqa: S105 - a marker, refused in production
 DEV_API_KEY = "dev-api-key-change-me"
 
-# service/__init__.py installs the project's WebSocket transport only in gevent mode
+# service/app.py installs the project's WebSocket transport only in gevent mode
 # (websocket.install); eventlet mode keeps python-engineio's own, and its server is not gunicorn.
 WEBSOCKET_TRANSPORT = OnlyIn(("gevent",), "the project's WebSocket transport")
 GUNICORN = OnlyIn(("gevent",), "gunicorn")
