@@ -51,7 +51,7 @@ from loadtests.soak_chart import chart  # noqa: E402
 from loadtests.soak_memory import MB, ProcessTable, Role, Sampler  # noqa: E402
 from loadtests.soak_report import build, summary  # noqa: E402
 from loadtests.soak_timeline import FLUSH_S, load, per_minute  # noqa: E402
-from service.settings import Settings  # noqa: E402
+from service.settings.table import BY_NAME  # noqa: E402
 from service.store.messages import IDEMPOTENCY_S  # noqa: E402
 
 NODES = 3
@@ -88,7 +88,7 @@ def redis_fill_s() -> float:
     kept IDEMPOTENCY_S; Redis's data stays flat after that."""
     room_rate = (float(os.environ.get("ROOM_SIZE") or 10)
                  * float(os.environ.get("SEND_RATE") or 1))
-    return max(Settings.room_history_max / room_rate, IDEMPOTENCY_S)
+    return max(BY_NAME["ROOM_HISTORY_MAX"].default / room_rate, IDEMPOTENCY_S)
 
 
 def make_cluster(settings: dict[str, Any], folder: Path) -> Cluster:

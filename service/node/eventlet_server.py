@@ -1,5 +1,6 @@
 """One node under eventlet, served by eventlet's own WSGI server (gunicorn 26 dropped its eventlet
-worker): `ASYNC_MODE=eventlet BIND=127.0.0.1:5001 python -m service.node.eventlet_server`.
+worker): `BIND=127.0.0.1:5001 python -m service.node.eventlet_server`. It reads the node's settings
+(service/settings) with ASYNC_MODE=eventlet, so those only gevent mode honours are refused if set.
 
 gevent under gunicorn is the default and the recommended mode; this one exists for users who must
 keep eventlet, and `make bench` measures what it costs. SIGTERM stops it without draining."""
@@ -15,22 +16,25 @@ from eventlet import wsgi  # noqa: E402
 
 
 def main() -> None:
-    os.environ["ASYNC_MODE"] = "eventlet"
-    host, _, port = os.environ.get("BIND", "127.0.0.1:5001").rpartition(":")
+    """Load the settings (ASYNC_MODE=eventlet whatever the environment says), build the node, and
+    serve it on BIND with at most WORKER_CONNECTIONS connections at once. A bad setting stops the
+    start with "configuration error: ..." naming it, exit status 3."""
     from service import create_app
-    from service.settings import SettingsError
+    from service.settings import SettingsError, load_settings
     from service.transport.compat import CompatError
 
     try:
-        app = create_app()
+        settings = load_settings({**os.environ, "ASYNC_MODE": "eventlet"})
+        app = create_app(settings)
     except SettingsError as error:
         print(f"configuration error: {error}", file=sys.stderr, flush=True)
         sys.exit(3)
     except CompatError as error:
         print(f"cannot start: {error}", file=sys.stderr, flush=True)
         sys.exit(3)
+    host, _, port = settings.bind.rpartition(":")
     wsgi.server(eventlet.listen((host or "127.0.0.1", int(port))), app, log_output=False,
-                max_size=int(os.environ.get("WORKER_CONNECTIONS", "10000")))
+                max_size=settings.worker_connections)
 
 
 if __name__ == "__main__":

@@ -1,43 +1,41 @@
-"""gunicorn settings for one node: one gevent worker (gunicorn's own balancing is not sticky)."""
+"""gunicorn settings for one node: one gevent worker (gunicorn's own balancing is not sticky).
 
-import os
+What can be configured comes from the node's settings (service/settings), loaded once here, in
+gunicorn's master, before it forks the worker: a bad value stops gunicorn with "configuration
+error: ..." naming the setting, and a non-zero exit, instead of a traceback.
+"""
+
 import resource
 
-bind = os.environ.get("BIND", "127.0.0.1:5001")
+from service.settings import Settings, SettingsError, load_settings
+
+
+def _settings() -> Settings:
+    try:
+        settings = load_settings()
+    except SettingsError as error:
+        raise SystemExit(f"configuration error: {error}") from None
+    if settings.async_mode == "eventlet":
+        raise SystemExit("configuration error: ASYNC_MODE=eventlet is served by "
+                         "`python -m service.node.eventlet_server`, not by gunicorn")
+    return settings
+
+
+settings = _settings()
+bind = settings.bind
 worker_class = "gevent"
 workers = 1
 timeout = 60
-
-
-def _worker_connections() -> int:
-    value = os.environ.get("WORKER_CONNECTIONS", "10000")
-    if not value.isdigit() or int(value) < 1:
-        raise SystemExit(f"configuration error: WORKER_CONNECTIONS must be a positive integer, "
-                         f"got {value!r}")
-    return int(value)
-
-
-worker_connections = _worker_connections()
-
-
-def _seconds(name: str, default: float) -> float:
-    try:
-        return float(os.environ.get(name, str(default)))
-    except ValueError:
-        return default  # the node itself refuses the bad value, naming the setting
-
-
+worker_connections = settings.worker_connections
 # draining waits for events in flight and spreads the hand-over, then whatever requests are left
-graceful_timeout = int(_seconds("DRAIN_TIMEOUT_S", 5) + _seconds("HANDOVER_SPREAD_S", 5)) + 10
-
-
+graceful_timeout = int(settings.drain_timeout_s + settings.handover_spread_s) + 10
 # a request's headers must arrive within this (a slow-loris handshake is cut off), and a kept-alive
 # connection may idle this long between requests
-keepalive = max(1, int(_seconds("CONNECT_TIMEOUT_S", 10)))
+keepalive = max(1, int(settings.connect_timeout_s))
 accesslog = None
 errorlog = "-"
-loglevel = os.environ.get("LOG_LEVEL", "info")
-proc_name = "rooms-" + os.environ.get("NODE_NAME", "node")
+loglevel = settings.log_level
+proc_name = "rooms-" + settings.node_name
 # gunicorn 27 opens a shared control socket in $HOME by default; nodes on one host would collide.
 control_socket_disable = True
 
