@@ -2,8 +2,9 @@
 
 A writer task sends what callers queued, all of it in one write: subscribe and unsubscribe calls
 made in the same turn of the event loop go out together, one SSUBSCRIBE or SUNSUBSCRIBE per
-channel (a Redis Cluster refuses channels of different slots in one command). A reader task
-parses replies with hiredis and reports to the bus, in the order Redis sent them:
+channel (a Redis Cluster refuses channels of different slots in one command). The connection is
+the store's kind (store/resp.py), whose reader hands each reply to the command that asked for it
+and the rest to this link, which reports to the bus in the order Redis sent them:
 
 - `smessage`: a frame published on a subscribed channel;
 - a confirmation, matched to the command that asked for it (replies come in command order);
@@ -21,22 +22,18 @@ at all comes back for REPLY_TIMEOUT_S ends the link: a path to Redis that swallo
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import socket
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any, Protocol
 
 import hiredis
 import redis
 
+from ..store.resp import Call, RespConnection
 from ..store.topology import Address, Topology
-from ..transport.compat import raw_socket
 
-READ_BYTES = 65536
 REPLY_TIMEOUT_S = 4.0
 CHECK_EVERY_S = 1.0
 log = logging.getLogger("service.bus")
@@ -58,18 +55,19 @@ class Link:
         self.address = address
         self.listener = listener
         self.spawn = spawn
-        self.connection: redis.Connection | None = None
-        self.sock: Any = None
-        self.reader = hiredis.Reader()
-        # (command, channel) awaiting a reply, and when it was sent
-        self.sent: deque[tuple[bytes, str, float]] = deque()
+        self.resp: RespConnection | None = None
+        self.sent: dict[Call, tuple[bytes, str]] = {}  # (command, channel) awaiting a reply
         self.outbox: list[tuple[bytes, str]] = []
-        self.last_reply_at = time.monotonic()
         self.wake = threading.Event()
         self.closed = False
         self._lost_reported = False
         self._lock = threading.Lock()
         spawn(self._run)
+
+    @property
+    def connection(self) -> Any:
+        """The connection once open (None before: a link that never connected)."""
+        return None if self.resp is None else self.resp.connection
 
     # ---- asked by the bus -----------------------------------------------------------------
 
@@ -87,11 +85,8 @@ class Link:
     def close(self) -> None:
         self.closed = True
         self.wake.set()
-        if self.sock is not None:
-            with contextlib.suppress(OSError):
-                self.sock.shutdown(socket.SHUT_RDWR)  # wakes the reader
-        if self.connection is not None:
-            self.connection.disconnect()
+        if self.resp is not None:
+            self.resp.fail(redis.ConnectionError("the link was closed"))
 
     def fail(self, error: BaseException) -> None:
         """End the link and report it lost (once), whatever its tasks are doing."""
@@ -103,74 +98,63 @@ class Link:
     def _run(self) -> None:
         """Connect, then write what is queued until the link ends."""
         try:
-            self.connection = self.topology.connect(self.address, "bus")
-            self.sock = raw_socket(self.connection)
-            self.sock.settimeout(None)
+            connection = self.topology.connect(self.address, "bus")
         except Exception as exc:  # Redis unreachable: the bus tries again on a new link
             self._lost(exc)
             return
         if self.closed:
-            self.connection.disconnect()
+            connection.disconnect()
             return
-        self.last_reply_at = time.monotonic()
-        self.spawn(self._read_forever)
-        self._write_forever()
+        self.resp = RespConnection(connection, on_push=self._push, on_lost=self._lost,
+                                   spawn=self.spawn)
+        self._write_forever(self.resp)
 
-    def _write_forever(self) -> None:
+    def _write_forever(self, resp: RespConnection) -> None:
         try:
             while not self.closed:
                 self.wake.wait(CHECK_EVERY_S)
                 self.wake.clear()
-                now = time.monotonic()
                 with self._lock:
                     batch, self.outbox = self.outbox, []
-                    # before sending: the reply may come at once
-                    self.sent.extend((command, channel, now) for command, channel in batch)
                 if batch:
-                    commands: list[tuple[Any, ...]] = [(command, channel)
-                                                       for command, channel in batch]
-                    self.sock.sendall(b"".join(map(hiredis.pack_command, commands)))
-                if self.sent:
-                    waiting_since = max(self.sent[0][2], self.last_reply_at)
-                    if time.monotonic() - waiting_since > REPLY_TIMEOUT_S:
-                        raise redis.TimeoutError(
-                            f"Redis answered nothing for {REPLY_TIMEOUT_S:g} s while "
-                            f"{len(self.sent)} subscriptions waited for confirmation")
+                    calls = [Call(self._replied) for _ in batch]
+                    self.sent.update(zip(calls, batch, strict=True))
+                    commands: list[tuple[Any, ...]] = list(batch)
+                    resp.send(calls, b"".join(map(hiredis.pack_command, commands)))
+                if resp.waiting and (time.monotonic() - resp.last_reply_at > REPLY_TIMEOUT_S):
+                    raise redis.TimeoutError(
+                        f"Redis answered nothing for {REPLY_TIMEOUT_S:g} s while "
+                        f"{len(resp.waiting)} subscriptions waited for confirmation")
         except Exception as exc:  # the reader sees the same connection end
-            self._lost(exc)
+            resp.fail(exc)
 
-    def _read_forever(self) -> None:
-        reader, sock, listener = self.reader, self.sock, self.listener
-        try:
-            while True:
-                reply = reader.gets()
-                if reply is False:
-                    chunk = sock.recv(READ_BYTES)
-                    if not chunk:
-                        raise redis.ConnectionError("Redis closed the bus connection")
-                    reader.feed(chunk)
-                    self.last_reply_at = time.monotonic()
-                    continue
-                if isinstance(reply, list) and len(reply) == 3 and reply[0] == b"smessage":
-                    listener.on_frame(reply[1], reply[2])
-                elif isinstance(reply, hiredis.ReplyError):
-                    _command, channel, _at = self.sent.popleft()
-                    listener.on_refused(self, channel, str(reply))
-                elif isinstance(reply, list) and len(reply) == 3:
-                    self._confirmed(reply[0], reply[1].decode())
-        except Exception as exc:  # whatever ends the connection ends the link
-            self._lost(exc)
+    def _push(self, reply: Any) -> bool:
+        """A message Redis sent by itself: a frame, or a channel it dropped (its slot moved)."""
+        if not (isinstance(reply, list) and len(reply) == 3):
+            return False
+        kind = reply[0]
+        if kind == b"smessage":
+            self.listener.on_frame(reply[1], reply[2])
+            return True
+        if kind == b"sunsubscribe":
+            channel = reply[1].decode()
+            resp = self.resp
+            head = self.sent.get(resp.waiting[0]) if resp is not None and resp.waiting else None
+            if head != (b"SUNSUBSCRIBE", channel):
+                self.listener.on_dropped(self, channel)
+                return True
+        return False
 
-    def _confirmed(self, kind: bytes, channel: str) -> None:
-        command = b"SSUBSCRIBE" if kind == b"ssubscribe" else b"SUNSUBSCRIBE"
-        if self.sent and self.sent[0][:2] == (command, channel):
-            self.sent.popleft()
-            if kind == b"ssubscribe":
-                self.listener.on_subscribed(self, channel)
-            else:
-                self.listener.on_unsubscribed(self, channel)
-        elif kind == b"sunsubscribe":  # pushed by Redis: the channel's slot left this master
-            self.listener.on_dropped(self, channel)
+    def _replied(self, call: Call) -> None:
+        command, channel = self.sent.pop(call, (b"", ""))
+        if call.error is not None:
+            if isinstance(call.error, redis.ResponseError):
+                self.listener.on_refused(self, channel, str(call.error))
+            return  # the connection ended: reported once, as lost
+        if command == b"SSUBSCRIBE":
+            self.listener.on_subscribed(self, channel)
+        else:
+            self.listener.on_unsubscribed(self, channel)
 
     def _lost(self, error: BaseException) -> None:
         with self._lock:
@@ -179,7 +163,4 @@ class Link:
             self._lost_reported = True
         self.closed = True
         self.wake.set()
-        if self.connection is not None:
-            with contextlib.suppress(Exception):
-                self.connection.disconnect()
         self.listener.on_link_lost(self, error)

@@ -18,94 +18,19 @@ Guarantees
 - Commands given together (`execute_all`) are written back to back in one write, so nothing of
   another task comes between them (`ASKING` before a command, `WAIT` after a write).
 - The connection is opened by the caller's factory (store/topology.py: URL or cluster node, TLS,
-  password, client name). Blocking happens through `threading`, which gevent and eventlet make
-  cooperative.
+  password, client name) and spoken through resp.py, as the bus's links speak theirs.
 """
 
 from __future__ import annotations
 
-import contextlib
-import socket
 import threading
-from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import hiredis
 import redis
 
-from ..transport.compat import raw_socket
-
-READ_BYTES = 65536
-
-
-class _Call:
-    __slots__ = ("done", "error", "reply")
-
-    def __init__(self) -> None:
-        self.done = threading.Event()
-        self.reply: Any = None
-        self.error: BaseException | None = None
-
-    def resolve(self, reply: Any) -> None:
-        if isinstance(reply, hiredis.ReplyError):
-            self.error = redis.ResponseError(str(reply))
-        else:
-            self.reply = reply
-        self.done.set()
-
-    def reject(self, error: BaseException) -> None:
-        self.error = error
-        self.done.set()
-
-
-class _Link:
-    """One open connection, the calls waiting on it in order, and the task reading its replies."""
-
-    def __init__(self, connection: redis.Connection):
-        self.connection = connection
-        self.sock = raw_socket(connection)
-        self.sock.settimeout(None)  # lateness is each caller's timeout, not the socket's
-        self.waiting: deque[_Call] = deque()
-        self.failure: BaseException | None = None
-        threading.Thread(target=self._read_replies, name="redis-pipeline", daemon=True).start()
-
-    def send(self, calls: Sequence[_Call], commands: bytes) -> None:
-        self.waiting.extend(calls)
-        try:
-            self.sock.sendall(commands)
-        except OSError as exc:
-            self.fail(redis.ConnectionError(f"writing to Redis failed: {exc}"))
-
-    def _read_replies(self) -> None:
-        reader = hiredis.Reader(encoding="utf-8")
-        try:
-            while True:
-                data = self.sock.recv(READ_BYTES)
-                if not data:
-                    raise redis.ConnectionError("Redis closed the connection")
-                reader.feed(data)
-                while (reply := reader.gets()) is not False:
-                    self.waiting.popleft().resolve(reply)
-        except Exception as exc:  # whatever ends the connection fails its calls
-            if not isinstance(exc, redis.RedisError):
-                exc = redis.ConnectionError(f"reading from Redis failed: {exc}")
-            self.fail(exc)
-
-    def fail(self, error: BaseException) -> None:
-        """End the link; every waiting call fails with the first reason (a late reply's timeout
-        stays a timeout even though the reader then sees the connection close)."""
-        if self.failure is None:
-            self.failure = error
-            with contextlib.suppress(OSError):
-                self.sock.shutdown(socket.SHUT_RDWR)  # wakes the reader, in any async mode
-            self.connection.disconnect()
-        while True:
-            try:
-                call = self.waiting.popleft()
-            except IndexError:  # in threading mode the reader may be emptying it too
-                return
-            call.reject(self.failure)
+from .resp import Call, RespConnection
 
 
 class Pipeline:
@@ -113,7 +38,7 @@ class Pipeline:
         self.connect = connect
         self.timeout_s = timeout_s
         self._lock = threading.Lock()
-        self._link: _Link | None = None
+        self._link: RespConnection | None = None
 
     def execute(self, *args: Any) -> Any:
         """Run one command and return its reply (see the module's guarantees)."""
@@ -124,12 +49,12 @@ class Pipeline:
 
     def execute_all(self, commands: Sequence[Sequence[Any]]) -> list[Any]:
         """Run commands back to back; each reply, or the exception for that command."""
-        calls = [_Call() for _ in commands]
+        calls = [Call() for _ in commands]
         packed = b"".join(hiredis.pack_command(tuple(command)) for command in commands)
         with self._lock:  # one writer at a time keeps commands and waiting calls in step
             link = self._link
-            if link is None or link.failure is not None:
-                link = self._link = _Link(self.connect())
+            if link is None or link.closed:
+                link = self._link = RespConnection(self.connect(), encoding="utf-8")
             link.send(calls, packed)
         last = calls[-1]
         if not last.done.wait(self.timeout_s):
