@@ -81,7 +81,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
                       max_sessions=settings.worker_connections,
                       allowed_origins=list(settings.allowed_origins),
                       spawn=socketio.server.start_background_task,
-                      is_joined=websocket.joined_socketio(socketio.server))
+                      is_joined=compat.participants(socketio.server))
     # Flask's documented way to wrap WSGI middleware around the app, which mypy sees as replacing
     # a method
     guarded = PollingBodyGuard(app.wsgi_app, settings.max_frame_bytes)

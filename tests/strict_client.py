@@ -8,19 +8,9 @@ reading thread.
 
 from __future__ import annotations
 
-from typing import Any
-
-import engineio
 import socketio
 
+from service.transport import compat
 
-class _InOrderEngineIOClient(engineio.Client):
-    def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
-        if event == "message":
-            kwargs["run_async"] = False
-        return super()._trigger_event(event, *args, **kwargs)
-
-
-class StrictClient(socketio.Client):
-    def _engineio_client_class(self) -> type[engineio.Client]:
-        return _InOrderEngineIOClient
+# python-socketio's client, with python-engineio's client handing every message over in order
+StrictClient = compat.in_order_socketio_client(socketio.Client)

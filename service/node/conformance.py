@@ -21,7 +21,7 @@ from typing import Any
 import engineio
 import socketio
 
-from ..transport import websocket
+from ..transport import compat, websocket
 
 SUITE_OPTIONS = {"async_mode": "gevent", "ping_interval": 0.3, "ping_timeout": 0.2,
                  "max_http_buffer_size": 1_000_000, "cors_allowed_origins": "*"}
@@ -73,7 +73,7 @@ def build_socketio() -> socketio.WSGIApp:
                       connect_timeout_s=CONNECT_TIMEOUT_S, max_sessions=1000,
                       allowed_origins=["*"],
                       spawn=server.start_background_task,
-                      is_joined=websocket.joined_socketio(server))
+                      is_joined=compat.participants(server))
     return socketio.WSGIApp(server)
 
 

@@ -3,26 +3,32 @@
 The service serves connections through python-socketio and python-engineio's public API. Where
 it goes below that (to deliver a bus frame to many connections without building a packet per
 recipient, to refuse hostile packets before python-socketio trips on them, to hand connections
-over when draining, to serve WebSockets with the project's own transport, to read Redis replies
-with hiredis on a socket redis-py opened, to make a log-out final in Flask-Session) it does so
-here, or in a module named below, and nowhere else.
+over, to serve WebSockets with the project's own transport (transport/websocket.py), to read
+Redis replies with hiredis on a socket redis-py opened, to make a log-out final in
+Flask-Session, to hand a test client's events over in the order they came) it goes through a
+function or class of this module, and no other module names an internal.
 
-`INTERNALS` lists each reliance with a check that it is still there. `verify()` runs them all
-when a node starts and refuses to start, naming each one that is gone and the versions the code
-was written for, instead of running with a behaviour silently switched off. The unit tests run
-every check (tests/unit/test_compat.py), so upgrading a library that changed one fails there.
+`INTERNALS` lists each reliance with a check that exercises it: the check builds the library's
+object and sees it behave as relied on (a handler called in the caller's task, a packet decoded
+and routed, a hook called with its arguments), never a comparison of the library's source.
+`verify()` runs them all when a node starts and refuses to start, naming each one that fails and
+the versions the code was written for, instead of running with a behaviour silently switched
+off; the unit tests run every check too (tests/unit/test_compat.py).
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
 from engineio.exceptions import SocketIsClosedError
+from engineio.socket import Socket as _EngineIOSocket
+from flask_session.base import ServerSideSession, ServerSideSessionInterface
 
 WRITTEN_FOR = {
     "python-socketio": "5.18",
@@ -46,15 +52,7 @@ class Internal:
     present: Callable[[], bool]
 
 
-def _has(obj: Any, *attributes: str) -> bool:
-    return all(hasattr(obj, attribute) for attribute in attributes)
-
-
-def _parameters(function: Any) -> list[str]:
-    return list(inspect.signature(function).parameters)
-
-
-# ---- python-socketio and python-engineio: delivering bus frames --------------------------------
+# ---- python-socketio and python-engineio: delivering bus frames, handing connections over ------
 
 
 def write_packet(server: Any, eio_sid: str, packet: Any) -> bool:
@@ -142,12 +140,125 @@ def guard_incoming_packets(server: Any, on_malformed: Callable[[str, Exception],
     server.eio.on("message", guarded_message)  # engineio holds the handler registered at init
 
 
+# ---- python-engineio: what the project's WebSocket transport reaches (websocket.py) ------------
+
+EngineIOSocket = _EngineIOSocket  # python-engineio's socket class, which the transport extends
+
+
+def init_socket_state(socket: Any, server: Any, sid: str) -> None:
+    """What python-engineio's socket sets up, without its packet queue (nothing polls it)."""
+    socket.server, socket.sid = server, sid
+    socket.last_ping = time.time()
+    socket.connected = socket.upgrading = socket.upgraded = socket.closing = False
+    socket.closed = False
+    socket.session = {}
+
+
+def close_socket(socket: Any, reason: Any) -> None:
+    """python-engineio's own close of a socket (the disconnect event), without waiting on a
+    queue or sending a CLOSE packet."""
+    _EngineIOSocket.close(socket, wait=False, abort=True, reason=reason)
+
+
+def become(socket: Any, cls: type) -> None:
+    """Make python-engineio's socket of a long-polling session that upgrades one of `cls`."""
+    socket.__class__ = cls
+
+
+def queued_packets(eio: Any, socket: Any) -> list[Any]:
+    """Take what a long-polling session queued for its next poll, oldest first."""
+    empty = eio.get_queue_empty_exception()
+    taken = []
+    while True:
+        try:
+            taken.append(socket.queue.get(block=False))
+        except empty:
+            return taken
+        socket.queue.task_done()
+
+
+def session_of(eio: Any, eio_sid: str) -> Any:
+    return eio.sockets.get(eio_sid)
+
+
+def forget_session(eio: Any, eio_sid: str) -> None:
+    eio.sockets.pop(eio_sid, None)
+
+
+def open_session(eio: Any, socket_class: type, environ: dict[str, Any]) -> Any:
+    """A new Engine.IO session of `socket_class`, announced to python-socketio in the caller's
+    task (its connect event); None if the application refused it."""
+    sid = eio.generate_id()
+    socket = socket_class(eio, sid)
+    eio.sockets[sid] = socket
+    refused = eio._trigger_event("connect", sid, environ, run_async=False)
+    if refused is not None and refused is not True:
+        eio.sockets.pop(sid, None)
+        return None
+    return socket
+
+
+def reasons(eio: Any) -> Any:
+    """python-engineio's disconnect reasons (SERVER_DISCONNECT, CLIENT_DISCONNECT, ...)."""
+    return eio.reason
+
+
+def intercept(eio: Any, transport: Callable[[Callable[..., Any]], Any],
+              upgrade_handler: type) -> Any:
+    """Serve Engine.IO's requests through `transport(its own handler)` (python-socketio hands
+    every request to `eio.handle_request`), and upgrades of long-polling sessions to WebSocket
+    through `upgrade_handler` (python-engineio builds one per upgrade); the transport."""
+    wrapped = transport(eio.handle_request)
+    eio.handle_request = wrapped
+    eio._async = {**eio._async, "websocket": upgrade_handler}
+    return wrapped
+
+
+def participants(server: Any) -> Callable[[str], bool]:
+    """Whether an Engine.IO session has joined python-socketio (any namespace)."""
+    manager = server.manager
+
+    def joined(eio_sid: str) -> bool:
+        return any(manager.sid_from_eio_sid(eio_sid, namespace) is not None
+                   for namespace in list(manager.get_namespaces()))
+
+    return joined
+
+
+# ---- flask-session: sessions kept by the store -------------------------------------------------
+
+
+class SessionInterfaceHooks(ServerSideSessionInterface):
+    """Flask-Session's server-side session interface with its storage hooks handed to three
+    methods of the subclass (web/sessions.py): `load(store_id)`, `end(store_id)` and
+    `keep(store_id, data, ttl_s, existing)`."""
+
+    def load(self, store_id: str) -> dict | None:
+        raise NotImplementedError
+
+    def end(self, store_id: str) -> None:
+        raise NotImplementedError
+
+    def keep(self, store_id: str, session: ServerSideSession, ttl_s: int) -> None:
+        raise NotImplementedError
+
+    def _retrieve_session_data(self, store_id: str) -> dict | None:
+        return self.load(store_id)
+
+    def _delete_session(self, store_id: str) -> None:
+        self.end(store_id)
+
+    def _upsert_session(self, session_lifetime: Any, session: ServerSideSession,
+                        store_id: str) -> None:
+        self.keep(store_id, session, int(session_lifetime.total_seconds()))
+
+
 # ---- redis-py: the socket of a connection it opened ------------------------------------------
 
 
 def raw_socket(connection: Any) -> Any:
     """The socket of a connected redis-py Connection (its URL, TLS, password and client name are
-    redis-py's; replies are then read with hiredis directly: store/pipeline.py, bus/link.py)."""
+    redis-py's; replies are then read with hiredis directly: store/resp.py)."""
     return connection._sock
 
 
@@ -158,148 +269,255 @@ def python_reply_parser() -> type:
     return _RESP2Parser
 
 
-# ---- the checks --------------------------------------------------------------------------------
+# ---- python-socketio's client: events in the order they came (tests/strict_client.py) ----------
 
 
-def _socketio_server() -> bool:
+def in_order_socketio_client(base: type) -> type:
+    """A python-socketio Client class (`base` or a subclass) whose Engine.IO client hands every
+    message to the handlers in the reading thread, in the order of the wire (python-engineio's
+    threaded client starts a thread per message)."""
+    import engineio
+
+    class InOrderEngineIOClient(engineio.Client):
+        def _trigger_event(self, event: str, *args: Any, **kwargs: Any) -> Any:
+            if event == "message":
+                kwargs["run_async"] = False
+            return super()._trigger_event(event, *args, **kwargs)
+
+    class InOrderClient(base):
+        def _engineio_client_class(self) -> type:
+            return InOrderEngineIOClient
+
+    return InOrderClient
+
+
+# ---- the checks: each builds the library's object and sees it behave as relied on -------------
+
+
+def _environ() -> dict[str, Any]:
+    return {"REQUEST_METHOD": "GET", "PATH_INFO": "/socket.io/", "QUERY_STRING": "EIO=4",
+            "SERVER_NAME": "check", "SERVER_PORT": "80", "wsgi.url_scheme": "http"}
+
+
+def _socketio_packets() -> bool:
+    """A decoded EVENT packet reaches `_handle_event(eio_sid, namespace, id, data)`, and a
+    guarded server renames a server-only event and drops what it cannot decode."""
     import socketio
 
-    return (_has(socketio.Server, "_handle_event", "_handle_eio_message")
-            and _parameters(socketio.Server._handle_event)[1:] == ["eio_sid", "namespace", "id",
-                                                                   "data"])
+    server = socketio.Server(async_mode="threading")
+    seen: list[Any] = []
+    server._handle_event = lambda eio_sid, namespace, ack_id, data: seen.append(
+        (eio_sid, namespace, ack_id, data))
+    malformed: list[str] = []
+    guard_incoming_packets(server, lambda eio_sid, error: malformed.append(eio_sid))
+    server.eio.handlers["message"]("e1", '21["connect",5]')
+    server.eio.handlers["message"]("e2", "2not json")
+    return (len(seen) == 1 and seen[0][0] == "e1" and seen[0][1] in (None, "/")
+            and seen[0][2:] == (1, ["reserved:connect", 5]) and malformed == ["e2"])
 
 
-def _manager() -> bool:
+def _manager_table() -> bool:
+    """The manager's table: a connection, its room, and the sids both ways."""
     import socketio
 
-    return (_has(socketio.Manager, "get_participants", "eio_sid_from_sid")
-            and _parameters(socketio.Manager.get_participants)[1:] == ["namespace", "room"])
+    manager = socketio.Manager()
+    socketio.Server(client_manager=manager, async_mode="threading")
+    sid = manager.connect("e1", "/")
+    manager.enter_room(sid, "/", "r")
+    return (list(manager.get_participants("/", "r")) == [(sid, "e1")]
+            and manager.eio_sid_from_sid(sid, "/") == "e1"
+            and manager.sid_from_eio_sid("e1", "/") == sid
+            and "/" in list(manager.get_namespaces()))
 
 
 def _engineio_socket() -> bool:
-    from engineio import packet
-    from engineio.socket import Socket
-
-    return (_has(Socket, "send", "poll", "close", "check_ping_timeout", "schedule_ping",
-                 "receive", "_upgrade_websocket")
-            and _parameters(Socket.__init__)[1:] == ["server", "sid"]
-            and _parameters(Socket.close)[1:] == ["wait", "abort", "reason"]
-            and _has(packet.Packet, "encode") and packet.MESSAGE == 4)
-
-
-def _engineio_socket_state() -> bool:
+    """A socket: the state it sets up, `send` of a packet, `close(wait, abort, reason)` that
+    tells the server's disconnect handler, and an upgrade that builds the server's WebSocket
+    class with (its handler, the server) and serves the request with it."""
     import engineio
-    from engineio.socket import Socket
+    from engineio import packet
 
-    socket = Socket(engineio.Server(async_mode="threading"), "sid")
-    return (set(vars(socket)) == {"server", "sid", "queue", "last_ping", "connected", "upgrading",
-                                  "upgraded", "closing", "closed", "session"}
-            and "self.server._async['websocket'](\n            self._websocket_handler, "
-                "self.server)" in inspect.getsource(Socket._upgrade_websocket))
+    server = engineio.Server(async_mode="threading")
+    ended: list[Any] = []
+    server.on("disconnect", lambda sid, reason: ended.append((sid, reason)))
+    socket = _EngineIOSocket(server, "s1")
+    state = set(vars(socket)) >= {"server", "sid", "queue", "last_ping", "connected",
+                                  "upgrading", "upgraded", "closing", "closed", "session"}
+    built: list[Any] = []
+
+    def upgrade_class(handler: Any, owner: Any) -> Callable[..., Any]:
+        built.append((handler.__self__, owner))
+        return lambda environ, start_response: ["upgraded"]
+
+    server._async = {**server._async, "websocket": upgrade_class}
+    served = socket._upgrade_websocket(_environ(), lambda *args: None)
+    socket.close(wait=False, abort=True, reason=server.reason.SERVER_DISCONNECT)
+    return (state and served == ["upgraded"] and built == [(socket, server)]
+            and ended == [("s1", server.reason.SERVER_DISCONNECT)] and socket.closed
+            and packet.Packet(packet.MESSAGE, "x").encode() == "4x")
 
 
 def _engineio_server() -> bool:
+    """The server's sessions table, its ids, its connect event run in the caller's task when
+    asked (`run_async=False`), its queue's Empty, its disconnect reasons."""
     import engineio
 
     server = engineio.Server(async_mode="threading")
-    return (isinstance(getattr(server, "sockets", None), dict)
-            and isinstance(getattr(server, "_async", None), dict)
-            and _has(server, "generate_id", "get_queue_empty_exception", "_trigger_event")
-            and "run_async = kwargs.pop('run_async'" in inspect.getsource(server._trigger_event)
-            and all(_has(server.reason, name) for name in (
+    called_in: list[int] = []
+
+    def refuse(_sid: str, _environ: dict[str, Any]) -> bool:
+        called_in.append(threading.get_ident())
+        return False
+
+    server.on("connect", refuse)
+    refused = open_session(server, _EngineIOSocket, _environ())
+    queue = server.create_queue()
+    queue.put(1)
+    queue.get()
+    try:
+        queue.get(block=False)
+        emptied = False
+    except server.get_queue_empty_exception():
+        emptied = True
+    return (refused is None and called_in == [threading.get_ident()] and server.sockets == {}
+            and isinstance(server.generate_id(), str) and emptied
+            and all(hasattr(server.reason, name) for name in (
                 "SERVER_DISCONNECT", "CLIENT_DISCONNECT", "TRANSPORT_CLOSE", "TRANSPORT_ERROR",
                 "PING_TIMEOUT")))
 
 
 def _socketio_request_path() -> bool:
+    """python-socketio hands every request to `eio.handle_request`, so wrapping it serves them."""
     import socketio
 
-    return "return self.eio.handle_request(environ, start_response)" in inspect.getsource(
-        socketio.Server.handle_request)
-
-
-def _socketio_sids() -> bool:
-    import socketio
-
-    return (_has(socketio.Manager, "sid_from_eio_sid", "get_namespaces")
-            and _parameters(socketio.Manager.sid_from_eio_sid)[1:] == ["eio_sid", "namespace"])
+    server = socketio.Server(async_mode="threading")
+    intercept(server.eio, lambda own: lambda environ, start_response: ["ours"], object)
+    return server.handle_request(_environ(), lambda *args: None) == ["ours"]
 
 
 def _gunicorn_socket() -> bool:
+    """gunicorn puts the connection's socket in the environ (`gunicorn.socket`); its async worker
+    ends a connection whose application raised StopIteration (tests/unit/test_compat.py serves one
+    through a real gevent worker)."""
+    import io
+
+    from gunicorn.config import Config
     from gunicorn.http import wsgi
-    from gunicorn.workers import base_async
+    from gunicorn.http.message import Request
+    from gunicorn.http.unreader import IterUnreader
+    from gunicorn.workers.base_async import AsyncWorker
 
-    return ('"gunicorn.socket": sock' in inspect.getsource(wsgi)
-            and "except StopIteration" in inspect.getsource(base_async.AsyncWorker.handle))
+    config = Config()
+    request = Request(config, IterUnreader([b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"]),
+                      ("127.0.0.1", 5), 1)
+    sock = io.BytesIO()
+    _response, environ = wsgi.create(request, sock, ("127.0.0.1", 5), ("127.0.0.1", 80), config)
+    return environ.get("gunicorn.socket") is sock and callable(AsyncWorker.handle)
 
 
-def _sets(cls: type, *attributes: str) -> bool:
-    """Whether the class's own source assigns these instance attributes."""
-    source = inspect.getsource(cls)
-    return all(f"self.{attribute} =" in source for attribute in attributes)
+def _flask_session_hooks() -> bool:
+    """Flask-Session loads a session through `_retrieve_session_data(store_id)`, keeps it
+    through `_upsert_session(lifetime, session, store_id)` and gives it its `sid`."""
+    from flask import Flask, session
+    from flask_session.redis import RedisSession
 
+    calls: list[Any] = []
 
-def _flask_session() -> bool:
-    from flask_session.base import ServerSideSession, ServerSideSessionInterface
+    class Hooks(SessionInterfaceHooks):
+        session_class = RedisSession
 
-    hooks = ("_retrieve_session_data", "_delete_session", "_upsert_session")
-    return (_has(ServerSideSessionInterface, *hooks, "open_session", "save_session")
-            and _parameters(ServerSideSessionInterface._upsert_session)[1:] == [
-                "session_lifetime", "session", "store_id"]
-            and _sets(ServerSideSession, "sid"))
+        def load(self, store_id: str) -> dict | None:
+            calls.append(("load", store_id))
+            return {"x": 1}
+
+        def keep(self, store_id: str, kept: ServerSideSession, ttl_s: int) -> None:
+            calls.append(("keep", store_id, dict(kept), ttl_s, kept.sid))
+
+    app = Flask("compat-check")
+    app.config.update(SECRET_KEY="compat-check-" + "secret", SESSION_COOKIE_NAME="check")
+    app.session_interface = Hooks(app, key_prefix="", permanent=False)
+
+    @app.get("/")
+    def touch() -> str:
+        session["x"] = 1
+        return "ok"
+
+    client = app.test_client()
+    client.get("/")  # a new session: kept
+    client.get("/")  # its cookie back: loaded, then kept again
+    kept = [call for call in calls if call[0] == "keep"]
+    return (len(kept) == 2 and kept[0][2] == {"x": 1} and kept[0][3] > 0
+            and kept[0][1] == kept[0][4] and ("load", kept[0][1]) in calls)
 
 
 def _redis_connection() -> bool:
-    import redis
-    from redis.connection import AbstractConnection
+    """A redis-py Connection takes `protocol` and keeps its socket in `_sock` once connected."""
+    import socket as sockets
 
-    return (hasattr(redis.Connection(), "_sock")
-            and "protocol" in _parameters(AbstractConnection.__init__))
+    import redis
+
+    listener = sockets.create_server(("127.0.0.1", 0))
+    try:
+        connection = redis.Connection(host="127.0.0.1", port=listener.getsockname()[1],
+                                      protocol=2, socket_connect_timeout=1,
+                                      redis_connect_func=lambda _connection: None)
+        connection.connect()  # the TCP connection alone: nobody answers a handshake here
+        connected = isinstance(raw_socket(connection), sockets.socket)
+        connection.disconnect()
+        return connected
+    finally:
+        listener.close()
 
 
 def _redis_parser() -> bool:
-    try:
-        python_reply_parser()
-    except ImportError:
-        return False
-    return True
+    """redis-py's Python parser reads a reply off a connection's socket."""
+    return hasattr(python_reply_parser(), "read_response")
+
+
+def _socketio_client() -> bool:
+    """python-socketio's client builds its Engine.IO client from `_engineio_client_class()`,
+    whose `_trigger_event(..., run_async=False)` runs a handler in the caller's thread."""
+    import socketio
+
+    client = in_order_socketio_client(socketio.Client)()
+    ran_in: list[int] = []
+    client.eio.on("message", lambda data: ran_in.append(threading.get_ident()))
+    client.eio._trigger_event("message", "x")
+    return ran_in == [threading.get_ident()]
 
 
 INTERNALS = [
-    Internal("python-socketio", "Server._handle_event, Server._handle_eio_message",
-             "guard_incoming_packets: hostile packets refused with one log line", _socketio_server),
-    Internal("python-socketio", "Manager.get_participants, Manager.eio_sid_from_sid",
-             "realtime/manager.py: local membership and delivery; end_transport_of",
-             _manager),
-    Internal("python-engineio", "Socket(server, sid): send, receive, close(wait, abort, reason), "
-             "schedule_ping, check_ping_timeout, _upgrade_websocket; packet.Packet",
-             "write_packet; transport/websocket.py: its socket class; end_transports, "
-             "end_transport_of (handing connections over)",
-             _engineio_socket),
-    Internal("python-engineio", "Socket's state: exactly server, sid, queue, last_ping, connected, "
-             "upgrading, upgraded, closing, closed, session; "
-             "an upgrade calls _async['websocket'](handler, server)",
-             "transport/websocket.py: taking over a long-polling session that upgrades; its "
-             "socket class sets that state without a queue",
-             _engineio_socket_state),
-    Internal("python-engineio", "Server.sockets, _async, generate_id, _trigger_event(run_async=), "
-             "get_queue_empty_exception, reason.*",
-             "write_packet; transport/websocket.py opens WebSocket sessions itself",
-             _engineio_server),
-    Internal("python-socketio", "Manager.sid_from_eio_sid(eio_sid, namespace), get_namespaces",
-             "transport/websocket.py: a connection that never joins is cut off", _socketio_sids),
-    Internal("python-socketio", "Server.handle_request calls self.eio.handle_request",
-             "transport/websocket.py wraps Engine.IO's request handler", _socketio_request_path),
+    Internal("python-socketio", "Server._handle_event(eio_sid, namespace, id, data) called by "
+             "its Engine.IO message handler", "guard_incoming_packets: hostile packets refused "
+             "with one log line", _socketio_packets),
+    Internal("python-socketio", "Manager: connect, enter_room, get_participants, "
+             "eio_sid_from_sid, sid_from_eio_sid, get_namespaces",
+             "realtime/manager.py: local membership and delivery; end_transport_of; "
+             "participants", _manager_table),
+    Internal("python-engineio", "Socket(server, sid): its state, send, close(wait, abort, "
+             "reason), _upgrade_websocket building _async['websocket'](handler, server); "
+             "packet.Packet", "write_packet, end_transports; transport/websocket.py: its socket "
+             "class, taking over a long-polling session that upgrades", _engineio_socket),
+    Internal("python-engineio", "Server.sockets, generate_id, _trigger_event(run_async=False), "
+             "get_queue_empty_exception, reason.*", "open_session, queued_packets, reasons: "
+             "transport/websocket.py opens WebSocket sessions itself", _engineio_server),
+    Internal("python-socketio", "Server.handle_request calls eio.handle_request",
+             "intercept: transport/websocket.py wraps Engine.IO's request handler",
+             _socketio_request_path),
     Internal("gunicorn", "environ['gunicorn.socket']; StopIteration from the app ends the "
              "connection", "transport/websocket.py: the connection's socket, served to its end",
              _gunicorn_socket),
     Internal("flask-session", "ServerSideSessionInterface._retrieve_session_data, "
-             "_delete_session, _upsert_session(session_lifetime, session, store_id)",
-             "web/sessions.py: sessions in the store, a log-out is final", _flask_session),
+             "_delete_session, _upsert_session(session_lifetime, session, store_id); "
+             "ServerSideSession.sid", "SessionInterfaceHooks: web/sessions.py keeps sessions in "
+             "the store, a log-out is final", _flask_session_hooks),
     Internal("redis", "Connection._sock, Connection(protocol=)",
-             "store/pipeline.py, bus/link.py: replies read with hiredis", _redis_connection),
+             "raw_socket: store/resp.py reads replies with hiredis", _redis_connection),
     Internal("redis", "redis._parsers._RESP2Parser", "store/topology.py: eventlet mode",
              _redis_parser),
+    Internal("python-socketio", "Client._engineio_client_class; python-engineio "
+             "Client._trigger_event(run_async=)", "in_order_socketio_client: "
+             "tests/strict_client.py", _socketio_client),
 ]
 
 
@@ -318,7 +536,7 @@ def missing() -> list[Internal]:
     for internal in INTERNALS:
         try:
             present = internal.present()
-        except Exception:  # an import or attribute that is gone
+        except Exception:  # an import or attribute that is gone, a behaviour that broke
             present = False
         if not present:
             gone.append(internal)

@@ -21,7 +21,7 @@ its own system call. Here a connection is its request's own task, and nothing mo
   1009; 1008 for a text frame that is not an Engine.IO packet), logged in one line; nothing of it
   reaches another connection.
 
-python-engineio's internals this relies on are checked by compat.py.
+python-engineio's internals this relies on are reached through compat.py, which checks them.
 """
 
 from __future__ import annotations
@@ -41,9 +41,8 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from engineio import packet as eio_packet
-from engineio.socket import Socket as EngineIOSocket
 
-from . import frames
+from . import compat, frames
 from .frames import Control, FrameReader, ProtocolError, server_frame
 from .heartbeat import Heartbeat
 from .packet_guard import acceptable
@@ -170,7 +169,7 @@ class _NoQueue:
         return None
 
 
-class WebSocketEngineIOSocket(EngineIOSocket):
+class WebSocketEngineIOSocket(compat.EngineIOSocket):
     """python-engineio's socket of a connection whose transport is a WebSocketSession: packets
     go to the session, the node's heartbeat pings, and closing ends the session."""
 
@@ -178,11 +177,7 @@ class WebSocketEngineIOSocket(EngineIOSocket):
     queue: Any = _NoQueue()  # a long-polling session that upgraded keeps its own
 
     def __init__(self, server: Any, sid: str):
-        # python-engineio's BaseSocket.__init__ without its queue (compat.py checks the list)
-        self.server, self.sid = server, sid
-        self.last_ping = time.time()
-        self.connected = self.upgrading = self.upgraded = self.closing = self.closed = False
-        self.session: dict[str, Any] = {}
+        compat.init_socket_state(self, server, sid)
 
     def send(self, pkt: Any) -> None:
         self.websocket.send_packet(pkt)
@@ -199,7 +194,7 @@ class WebSocketEngineIOSocket(EngineIOSocket):
         first = not self.closed and not self.closing
         if first and not abort:
             self.websocket.send_packet(eio_packet.Packet(eio_packet.CLOSE))
-        super().close(wait=False, abort=True, reason=reason)
+        compat.close_socket(self, reason)
         if first:
             self.websocket.end(graceful=not abort)
 
@@ -224,7 +219,7 @@ class WebSocketSession:
         self.flush_scheduled = False
         self.writable: Any = None  # the loop's watcher, while the kernel's buffer is full
         self.ended = False
-        self.end_reason: Any = eio.reason.TRANSPORT_CLOSE
+        self.end_reason: Any = compat.reasons(eio).TRANSPORT_CLOSE
         self.closing_since: float | None = None
         now = time.monotonic()
         self.opened_at = now
@@ -244,7 +239,7 @@ class WebSocketSession:
             log.info("sid=%s cut off: it stopped reading (%d bytes waiting)",
                      self.eio_socket.sid, self.out_bytes)
             self.out, self.out_bytes = [], 0
-            self.end_reason = self.eio.reason.TRANSPORT_ERROR
+            self.end_reason = compat.reasons(self.eio).TRANSPORT_ERROR
             self.abort()
             return
         if not self.flush_scheduled and self.writable is None:
@@ -322,16 +317,10 @@ class WebSocketSession:
         """Serve python-engineio's socket of the polling session from now on: its packets come
         here, and what it had queued for the next poll goes out first."""
         eio_socket = self.eio_socket
-        eio_socket.__class__ = WebSocketEngineIOSocket
+        compat.become(eio_socket, WebSocketEngineIOSocket)
         eio_socket.websocket = self
         eio_socket.upgraded, eio_socket.upgrading = True, False
-        empty = self.eio.get_queue_empty_exception()
-        while True:
-            try:
-                pkt = eio_socket.queue.get(block=False)
-            except empty:
-                break
-            eio_socket.queue.task_done()
+        for pkt in compat.queued_packets(self.eio, eio_socket):
             if pkt is not None and pkt.packet_type != eio_packet.NOOP:
                 self.send_packet(pkt)
         self.heartbeat.schedule(self, self.next_ping)
@@ -369,7 +358,7 @@ class WebSocketSession:
         if event.opcode == frames.PING:
             self.write(server_frame(frames.PONG, event.data))
         elif event.opcode == frames.CLOSE:
-            self.end_reason = self.eio.reason.CLIENT_DISCONNECT
+            self.end_reason = compat.reasons(self.eio).CLIENT_DISCONNECT
             if self.closing_since is not None:  # the answer to our close frame
                 self.abort()
                 return
@@ -435,7 +424,7 @@ class WebSocketSession:
         self.fd = -1
         if not self.eio_socket.closed:
             self.eio_socket.close(wait=False, abort=True, reason=self.end_reason)
-        self.eio.sockets.pop(self.eio_socket.sid, None)
+        compat.forget_session(self.eio, self.eio_socket.sid)
 
     # ---- the heartbeat's visits ----------------------------------------------------------------
 
@@ -456,7 +445,7 @@ class WebSocketSession:
         if self.ping_sent_at is not None:
             deadline = self.ping_sent_at + self.limits.ping_timeout_s
             if now >= deadline:
-                self.end_reason = self.eio.reason.PING_TIMEOUT
+                self.end_reason = compat.reasons(self.eio).PING_TIMEOUT
                 self.abort()
                 return None
             return deadline
@@ -510,7 +499,7 @@ class WebSocketTransport:
         if query.get("transport") != ["websocket"]:
             return self.app(environ, start_response)
         if "sid" in query:
-            existing = self.eio.sockets.get(query["sid"][0])
+            existing = compat.session_of(self.eio, query["sid"][0])
             if existing is None or not (existing.upgraded or existing.upgrading):
                 return self.app(environ, start_response)  # python-engineio: an upgrade
             return self.refuse_second_upgrade(environ, start_response)
@@ -529,14 +518,11 @@ class WebSocketTransport:
         full = self.full(start_response)
         if full is not None:
             return full
-        eio = self.eio
-        sid = eio.generate_id()
-        eio_socket = WebSocketEngineIOSocket(eio, sid)
-        eio.sockets[sid] = eio_socket
-        refused = eio._trigger_event("connect", sid, kept_environ(environ), run_async=False)
-        if refused is not None and refused is not True:
-            eio.sockets.pop(sid, None)
+        eio_socket = compat.open_session(self.eio, WebSocketEngineIOSocket,
+                                         kept_environ(environ))
+        if eio_socket is None:
             return http_error(start_response, "401 Unauthorized", "connection refused")
+        sid = eio_socket.sid
         eio_socket.connected = eio_socket.upgraded = True
         session = self.session(eio_socket, adopt(sock))
         eio_socket.websocket = session
@@ -600,17 +586,6 @@ class UpgradeHandler:
         raise StopIteration
 
 
-def joined_socketio(server: Any) -> Callable[[str], bool]:
-    """Whether an Engine.IO connection has joined this Socket.IO server (any namespace)."""
-    manager = server.manager
-
-    def is_joined(eio_sid: str) -> bool:
-        return any(manager.sid_from_eio_sid(eio_sid, namespace) is not None
-                   for namespace in list(manager.get_namespaces()))
-
-    return is_joined
-
-
 def install(eio: Any, *, send_buffer_bytes: int, connect_timeout_s: float, max_sessions: int,
             allowed_origins: list[str], spawn: Callable[..., Any],
             is_joined: Callable[[str], bool],
@@ -630,10 +605,10 @@ def install(eio: Any, *, send_buffer_bytes: int, connect_timeout_s: float, max_s
                     max_sessions=max_sessions, accepts=accepts)
     tick = min(1.0, limits.ping_interval_s / 4, limits.ping_timeout_s / 4)
     heartbeat = Heartbeat(tick, sleep=eio.sleep)
-    transport = WebSocketTransport(eio.handle_request, eio, limits, heartbeat, allowed_origins,
-                                   start_heartbeat=lambda: spawn(heartbeat.run_forever),
-                                   is_joined=is_joined)
-    eio.handle_request = transport  # socketio.Server.handle_request calls it (compat.py)
-    eio._async = {**eio._async, "websocket": type("NodeUpgradeHandler", (UpgradeHandler,),
-                                                  {"transport": transport})}
+    upgrade: Any = type("NodeUpgradeHandler", (UpgradeHandler,), {})
+    transport = compat.intercept(
+        eio, lambda own: WebSocketTransport(own, eio, limits, heartbeat, allowed_origins,
+                                            start_heartbeat=lambda: spawn(heartbeat.run_forever),
+                                            is_joined=is_joined), upgrade)
+    upgrade.transport = transport
     return True

@@ -14,21 +14,21 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import timedelta
 
 from flask import Flask, Request, Response
-from flask_session.base import ServerSideSession, ServerSideSessionInterface
+from flask_session.base import ServerSideSession
 from flask_session.redis import RedisSession
 
 from ..errors import ServiceError
 from ..store.store import Store
+from ..transport.compat import SessionInterfaceHooks
 
 log = logging.getLogger("service")
 
 
-class StoreSessionInterface(ServerSideSessionInterface):
-    """Flask-Session's server-side sessions, in the store (one Redis or a Redis Cluster); its
-    storage hooks are what this class fills in (relied on: transport/compat.py)."""
+class StoreSessionInterface(SessionInterfaceHooks):
+    """Flask-Session's server-side sessions, in the store (one Redis or a Redis Cluster): its
+    storage hooks, reached through transport/compat.py, load, keep and end them here."""
 
     session_class = RedisSession
     ttl = True
@@ -54,19 +54,13 @@ class StoreSessionInterface(ServerSideSessionInterface):
             response.headers["Content-Type"] = "application/json"
             response.headers.pop("Location", None)
 
-    def _retrieve_session_data(self, store_id: str) -> dict | None:
+    def load(self, store_id: str) -> dict | None:
         data = self.store.sessions.load(store_id)
         return None if data is None else self.serializer.decode(data)
 
-    def _delete_session(self, store_id: str) -> None:
+    def end(self, store_id: str) -> None:
         self.store.sessions.end(store_id)
 
-    def _upsert_session(
-        self, session_lifetime: timedelta, session: ServerSideSession, store_id: str
-    ) -> None:
-        self.store.sessions.save(
-            store_id,
-            self.serializer.encode(session),
-            int(session_lifetime.total_seconds()),
-            existing=getattr(session, "loaded", False),
-        )
+    def keep(self, store_id: str, session: ServerSideSession, ttl_s: int) -> None:
+        self.store.sessions.save(store_id, self.serializer.encode(session), ttl_s,
+                                 existing=getattr(session, "loaded", False))

@@ -62,3 +62,48 @@ def test_hostile_event_names_go_to_the_catch_all():
     Server.eio.handlers["message"]("e2", "garbage")
     assert calls == [["reserved:disconnect", 1]]
     assert malformed == ["e2"]
+
+
+APP = '''
+def app(environ, start_response):
+    sock = environ["gunicorn.socket"]
+    sock.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: 5\\r\\nConnection: close\\r\\n\\r\\nmine!")
+    raise StopIteration  # the connection is the application's: gunicorn writes nothing more
+'''
+
+
+def test_gunicorn_lets_an_application_take_the_connection_and_end_it(tmp_path):
+    """What transport/websocket.py relies on in a real gevent worker: the connection's socket in
+    the environ, and StopIteration from the application ending the request quietly."""
+    import socket
+    import subprocess
+    import sys
+
+    from tests.redis_server import free_port
+    from tests.waiting import wait_for
+
+    (tmp_path / "taker.py").write_text(APP)
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-k", "gevent", "-w", "1", "-b", f"127.0.0.1:{port}",
+         "--chdir", str(tmp_path), "taker:app"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        def answered() -> bytes:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=2) as conn:
+                    conn.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                    data = b""
+                    while chunk := conn.recv(4096):
+                        data += chunk
+                    return data
+            except OSError:
+                return b""
+
+        got: list[bytes] = []
+        wait_for(lambda: got.append(answered()) or got[-1], timeout=30, what="gunicorn to answer")
+        assert got[-1] == (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\n"
+                           b"mine!")
+    finally:
+        server.terminate()
+        output = server.communicate(timeout=15)[0].decode(errors="replace")
+    assert "Traceback" not in output and "Error handling request" not in output, output
