@@ -28,6 +28,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import redis
@@ -50,6 +51,19 @@ Deliver = Callable[[str | None, bytes, str | None, str | None], int | None]
 Replay = Callable[[Channel, str, int], list[bytes]]
 
 
+@dataclass(eq=False)
+class Subscription:
+    """A channel this node serves, and where its subscription stands."""
+
+    channel: Channel
+    permanent: bool  # the broadcast and canary channels: served for as long as the node runs
+    link: Link | None = None  # the link it is (being) subscribed on
+    confirmed: bool = False  # Redis confirmed the subscription on `link`
+    lost_at: float | None = None  # when its subscription was lost: the repair restores it
+    delivered: str | None = None  # the newest stored id delivered here
+    waiter: threading.Event | None = None  # set when confirmed, for `subscribe` to return
+
+
 class Bus:
     def __init__(self, node: str, topology: Topology, replay: Replay, deliver: Deliver,
                  on_control: Callable[[dict[str, Any]], None],
@@ -64,19 +78,11 @@ class Bus:
         self.spawn = spawn
         self.sleep = sleep
         self._lock = threading.RLock()
-        self.wanted: set[str] = set()  # channels subscribed for this node's connections
-        # subscribed for as long as the node runs: every connection's, and the node's canary
-        self.always = {channel.name: channel
-                       for channel in (channels.BROADCAST, channels.canary(node))}
-        self.known: dict[str, Channel] = dict(self.always)
-        self.by_bytes: dict[bytes, Channel] = {name.encode(): channel
-                                               for name, channel in self.always.items()}
+        self.served: dict[str, Subscription] = {}
+        self._by_bytes: dict[bytes, Subscription] = {}  # the same, by the name Redis sends
         self.links: dict[Address, Link] = {}
-        self.link_of: dict[str, Link] = {}  # channel -> the link it is (being) subscribed on
-        self.subscribed: set[str] = set()  # confirmed
-        self.waiters: dict[str, threading.Event] = {}
-        self.lost: dict[str, float] = {}  # channel -> when its subscription was lost
-        self.delivered: dict[str, str] = {}  # channel -> newest stored id delivered here
+        self._serve(channels.BROADCAST, permanent=True)
+        self._serve(channels.canary(node), permanent=True)
         self.unknown_frames = 0
         # (stored id or None, connections reached) after each frame delivered: the metrics
         self.on_delivered: Callable[[str | None, int], None] | None = None
@@ -86,23 +92,41 @@ class Bus:
         self._repairing = False
         self.closed = False
 
+    def _serve(self, channel: Channel, permanent: bool) -> Subscription:
+        subscription = Subscription(channel, permanent)
+        self.served[channel.name] = self._by_bytes[channel.name.encode()] = subscription
+        return subscription
+
+    def _forget(self, subscription: Subscription) -> Link | None:
+        """Stop serving a channel (called holding the lock): the link to unsubscribe it on."""
+        name = subscription.channel.name
+        del self.served[name], self._by_bytes[name.encode()]
+        return subscription.link
+
     # ---- life ------------------------------------------------------------------------------
 
     def start(self) -> None:
         """Subscribe the broadcast and canary channels; a Redis not there yet is retried."""
         with self._lock:
             now = time.time()
-            for name in self.always:
-                self.lost[name] = now
+            for subscription in self.served.values():
+                subscription.lost_at = now
         self._repair_soon()
 
     def ready(self) -> tuple[bool, str]:
         with self._lock:
-            if self.lost:
-                return False, f"{len(self.lost)} bus subscriptions are being restored"
-            if not self.subscribed.issuperset(self.always):
+            restoring = self.restoring()
+            if restoring:
+                return False, f"{restoring} bus subscriptions are being restored"
+            if not all(subscription.confirmed for subscription in self.served.values()
+                       if subscription.permanent):
                 return False, "the bus is not subscribed yet"
         return True, "ready"
+
+    def restoring(self) -> int:
+        """How many subscriptions were lost and are not restored yet."""
+        with self._lock:
+            return sum(subscription.lost_at is not None for subscription in self.served.values())
 
     def keep(self, wanted: list[Channel]) -> None:
         """Keep `wanted` (the node's canary channels) subscribed for as long as the node runs,
@@ -113,19 +137,15 @@ class Bus:
         with self._lock:
             if self.closed:
                 return
-            added = [channel for channel in wanted if channel.name not in self.always]
+            added = [channel for channel in wanted if channel.name not in self.served]
             for channel in added:
-                self.always[channel.name] = self.known[channel.name] = channel
-                self.by_bytes[channel.name.encode()] = channel
-                self.lost.setdefault(channel.name, time.time())  # the repair subscribes it
-            for name in [name for name, channel in self.always.items()
-                         if channel.kind == channels.CANARY and name not in names]:
-                del self.always[name]
-                self.lost.pop(name, None)
-                self.subscribed.discard(name)
-                link = self.link_of.pop(name, None)
+                self._serve(channel, permanent=True).lost_at = time.time()  # the repair does it
+            for subscription in [subscription for name, subscription in self.served.items()
+                                 if subscription.channel.kind == channels.CANARY
+                                 and name not in names]:
+                link = self._forget(subscription)
                 if link is not None:
-                    dropped.append((link, name))
+                    dropped.append((link, subscription.channel.name))
         for link, name in dropped:
             if not link.closed:
                 link.unsubscribe([name])
@@ -136,10 +156,9 @@ class Bus:
         """How many channels are subscribed now, by kind (room, user, all, canary)."""
         counts = dict.fromkeys((channels.ROOM, channels.USER, channels.ALL, channels.CANARY), 0)
         with self._lock:
-            for name in self.subscribed:
-                channel = self.known.get(name)
-                if channel is not None:
-                    counts[channel.kind] += 1
+            for subscription in self.served.values():
+                if subscription.confirmed:
+                    counts[subscription.channel.kind] += 1
         return counts
 
     def reconnect(self, channel: Channel) -> bool:
@@ -147,7 +166,8 @@ class Bus:
         channel on it is subscribed again on a new one and replayed (for a connection that
         stays open but delivers nothing). False if the channel is not subscribed on one."""
         with self._lock:
-            link = self.link_of.get(channel.name)
+            subscription = self.served.get(channel.name)
+            link = subscription.link if subscription is not None else None
         if link is None or link.closed:
             return False
         link.fail(ConnectionError("the connection delivered nothing"))
@@ -157,7 +177,8 @@ class Bus:
         """Unsubscribe everything by closing the links; nothing is restored after this."""
         with self._lock:
             self.closed = True
-            self.lost.clear()
+            for subscription in self.served.values():
+                subscription.lost_at = None
             links, self.links = list(self.links.values()), {}
         for link in links:
             link.close()
@@ -167,24 +188,26 @@ class Bus:
     def subscribe(self, channel: Channel) -> bool:
         """Serve `channel` on this node; returns when subscribed (True if it is new here).
         Raises ServiceError('unavailable') if Redis does not confirm it in time, at once when the
-        channel's master is known to be unreachable. Subscribing a channel already wanted, or
+        channel's master is known to be unreachable. Subscribing a channel already served, or
         being subscribed, only waits for its confirmation."""
-        if channel.name not in self.subscribed and not self._reachable(channel.name):
+        with self._lock:
+            subscription = self.served.get(channel.name)
+            confirmed = subscription is not None and subscription.confirmed
+        if not confirmed and not self._reachable(channel.name):
             raise ServiceError("unavailable", "this node cannot reach the message bus now, "
                                "try again")
         with self._lock:
-            new = channel.name not in self.wanted
-            self.wanted.add(channel.name)
-            if channel.name not in self.known:
-                self.known[channel.name] = channel
-                self.by_bytes[channel.name.encode()] = channel
-            if channel.name in self.subscribed:
+            subscription = self.served.get(channel.name)
+            new = subscription is None
+            if subscription is None:
+                subscription = self._serve(channel, permanent=False)
+            if subscription.confirmed:
                 return False
-            waiter = self.waiters.get(channel.name)
+            waiter = subscription.waiter
             if waiter is None:
-                waiter = self.waiters[channel.name] = threading.Event()
-                if channel.name not in self.lost:
-                    self._subscribe([channel.name])
+                waiter = subscription.waiter = threading.Event()
+                if subscription.lost_at is None:
+                    self._subscribe([subscription])
         if not waiter.wait(SUBSCRIBE_TIMEOUT_S):
             if new:
                 self.unsubscribe(channel)
@@ -201,54 +224,52 @@ class Bus:
     def unsubscribe(self, channel: Channel) -> None:
         """This node no longer serves `channel`."""
         with self._lock:
-            if channel.name not in self.wanted:
+            subscription = self.served.get(channel.name)
+            if subscription is None or subscription.permanent:
                 return
-            self.wanted.discard(channel.name)
-            self.delivered.pop(channel.name, None)
-            self.lost.pop(channel.name, None)
-            self.subscribed.discard(channel.name)
-            link = self.link_of.pop(channel.name, None)
+            link = self._forget(subscription)
         if link is not None and not link.closed:
             link.unsubscribe([channel.name])
 
     def serves(self, channel: Channel) -> bool:
-        return channel.name in self.wanted
+        return channel.name in self.served
 
     def start_from(self, channel: Channel, last_id: str | None) -> None:
         """Where live delivery on a channel new to this node starts: messages up to `last_id`
         were stored before it was served (if a subscription is lost, replay starts there)."""
-        if last_id:
-            self.delivered.setdefault(channel.name, last_id)
+        with self._lock:
+            subscription = self.served.get(channel.name)
+            if last_id and subscription is not None and subscription.delivered is None:
+                subscription.delivered = last_id
 
-    def _wanted(self, name: str) -> bool:
-        return name in self.always or name in self.wanted
-
-    def _subscribe(self, names: list[str]) -> None:
+    def _subscribe(self, subscriptions: list[Subscription]) -> None:
         """Queue SSUBSCRIBEs on the link of each channel's master (called holding the lock)."""
-        by_address: dict[Address, list[str]] = {}
-        for name in names:
-            by_address.setdefault(self.topology.address_of(name), []).append(name)
+        by_address: dict[Address, list[Subscription]] = {}
+        for subscription in subscriptions:
+            address = self.topology.address_of(subscription.channel.name)
+            by_address.setdefault(address, []).append(subscription)
         for address, batch in by_address.items():
             link = self.links.get(address)
             if link is None or link.closed:
                 link = self.links[address] = Link(self.topology, address, self, self.spawn)
-            for name in batch:
-                self.link_of[name] = link
-            link.subscribe(batch)
+            for subscription in batch:
+                subscription.link = link
+            link.subscribe([subscription.channel.name for subscription in batch])
 
     # ---- what the links report ---------------------------------------------------------------
 
     def on_subscribed(self, link: Link, name: str) -> None:
         with self._lock:
-            if self.link_of.get(name) is not link or not self._wanted(name):
+            subscription = self.served.get(name)
+            if subscription is None or subscription.link is not link:
                 return
             self.connect_failures = 0
-            self.subscribed.add(name)
-            lost_at = self.lost.pop(name, None)
-            waiter = self.waiters.pop(name, None)
+            subscription.confirmed = True
+            lost_at, subscription.lost_at = subscription.lost_at, None
+            waiter, subscription.waiter = subscription.waiter, None
         if lost_at is not None:
             try:
-                self._replay(name, lost_at)
+                self._replay(subscription, lost_at)
             except (redis.RedisError, ServiceError) as exc:  # Redis went away again
                 log.warning("node=%s could not replay %s yet (%s); subscribing again",
                             self.node, name, exc.__class__.__name__)
@@ -274,7 +295,8 @@ class Bus:
                 return
             if self.links.get(link.address) is link:
                 del self.links[link.address]
-            names = [name for name, on in self.link_of.items() if on is link]
+            names = [name for name, subscription in self.served.items()
+                     if subscription.link is link]
         if link.connection is None:  # it never connected: said once until a link connects
             self.connect_failures += 1
             if self.connect_failures == 1:
@@ -292,16 +314,18 @@ class Bus:
             if self.closed:
                 return
             for name in names:
-                if self.link_of.get(name) is link:
-                    del self.link_of[name]
-                self.subscribed.discard(name)
-                if self._wanted(name):
-                    self.lost.setdefault(name, now)
+                subscription = self.served.get(name)
+                if subscription is None or subscription.link is not link:
+                    continue
+                subscription.link = None
+                subscription.confirmed = False
+                if subscription.lost_at is None:
+                    subscription.lost_at = now
         self._repair_soon()
 
     def _repair_soon(self) -> None:
         with self._lock:
-            if self._repairing or not self.lost or self.closed:
+            if self._repairing or self.closed or not self.restoring():
                 return
             self._repairing = True
         self.spawn(self._repair)
@@ -314,17 +338,18 @@ class Bus:
                 with self._lock:
                     if self.closed:
                         return
-                    pending = [name for name in self.lost
-                               if self._wanted(name) and name not in self.link_of]
-                    for name in [name for name in self.lost if not self._wanted(name)]:
-                        del self.lost[name]
-                    if not self.lost:
+                    lost = [subscription for subscription in self.served.values()
+                            if subscription.lost_at is not None]
+                    if not lost:
                         return
+                    pending = [subscription for subscription in lost if subscription.link is None]
                 if pending:
                     try:
                         self.topology.refresh()
                         with self._lock:
-                            self._subscribe(pending)
+                            self._subscribe([subscription for subscription in pending
+                                             if self.served.get(subscription.channel.name)
+                                             is subscription and subscription.link is None])
                         self.resubscribes += 1
                         failures = 0
                     except (redis.RedisError, OSError) as exc:
@@ -342,8 +367,8 @@ class Bus:
     # ---- frames --------------------------------------------------------------------------------
 
     def on_frame(self, channel_name: bytes, payload: bytes) -> None:
-        channel = self.by_bytes.get(channel_name)
-        if channel is None:
+        subscription = self._by_bytes.get(channel_name)
+        if subscription is None:
             return
         try:
             frame = bus_format.decode(payload)
@@ -351,12 +376,18 @@ class Bus:
             self.unknown_frames += 1
             if self.unknown_frames in (1, 10, 100) or self.unknown_frames % 1000 == 0:
                 log.warning("node=%s dropped %d frames it cannot read on %s (%s)", self.node,
-                            self.unknown_frames, channel.name, exc)
+                            self.unknown_frames, subscription.channel.name, exc)
             return
-        self.handle(channel, frame)
+        self._handle(subscription, frame)
 
     def handle(self, channel: Channel, frame: bus_format.Frame) -> None:
-        """Deliver a frame to this node's connections of its channel (live or replayed)."""
+        """Deliver a frame to this node's connections of its channel (live or replayed); a
+        channel not served here delivers nothing."""
+        subscription = self.served.get(channel.name)
+        if subscription is not None:
+            self._handle(subscription, frame)
+
+    def _handle(self, subscription: Subscription, frame: bus_format.Frame) -> None:
         if frame.kind == bus_format.CONTROL:
             self.on_control(frame.control())
             return
@@ -365,31 +396,32 @@ class Bus:
             node, _, sid = frame.skip.partition("|")
             if node == self.node:
                 skip = sid
+        channel = subscription.channel
         stored_id = frame.stored_id
         if stored_id is not None and channel.replayable:
-            name = channel.name
-            newest = self.delivered.get(name)
+            newest = subscription.delivered
             if newest is not None and parse_id(stored_id) <= parse_id(newest):
                 return
-            self.delivered[name] = stored_id
+            subscription.delivered = stored_id
         reached = self.deliver(channel.local_room, frame.body, skip, stored_id)
         if self.on_delivered is not None:
             self.on_delivered(stored_id, reached or 0)
 
     # ---- recovery ------------------------------------------------------------------------------
 
-    def _replay(self, name: str, lost_at: float) -> None:
-        """Deliver, in id order, what `name`'s stream got after the last id delivered here."""
-        channel = self.known.get(name)
-        if channel is None or not channel.replayable:
+    def _replay(self, subscription: Subscription, lost_at: float) -> None:
+        """Deliver, in id order, what the channel's stream got after the last id delivered
+        here."""
+        channel = subscription.channel
+        if not channel.replayable:
             return
-        after = self.delivered.get(name) or f"{max(0, int(lost_at * 1000) - 2000)}-0"
+        after = subscription.delivered or f"{max(0, int(lost_at * 1000) - 2000)}-0"
         replayed = 0
         while True:
             frames = self.replay(channel, after, REPLAY_PAGE)
             for payload in frames:
                 frame = bus_format.decode(payload)
-                self.handle(channel, frame)
+                self._handle(subscription, frame)
                 after = frame.stored_id or after
             replayed += len(frames)
             if len(frames) < REPLAY_PAGE:
@@ -397,4 +429,4 @@ class Bus:
         self.replayed += replayed
         if replayed:
             log.info("node=%s replayed %d messages of %s published while it was not subscribed",
-                     self.node, replayed, name)
+                     self.node, replayed, channel.name)

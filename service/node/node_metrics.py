@@ -70,7 +70,7 @@ class NodeState(Collector):
                                 value=int(ready))
         yield GaugeMetricFamily("rooms_bus_lost_channels",
                                 "Bus channels lost and being subscribed again",
-                                value=len(bus.lost))
+                                value=bus.restoring())
         yield CounterMetricFamily("rooms_bus_resubscribes", "Rounds of subscribing lost channels",
                                   value=bus.resubscribes)
         yield CounterMetricFamily("rooms_bus_replayed",

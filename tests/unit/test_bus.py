@@ -113,6 +113,19 @@ def test_unsubscribing_stops_what_the_node_receives(bus, store, recorder, client
     assert recorder.texts("r:lobby") == []
 
 
+def test_a_channel_no_longer_served_leaves_nothing_behind(bus, client):
+    permanent = set(bus.served)
+    rooms = [channels.room(f"passing-{n}") for n in range(100)]
+    for channel in rooms:
+        bus.subscribe(channel)
+    for channel in rooms:
+        bus.unsubscribe(channel)
+    assert set(bus.served) == permanent
+    assert bus.subscribed_by_kind()["room"] == 0
+    wait_for(lambda: not shard_channels(client) & {channel.name for channel in rooms},
+             what="the unsubscribes")
+
+
 def test_stored_messages_are_delivered_once_in_order_and_the_senders_connection_skipped(
         bus, store, recorder, client):
     client.hset("user:{bob}", "pw", "x")
