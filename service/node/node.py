@@ -85,7 +85,6 @@ class Node:
         self.server: Any = None  # python-socketio's Server, once Flask-SocketIO made it
         self.namespace: RoomsNamespace | None = None
         self.draining = False  # set on SIGTERM: no new sessions, connections handed over
-        self._counted: tuple[float, float, float] | None = None  # (when, accepted, delivered)
 
     # ---- wiring -------------------------------------------------------------------------------
 
@@ -193,15 +192,7 @@ class Node:
 
     def stats(self) -> dict[str, Any]:
         """This node's figures for the registry (the cluster page reads every node's)."""
-        now = time.monotonic()
-        accepted, delivered = self.metrics.totals()
-        accepted_per_s = delivered_per_s = 0.0
-        if self._counted is not None:
-            then, accepted_then, delivered_then = self._counted
-            elapsed = max(now - then, 1e-3)
-            accepted_per_s = (accepted - accepted_then) / elapsed
-            delivered_per_s = (delivered - delivered_then) / elapsed
-        self._counted = (now, accepted, delivered)
+        accepted_per_s, delivered_per_s = self.metrics.rates()
         p99 = self.metrics.delivery_p99_s()
         by_transport = compat.connections_by_transport(self.server)
         return {

@@ -51,6 +51,7 @@ class Metrics:
         for code in CODES:
             self.errors.labels(code)
         self._window = _Window(self.delivery_seconds)
+        self._counted: tuple[float, float, float] | None = None  # (when, accepted, delivered)
 
     def watch(self, collector: Collector) -> None:
         """Also export what `collector` reads when scraped."""
@@ -73,6 +74,20 @@ class Metrics:
     def totals(self) -> tuple[float, float]:
         """Messages accepted (of every kind) and deliveries, since the node started."""
         return _total(self.accepted), _total(self.delivered)
+
+    def rates(self) -> tuple[float, float]:
+        """Messages accepted and deliveries per second since the previous call (0 the first
+        time)."""
+        now = time.monotonic()
+        accepted, delivered = self.totals()
+        accepted_per_s = delivered_per_s = 0.0
+        if self._counted is not None:
+            then, accepted_then, delivered_then = self._counted
+            elapsed = max(now - then, 1e-3)
+            accepted_per_s = (accepted - accepted_then) / elapsed
+            delivered_per_s = (delivered - delivered_then) / elapsed
+        self._counted = (now, accepted, delivered)
+        return accepted_per_s, delivered_per_s
 
     def delivery_p99_s(self) -> float | None:
         """The 99th percentile of deliveries since the previous call (None: none)."""

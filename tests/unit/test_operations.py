@@ -168,3 +168,13 @@ def test_the_delivery_p99_covers_the_deliveries_since_it_was_last_read():
         metrics.delivery_seconds.observe(2)
     assert 1.0 < metrics.delivery_p99_s() <= 2.5
     assert metrics.delivery_p99_s() is None
+
+
+def test_the_rates_cover_what_was_counted_since_they_were_last_read():
+    metrics = Metrics()
+    assert metrics.rates() == (0.0, 0.0)
+    metrics.accepted.labels("room").inc(3)
+    metrics.delivered_frame(None, 12)
+    accepted_per_s, delivered_per_s = metrics.rates()
+    assert accepted_per_s > 0 and delivered_per_s == pytest.approx(4 * accepted_per_s)
+    assert metrics.rates() == (0.0, 0.0)
