@@ -4,7 +4,6 @@ that resume from their last id whenever their connection comes back (PROTOCOL.md
 from __future__ import annotations
 
 import contextlib
-import queue
 import threading
 import time
 from typing import Any
@@ -84,13 +83,10 @@ class Member:
 
     def pump(self) -> None:
         """Takes what arrived; joins again if the connection came back."""
-        self.record(self.client.drain("message", settle=0))
-        try:
-            while True:
-                self.nodes.append(self.client.events["welcome"].get_nowait()["node"])
-                self.rejoin_pending = True
-        except queue.Empty:
-            pass
+        self.record(self.client.arrived("message"))
+        for welcome in self.client.arrived("welcome"):
+            self.nodes.append(welcome["node"])
+            self.rejoin_pending = True
         if self.rejoin_pending and self.client.sio.connected:
             with contextlib.suppress(Exception):  # not connected after all: the next pump retries
                 self.join()

@@ -121,9 +121,7 @@ def test_malformed_packets_never_crash_the_node_or_reach_other_users(cluster, us
         assert "Traceback" not in answer.text
     for index in cluster.indexes():
         assert requests.get(cluster.node_url(index) + "/healthz", timeout=5).status_code == 200
-    sent = witness.ok("send", {"room": room, "text": "life goes on"})
-    assert [m["id"] for m in witness.take("message", 1)] == [sent["id"]]
-    assert witness.drain("message") == []  # no garbage reached the room
+    assert witness.until_marker(witness.mark_room(room)) == []  # no garbage reached the room
     raw_node = requests.get(f"{cluster.url}/healthz?node_key=raw1", timeout=5).json()["node"]
     node_log = (cluster.log_dir / f"{raw_node}.log").read_text()
     assert "Traceback" not in node_log, node_log[-3000:]  # junk frames end quietly
