@@ -11,6 +11,7 @@ from collections import Counter
 from typing import Any
 
 from tests.strict_client import StrictClient
+from tests.waiting import wait_for
 
 
 def id_key(message_id: str) -> tuple[int, ...]:
@@ -32,6 +33,7 @@ class ResumingClient:
         self.nodes: list[str] = []
         self.welcomed_at: list[float] = []
         self.outages: list[tuple[float, float]] = []
+        self.joined_on: str | None = None  # the node that answered the last join
         self._lost_at: float | None = None
         self._joining = False
         self._held: list[str] = []
@@ -78,7 +80,7 @@ class ResumingClient:
                 continue
             if not answer.get("ok"):
                 self.join_errors.append(answer.get("error", {}).get("code", "?"))
-                time.sleep(0.2)
+                time.sleep(0.2)  # pacing of the retries, as the page's
                 continue
             with self._lock:
                 self.ids.extend(m["id"] for m in answer["missed"])
@@ -95,11 +97,8 @@ class ResumingClient:
             return
 
     def wait_joined(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while getattr(self, "joined_on", None) is None or self._joining:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{self.room}: not joined within {timeout} s")
-            time.sleep(0.02)
+        wait_for(lambda: self.joined_on is not None and not self._joining, timeout,
+                 f"{self.room} to be joined", poll_s=0.02)
 
     def wait_for(self, message_id: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -146,5 +145,5 @@ class Sender(threading.Thread):
                 n += 1
             else:
                 self.failures[answer["error"]["code"] if answer else "no_ack"] += 1
-                time.sleep(0.1)
-            time.sleep(self.interval_s)
+                time.sleep(0.1)  # pacing of the retries
+            time.sleep(self.interval_s)  # the sender's pace

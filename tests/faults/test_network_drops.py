@@ -12,6 +12,7 @@ import pytest
 
 from loadtests.drops_proxy import DropsProxy
 from tests.faults.test_node_stop import ordered
+from tests.waiting import wait_for
 
 from .resuming import ResumingClient, Sender
 
@@ -37,11 +38,9 @@ def test_every_acknowledged_message_arrives_once_and_in_order_through_repeated_d
             for sender in senders:
                 sender.start()
             proxy.start_dropping()
-            deadline = time.monotonic() + 5 * DROPS * (UP_S + DOWN_S)
-            while proxy.drops < DROPS:
-                assert time.monotonic() < deadline, "the proxy did not drop as often as set"
-                time.sleep(0.1)
-            proxy.stop_dropping()  # the network stays up from here: everyone settles
+            wait_for(lambda: proxy.drops >= DROPS, 5 * DROPS * (UP_S + DOWN_S),
+                     f"the proxy to drop the connections {DROPS} times")
+            proxy.stop_dropping()  # the network stays up from here
             for sender in senders:
                 sender.stop.set()
                 sender.join(15)

@@ -7,6 +7,8 @@ import time
 
 import requests
 
+from tests.waiting import wait_for
+
 from .conftest import API_KEY, RESULTS
 
 
@@ -166,10 +168,11 @@ def test_resuming_while_messages_flow_gives_each_message_exactly_once(users, roo
     thread = threading.Thread(target=keep_sending)
     thread.start()
     try:
-        time.sleep(0.2)
+        wait_for(lambda: len(acked) > 5, what="messages flowing before the resumers join")
         resumers = [users.user_on(node)[1] for node in nodes]
         answers = [client.ok("join", {"room": room, "since": first}) for client in resumers]
-        time.sleep(0.3)
+        flowing = len(acked)
+        wait_for(lambda: len(acked) > flowing + 10, what="messages flowing after the joins")
     finally:
         stop.set()
         thread.join(30)
@@ -206,10 +209,9 @@ def test_delivery_times_same_node_and_cross_node_are_recorded(users, room, nodes
     for i in range(count):
         sent[str(i)] = time.perf_counter()
         sender.ok("send", {"room": room, "text": "timing", "client_id": str(i)})
-        time.sleep(0.025)  # under the test cluster's rate limit
-    deadline = time.time() + 10
-    while any(len(a) < count for a in arrivals.values()) and time.time() < deadline:
-        time.sleep(0.05)
+        time.sleep(0.025)  # pacing: under the test cluster's rate limit
+    wait_for(lambda: all(len(a) == count for a in arrivals.values()), 10,
+             f"every receiver to get all {count} messages")
     report = {}
     for node, got in arrivals.items():
         assert sorted(got, key=int) == [str(i) for i in range(count)], f"{node} lost messages"
