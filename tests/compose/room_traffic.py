@@ -8,12 +8,8 @@ import threading
 import time
 from typing import Any
 
+from service.store.messages import parse_id
 from tests.integration.conftest import Client
-
-
-def id_key(message_id: str) -> tuple[int, int]:
-    ms, seq = message_id.split("-")
-    return int(ms), int(seq)
 
 
 class Sender(threading.Thread):
@@ -78,7 +74,7 @@ class Member:
     def record(self, messages: list[dict[str, Any]]) -> None:
         for message in messages:
             self.ids.add(message["id"])
-            if self.last is None or id_key(message["id"]) > id_key(self.last):
+            if self.last is None or parse_id(message["id"]) > parse_id(self.last):
                 self.last = message["id"]
 
     def pump(self) -> None:
@@ -93,7 +89,7 @@ class Member:
                 self.rejoin_pending = False
 
     def owed(self, acked: list[str]) -> set[str]:
-        return {i for i in acked if self.since is None or id_key(i) > id_key(self.since)}
+        return {i for i in acked if self.since is None or parse_id(i) > parse_id(self.since)}
 
     @property
     def reconnects(self) -> int:

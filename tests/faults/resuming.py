@@ -10,12 +10,9 @@ import uuid
 from collections import Counter
 from typing import Any
 
+from service.store.messages import parse_id
 from tests.strict_client import StrictClient
 from tests.waiting import wait_for
-
-
-def id_key(message_id: str) -> tuple[int, ...]:
-    return tuple(map(int, message_id.split("-")))
 
 
 class ResumingClient:
@@ -85,10 +82,10 @@ class ResumingClient:
             with self._lock:
                 self.ids.extend(m["id"] for m in answer["missed"])
                 self.joined_on = answer["node"]
-                newest = id_key(self.ids[-1]) if self.ids else (-1, -1)
+                newest = parse_id(self.ids[-1]) if self.ids else (-1, -1)
                 # what arrived during a failed attempt can be in this answer's missed too; after
                 # one attempt, any overlap is the server's duplicate and stays for the test to see
-                self.ids.extend(i for i in self._held if attempts == 1 or id_key(i) > newest)
+                self.ids.extend(i for i in self._held if attempts == 1 or parse_id(i) > newest)
                 self._held.clear()
                 self._joining = False
                 if self._lost_at is not None:

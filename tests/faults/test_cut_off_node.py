@@ -12,6 +12,7 @@ import time
 import pytest
 import requests
 
+from service.store.messages import parse_id
 from tests.faults.redis_proxy import RedisProxy
 from tests.faults.test_node_stop import keys_for_nodes, ordered
 from tests.waiting import wait_for
@@ -102,8 +103,7 @@ def test_a_node_cut_off_from_redis_moves_its_clients_to_the_others(cluster, user
         for sender in senders:
             sender.stop.set()
             sender.join(15)
-        acked = sorted({i for s in senders for i in s.acked},
-                       key=lambda i: tuple(map(int, i.split("-"))))
+        acked = sorted({i for s in senders for i in s.acked}, key=parse_id)
         assert len(acked) == sum(len(s.acked) for s in senders), "an id acknowledged twice"
         stored = {m["id"] for m in users.history(room)}
         assert set(acked) <= stored, "an acknowledged message is not stored"

@@ -12,6 +12,7 @@ from itertools import pairwise
 import pytest
 import requests
 
+from service.store.messages import parse_id
 from tests.conftest import TEST_ENV
 from tests.waiting import wait_for
 
@@ -35,8 +36,7 @@ def keys_for_nodes(base: str, per_node: int) -> dict[str, list[str]]:
 
 
 def ordered(ids: list[str]) -> bool:
-    keys = [tuple(map(int, i.split("-"))) for i in ids]
-    return all(a < b for a, b in pairwise(keys))
+    return all(parse_id(a) < parse_id(b) for a, b in pairwise(ids))
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
@@ -73,8 +73,7 @@ def test_a_node_stopped_under_traffic_loses_nothing(cluster, users, room, sig):
         for sender in senders:
             sender.stop.set()
             sender.join(10)
-        acked = sorted({i for s in senders for i in s.acked},
-                       key=lambda i: tuple(map(int, i.split("-"))))
+        acked = sorted({i for s in senders for i in s.acked}, key=parse_id)
         assert len(acked) == sum(len(s.acked) for s in senders)  # no id acknowledged twice
         for client in clients:
             # python-engineio's threaded client can take up to max(ping interval, ping timeout)

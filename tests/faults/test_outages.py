@@ -7,6 +7,7 @@ import pytest
 import requests
 from cluster import Cluster
 
+from service.store.messages import parse_id
 from tests.conftest import RESULTS, TEST_ENV, own_cluster
 from tests.integration.conftest import API_KEY, Users
 from tests.waiting import wait_for
@@ -62,7 +63,7 @@ def stored_ids(base: str, room: str) -> list[str]:
 
 
 def by_id(ids):
-    return sorted(ids, key=lambda i: tuple(map(int, i.split("-"))))
+    return sorted(ids, key=parse_id)
 
 
 def test_redis_restarting_under_traffic_loses_no_acknowledged_message(pair_cluster):

@@ -7,14 +7,10 @@ import time
 
 import requests
 
+from service.store.messages import parse_id
 from tests.waiting import wait_for
 
 from .conftest import API_KEY, RESULTS
-
-
-def id_key(message_id: str) -> tuple[int, int]:
-    ms, seq = message_id.split("-")
-    return int(ms), int(seq)
 
 
 def test_room_messages_reach_every_member_on_every_node(users, room, nodes):
@@ -125,7 +121,7 @@ def test_concurrent_senders_on_all_nodes_give_every_receiver_the_stored_order(us
     assert len(acked) == total
     history = senders[0].ok("history", {"room": room, "limit": 500})["messages"]
     stored = [m["id"] for m in history]
-    assert sorted(acked, key=id_key) == stored
+    assert sorted(acked, key=parse_id) == stored
     for client in receivers + senders:
         got = [m["id"] for m in client.take("message", total, timeout=30)]
         assert got == stored, f"{client.node} received out of stored order"
@@ -163,7 +159,7 @@ def test_resuming_while_messages_flow_gives_each_message_exactly_once(users, roo
         while not stop.is_set() and i < 400:
             acked.append(writer.ok("send", {"room": room, "text": f"live {i}"})["id"])
             i += 1
-            time.sleep(0.025)  # under the test cluster's rate limit of 50 events/s
+            time.sleep(0.025)  # pacing: under the test cluster's rate limit of 50 events/s
 
     thread = threading.Thread(target=keep_sending)
     thread.start()
