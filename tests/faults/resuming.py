@@ -10,9 +10,23 @@ import uuid
 from collections import Counter
 from typing import Any
 
+import requests
+
 from service.store.messages import parse_id
+from tests.integration.conftest import API_KEY
 from tests.strict_client import StrictClient
 from tests.waiting import wait_for
+
+
+def post_marker(base: str, room: str) -> str:
+    """The id of a message posted to `room` over the HTTP API once its senders stopped: it is
+    stored and published after every message sent before, so a client that got it got every
+    one of them it was going to get, duplicates included (tests/integration/conftest.py's
+    Client tells why)."""
+    answer = requests.post(f"{base}/api/rooms/{room}/messages", json={"text": "marker"},
+                           headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10)
+    assert answer.status_code == 202, answer.text
+    return answer.json()["id"]
 
 
 class ResumingClient:

@@ -16,7 +16,7 @@ from service.store.messages import parse_id
 from tests.conftest import TEST_ENV
 from tests.waiting import wait_for
 
-from .resuming import ResumingClient, Sender
+from .resuming import ResumingClient, Sender, post_marker
 
 pytestmark = pytest.mark.local_cluster
 NODES = ("node-1", "node-2", "node-3")
@@ -75,11 +75,12 @@ def test_a_node_stopped_under_traffic_loses_nothing(cluster, users, room, sig):
             sender.join(10)
         acked = sorted({i for s in senders for i in s.acked}, key=parse_id)
         assert len(acked) == sum(len(s.acked) for s in senders)  # no id acknowledged twice
+        marker = post_marker(cluster.url, room)
         for client in clients:
             # python-engineio's threaded client can take up to max(ping interval, ping timeout)
             # + 5 s to notice a dropped connection when a `None` it queues for its writer lands
             # behind packets being sent (the sender's client); it then reconnects and resumes
-            client.wait_for(acked[-1], timeout=45)
+            client.wait_for(marker, timeout=45)
         for client in clients:
             assert len(client.ids) == len(set(client.ids)), "a message arrived twice"
             assert ordered(client.ids), "messages arrived out of order"
