@@ -13,8 +13,8 @@ from typing import Any
 import requests
 
 from service.store.messages import parse_id
+from tests.in_order_client import InOrderClient
 from tests.integration.conftest import API_KEY
-from tests.strict_client import StrictClient
 from tests.waiting import wait_for
 
 
@@ -50,7 +50,7 @@ class ResumingClient:
         self._held: list[str] = []
         self.join_errors: list[str] = []
         self._lock = threading.Lock()
-        self.sio = StrictClient(reconnection=True, reconnection_delay=0.2,
+        self.sio = InOrderClient(reconnection=True, reconnection_delay=0.2,
                                 reconnection_delay_max=1.0,
                                 websocket_extra_options={"origin": origin} if origin else {})
         self.sio.on("welcome", self._on_welcome)

@@ -15,7 +15,7 @@ from cluster import Cluster
 
 from service.settings import DEV_API_KEY, DEV_SECRET_KEY
 from tests.conftest import RESULTS, TEST_ENV, ExternalCluster  # noqa: F401 - used by the tests
-from tests.strict_client import StrictClient
+from tests.in_order_client import InOrderClient
 
 API_KEY = os.environ.get("API_KEY", DEV_API_KEY)
 SECRET_KEY = os.environ.get("SECRET_KEY", DEV_SECRET_KEY)
@@ -44,8 +44,8 @@ class Client:
     to a subscriber connection in publish order; a node reads each of its bus connections (one
     per master) in one thread and writes each frame to its connections before it reads the next
     (service/bus/link.py, bus.py; a resuming join holds stored messages back and releases them in
-    order); a connection's frames arrive in the order they were written; and StrictClient hands
-    them to the recorder in that order (tests/strict_client.py). Channels of one hash slot share
+    order); a connection's frames arrive in the order they were written; and InOrderClient hands
+    them to the recorder in that order (tests/in_order_client.py). Channels of one hash slot share
     a master and so a bus connection: a user named like a room has its channel in the room's slot
     (service/store/keys.py), so a direct to that user is a marker for the room's channel too, and
     a room named like a user for the user's.
@@ -54,7 +54,7 @@ class Client:
     def __init__(self, base_url: str, token: str | None, node_key: str | None,
                  transports: list[str] | None = None, headers: dict[str, str] | None = None,
                  auth: Any = "token", reconnection: bool = False):
-        self.sio = StrictClient(reconnection=reconnection, reconnection_delay=0.5,
+        self.sio = InOrderClient(reconnection=reconnection, reconnection_delay=0.5,
                                 reconnection_delay_max=2)
         self._arrived = threading.Condition()
         self._arrivals = itertools.count()

@@ -21,6 +21,6 @@ class _InOrderEngineIOClient(engineio.Client):
         return super()._trigger_event(event, *args, **kwargs)
 
 
-class StrictClient(socketio.Client):
+class InOrderClient(socketio.Client):
     def _engineio_client_class(self) -> type[engineio.Client]:
         return _InOrderEngineIOClient
