@@ -269,7 +269,7 @@ def python_reply_parser() -> type:
     return _RESP2Parser
 
 
-# ---- python-socketio's client: events in the order they came (tests/strict_client.py) ----------
+# ---- python-socketio's client: events in the order they came (tests/in_order_client.py) ----------
 
 
 def in_order_socketio_client(base: type) -> type:
@@ -517,7 +517,7 @@ INTERNALS = [
              _redis_parser),
     Internal("python-socketio", "Client._engineio_client_class; python-engineio "
              "Client._trigger_event(run_async=)", "in_order_socketio_client: "
-             "tests/strict_client.py", _socketio_client),
+             "tests/in_order_client.py", _socketio_client),
 ]
 
 

@@ -167,10 +167,6 @@ def say(page: Page, text: str) -> None:
     expect(page.locator("#send-text")).to_have_value("")
 
 
-def message_texts(page: Page) -> list[str]:
-    return page.locator("#messages li .text").all_text_contents()
-
-
 @pytest.fixture
 def pages(request, browser, cluster, node_keys) -> Iterator[Pages]:
     opened = Pages(browser, cluster.url, node_keys, request.node.name)

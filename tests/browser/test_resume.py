@@ -10,6 +10,7 @@ import pytest
 import requests
 from playwright.sync_api import Page, expect
 
+from service.store.messages import parse_id
 from tests.conftest import TEST_ENV
 from tests.integration.conftest import API_KEY
 
@@ -109,5 +110,5 @@ def test_a_page_told_its_missed_history_was_trimmed(pages, cluster):
     expect(page.locator("#messages li.message").last).to_have_attribute("data-id", newest)
     ids = page.locator("#messages li.message").evaluate_all("items => items.map(i => i.dataset.id)")
     assert len(ids) == len(set(ids)) > 1000  # everything still stored, once
-    assert ids == sorted(ids, key=lambda i: tuple(map(int, i.split("-"))))
+    assert ids == sorted(ids, key=parse_id)
     pages.screenshot(page, "truncated")

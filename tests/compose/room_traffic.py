@@ -4,17 +4,12 @@ that resume from their last id whenever their connection comes back (PROTOCOL.md
 from __future__ import annotations
 
 import contextlib
-import queue
 import threading
 import time
 from typing import Any
 
+from service.store.messages import parse_id
 from tests.integration.conftest import Client
-
-
-def id_key(message_id: str) -> tuple[int, int]:
-    ms, seq = message_id.split("-")
-    return int(ms), int(seq)
 
 
 class Sender(threading.Thread):
@@ -79,25 +74,22 @@ class Member:
     def record(self, messages: list[dict[str, Any]]) -> None:
         for message in messages:
             self.ids.add(message["id"])
-            if self.last is None or id_key(message["id"]) > id_key(self.last):
+            if self.last is None or parse_id(message["id"]) > parse_id(self.last):
                 self.last = message["id"]
 
     def pump(self) -> None:
         """Takes what arrived; joins again if the connection came back."""
-        self.record(self.client.drain("message", settle=0))
-        try:
-            while True:
-                self.nodes.append(self.client.events["welcome"].get_nowait()["node"])
-                self.rejoin_pending = True
-        except queue.Empty:
-            pass
+        self.record(self.client.arrived("message"))
+        for welcome in self.client.arrived("welcome"):
+            self.nodes.append(welcome["node"])
+            self.rejoin_pending = True
         if self.rejoin_pending and self.client.sio.connected:
             with contextlib.suppress(Exception):  # not connected after all: the next pump retries
                 self.join()
                 self.rejoin_pending = False
 
     def owed(self, acked: list[str]) -> set[str]:
-        return {i for i in acked if self.since is None or id_key(i) > id_key(self.since)}
+        return {i for i in acked if self.since is None or parse_id(i) > parse_id(self.since)}
 
     @property
     def reconnects(self) -> int:

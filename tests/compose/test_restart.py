@@ -2,9 +2,10 @@
 
 import os
 import subprocess
-import time
 
 import pytest
+
+from tests.waiting import wait_for
 
 from .room_traffic import Member, Pump, Sender, wait_until_received
 
@@ -25,10 +26,8 @@ def test_clients_carry_on_when_a_node_container_restarts(users, room, nodes):
     try:
         sender.wait_for_more(5)
         subprocess.run(COMMAND.format(node=restarted), shell=True, check=True, timeout=60)  # noqa: S602
-        deadline = time.monotonic() + 30
-        while reader.reconnects == 0 or reader.rejoin_pending:  # back, to whichever node is up
-            assert time.monotonic() < deadline, "the reader did not come back"
-            time.sleep(0.05)
+        wait_for(lambda: reader.reconnects > 0 and not reader.rejoin_pending, 30,
+                 "the reader to come back, to whichever node is up")
         sender.wait_for_more(10)
     finally:
         sender.stop()

@@ -10,11 +10,23 @@ import uuid
 from collections import Counter
 from typing import Any
 
-from tests.strict_client import StrictClient
+import requests
+
+from service.store.messages import parse_id
+from tests.in_order_client import InOrderClient
+from tests.integration.conftest import API_KEY
+from tests.waiting import wait_for
 
 
-def id_key(message_id: str) -> tuple[int, ...]:
-    return tuple(map(int, message_id.split("-")))
+def post_marker(base: str, room: str) -> str:
+    """The id of a message posted to `room` over the HTTP API once its senders stopped: it is
+    stored and published after every message sent before, so a client that got it got every
+    one of them it was going to get, duplicates included (tests/integration/conftest.py's
+    Client tells why)."""
+    answer = requests.post(f"{base}/api/rooms/{room}/messages", json={"text": "marker"},
+                           headers={"Authorization": f"Bearer {API_KEY}"}, timeout=10)
+    assert answer.status_code == 202, answer.text
+    return answer.json()["id"]
 
 
 class ResumingClient:
@@ -32,12 +44,13 @@ class ResumingClient:
         self.nodes: list[str] = []
         self.welcomed_at: list[float] = []
         self.outages: list[tuple[float, float]] = []
+        self.joined_on: str | None = None  # the node that answered the last join
         self._lost_at: float | None = None
         self._joining = False
         self._held: list[str] = []
         self.join_errors: list[str] = []
         self._lock = threading.Lock()
-        self.sio = StrictClient(reconnection=True, reconnection_delay=0.2,
+        self.sio = InOrderClient(reconnection=True, reconnection_delay=0.2,
                                 reconnection_delay_max=1.0,
                                 websocket_extra_options={"origin": origin} if origin else {})
         self.sio.on("welcome", self._on_welcome)
@@ -78,15 +91,15 @@ class ResumingClient:
                 continue
             if not answer.get("ok"):
                 self.join_errors.append(answer.get("error", {}).get("code", "?"))
-                time.sleep(0.2)
+                time.sleep(0.2)  # pacing of the retries, as the page's
                 continue
             with self._lock:
                 self.ids.extend(m["id"] for m in answer["missed"])
                 self.joined_on = answer["node"]
-                newest = id_key(self.ids[-1]) if self.ids else (-1, -1)
+                newest = parse_id(self.ids[-1]) if self.ids else (-1, -1)
                 # what arrived during a failed attempt can be in this answer's missed too; after
                 # one attempt, any overlap is the server's duplicate and stays for the test to see
-                self.ids.extend(i for i in self._held if attempts == 1 or id_key(i) > newest)
+                self.ids.extend(i for i in self._held if attempts == 1 or parse_id(i) > newest)
                 self._held.clear()
                 self._joining = False
                 if self._lost_at is not None:
@@ -95,11 +108,8 @@ class ResumingClient:
             return
 
     def wait_joined(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while getattr(self, "joined_on", None) is None or self._joining:
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{self.room}: not joined within {timeout} s")
-            time.sleep(0.02)
+        wait_for(lambda: self.joined_on is not None and not self._joining, timeout,
+                 f"{self.room} to be joined", poll_s=0.02)
 
     def wait_for(self, message_id: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -146,5 +156,5 @@ class Sender(threading.Thread):
                 n += 1
             else:
                 self.failures[answer["error"]["code"] if answer else "no_ack"] += 1
-                time.sleep(0.1)
-            time.sleep(self.interval_s)
+                time.sleep(0.1)  # pacing of the retries
+            time.sleep(self.interval_s)  # the sender's pace

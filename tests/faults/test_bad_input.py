@@ -66,7 +66,7 @@ def test_generated_payloads_for_every_event_get_contract_answers(cluster, users)
     @given(event=st.sampled_from(EVENTS + RESERVED) | st.text(min_size=1, max_size=20),
            payload=payloads)
     def one(event, payload):
-        time.sleep(PACE_S)
+        time.sleep(PACE_S)  # pacing: under the rate limit
         answer = fuzzer.call(event, payload, timeout=10)
         assert_contract_answer(answer)
         if not answer["ok"]:
@@ -106,11 +106,10 @@ def test_malformed_packets_never_crash_the_node_or_reach_other_users(cluster, us
         try:
             connection.send(frame)
             connection.send_binary(b"\x00\xff\x10garbage")
-            time.sleep(0.02)
         except websocket.WebSocketException:
             pass  # the node may close a connection that speaks nonsense: that is fine
         finally:
-            connection.close()
+            connection.close()  # waits for the node's close frame: it read the junk before
     polling = requests.get(f"{cluster.url}/socket.io/?EIO=4&transport=polling&node_key=raw1",
                            timeout=5)
     sid = polling.text.split('"sid":"')[1].split('"')[0]
@@ -121,9 +120,7 @@ def test_malformed_packets_never_crash_the_node_or_reach_other_users(cluster, us
         assert "Traceback" not in answer.text
     for index in cluster.indexes():
         assert requests.get(cluster.node_url(index) + "/healthz", timeout=5).status_code == 200
-    sent = witness.ok("send", {"room": room, "text": "life goes on"})
-    assert [m["id"] for m in witness.take("message", 1)] == [sent["id"]]
-    assert witness.drain("message") == []  # no garbage reached the room
+    assert witness.until_marker(witness.mark_room(room)) == []  # no garbage reached the room
     raw_node = requests.get(f"{cluster.url}/healthz?node_key=raw1", timeout=5).json()["node"]
     node_log = (cluster.log_dir / f"{raw_node}.log").read_text()
     assert "Traceback" not in node_log, node_log[-3000:]  # junk frames end quietly

@@ -12,11 +12,12 @@ import time
 import pytest
 import requests
 
+from service.store.messages import parse_id
 from tests.faults.redis_proxy import RedisProxy
 from tests.faults.test_node_stop import keys_for_nodes, ordered
 from tests.waiting import wait_for
 
-from .resuming import ResumingClient, Sender
+from .resuming import ResumingClient, Sender, post_marker
 
 pytestmark = pytest.mark.local_cluster
 CUT = 3  # node-3 reaches Redis through the proxy
@@ -102,13 +103,13 @@ def test_a_node_cut_off_from_redis_moves_its_clients_to_the_others(cluster, user
         for sender in senders:
             sender.stop.set()
             sender.join(15)
-        acked = sorted({i for s in senders for i in s.acked},
-                       key=lambda i: tuple(map(int, i.split("-"))))
+        acked = sorted({i for s in senders for i in s.acked}, key=parse_id)
         assert len(acked) == sum(len(s.acked) for s in senders), "an id acknowledged twice"
         stored = {m["id"] for m in users.history(room)}
         assert set(acked) <= stored, "an acknowledged message is not stored"
+        marker = post_marker(cluster.url, room)
         for client in clients:
-            client.wait_for(acked[-1], timeout=30)
+            client.wait_for(marker, timeout=30)
             assert len(client.ids) == len(set(client.ids)), "a message arrived twice"
             assert ordered(client.ids), "messages arrived out of order"
             assert not set(acked) - set(client.ids), "acknowledged messages never arrived"

@@ -12,9 +12,11 @@ from itertools import pairwise
 import pytest
 import requests
 
+from service.store.messages import parse_id
 from tests.conftest import TEST_ENV
+from tests.waiting import wait_for
 
-from .resuming import ResumingClient, Sender
+from .resuming import ResumingClient, Sender, post_marker
 
 pytestmark = pytest.mark.local_cluster
 NODES = ("node-1", "node-2", "node-3")
@@ -34,8 +36,7 @@ def keys_for_nodes(base: str, per_node: int) -> dict[str, list[str]]:
 
 
 def ordered(ids: list[str]) -> bool:
-    keys = [tuple(map(int, i.split("-"))) for i in ids]
-    return all(a < b for a, b in pairwise(keys))
+    return all(parse_id(a) < parse_id(b) for a, b in pairwise(ids))
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
@@ -56,28 +57,30 @@ def test_a_node_stopped_under_traffic_loses_nothing(cluster, users, room, sig):
             for client in clients:
                 client.close()
             clients.clear()
-            time.sleep(6)
+            time.sleep(6)  # not a wait on a condition: nginx's fail_timeout runs out, unreported
         assert [c.nodes[0] for c in clients] == [n for n in NODES for _ in range(3)]
         senders = [Sender(clients[0]), Sender(clients[6])]  # on node-1 and on the doomed node-3
         for sender in senders:
             sender.start()
-        time.sleep(1.0)
+        wait_for(lambda: all(len(s.acked) > 5 for s in senders), 20, "the senders to get going")
         stopped_at = time.monotonic()
         cluster.kill_node(3, sig)
         exited_after = time.monotonic() - stopped_at
-        time.sleep(2.0)
+        count = len(senders[1].acked)
+        # see below: the client can take this long to notice its node is gone
+        wait_for(lambda: len(senders[1].acked) > count + 5, 45,
+                 "the sender on node-3 to be acknowledged again on another node")
         for sender in senders:
             sender.stop.set()
             sender.join(10)
-        acked = sorted({i for s in senders for i in s.acked},
-                       key=lambda i: tuple(map(int, i.split("-"))))
+        acked = sorted({i for s in senders for i in s.acked}, key=parse_id)
         assert len(acked) == sum(len(s.acked) for s in senders)  # no id acknowledged twice
-        assert len(senders[1].acked) > 5, "the sender on node-3 never got going again"
+        marker = post_marker(cluster.url, room)
         for client in clients:
             # python-engineio's threaded client can take up to max(ping interval, ping timeout)
             # + 5 s to notice a dropped connection when a `None` it queues for its writer lands
             # behind packets being sent (the sender's client); it then reconnects and resumes
-            client.wait_for(acked[-1], timeout=45)
+            client.wait_for(marker, timeout=45)
         for client in clients:
             assert len(client.ids) == len(set(client.ids)), "a message arrived twice"
             assert ordered(client.ids), "messages arrived out of order"

@@ -140,18 +140,16 @@ def test_redis_fails_under_traffic_and_nothing_acknowledged_is_lost_or_doubled(c
     for room, acked in acked_by_room.items():
         assert acked <= set(history[room]), f"acknowledged but not stored in {room}"
         assert len(history[room]) == len(set(history[room]))
+    markers = [sender.client.mark_room(sender.room) for sender in senders]
     for receiver in receivers:
         got: dict[str, list[str]] = defaultdict(list)
-        expected = sum(len(ids) for ids in acked_by_room.values())
-        deadline = time.monotonic() + 30
-        while sum(len(set(ids) & acked_by_room[room]) for room, ids in got.items()) < expected:
-            assert time.monotonic() < deadline, (
-                f"{receiver.node}: got {sum(len(ids) for ids in got.values())} messages, "
-                f"{expected} acknowledged")
-            for message in receiver.take("message", 1, timeout=max(0.1, deadline -
-                                                                    time.monotonic())):
+        for marker in markers:
+            for message in receiver.until_marker(marker, timeout=30):
                 got[message["room"]].append(message["id"])
-        for room, ids in got.items():
+        for room in rooms:
+            ids = got[room]
+            missing = acked_by_room[room] - set(ids)
+            assert not missing, f"{receiver.node} never got {len(missing)} of {room}"
             assert len(ids) == len(set(ids)), f"{receiver.node} got duplicates in {room}"
             assert ids == sorted(ids, key=parse_id), f"{receiver.node} out of order in {room}"
     if victim is not None:

@@ -14,7 +14,7 @@ import pytest
 from tests.conftest import RESULTS, TEST_ENV
 from tests.faults.test_node_stop import keys_for_nodes, ordered
 
-from .resuming import ResumingClient, Sender
+from .resuming import ResumingClient, Sender, post_marker
 
 pytestmark = pytest.mark.local_cluster
 NODES = ("node-1", "node-2", "node-3")
@@ -80,8 +80,9 @@ def test_rolling_every_node_under_traffic_loses_nothing(cluster, users):
             acked = sender.acked
             assert len(acked) > 20, f"{room}: the sender barely sent ({sender.failures})"
             assert len(set(acked)) == len(acked) and ordered(acked)
+            marker = post_marker(cluster.url, room)
             for client in (c for c in clients if c.room == room):
-                client.wait_for(acked[-1], timeout=30)
+                client.wait_for(marker, timeout=30)
                 assert len(client.ids) == len(set(client.ids)), "a message arrived twice"
                 assert ordered(client.ids), "messages arrived out of order"
                 assert not set(acked) - set(client.ids), "acknowledged messages never arrived"

@@ -18,6 +18,7 @@ import requests
 
 from tests.conftest import own_cluster
 from tests.integration.conftest import API_KEY, Users
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.local_cluster
 
@@ -271,10 +272,8 @@ def test_a_full_node_answers_503_until_a_connection_leaves(frames_cluster, witne
         # the witness holds one; a handshake just answered may not have ended yet
         assert WORKER_CONNECTIONS - 3 <= len(held) + 1 <= WORKER_CONNECTIONS
         held.pop().sock.close()
-        deadline = time.monotonic() + 10
-        while handshake_status(*address)[0].startswith("HTTP/1.1 503"):
-            assert time.monotonic() < deadline, "the node never took a connection again"
-            time.sleep(0.05)  # polling for the node to notice the close, bounded by the deadline
+        wait_for(lambda: not handshake_status(*address)[0].startswith("HTTP/1.1 503"), 10,
+                 "the node to take a connection again")
         assert_witness_unharmed(frames_cluster, witness)
     finally:
         for raw in held:

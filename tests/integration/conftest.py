@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import itertools
 import os
-import queue
-import time
+import threading
 import uuid
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import pytest
 import requests
@@ -16,39 +15,73 @@ from cluster import Cluster
 
 from service.settings import DEV_API_KEY, DEV_SECRET_KEY
 from tests.conftest import RESULTS, TEST_ENV, ExternalCluster  # noqa: F401 - used by the tests
-from tests.strict_client import StrictClient
+from tests.in_order_client import InOrderClient
 
 API_KEY = os.environ.get("API_KEY", DEV_API_KEY)
 SECRET_KEY = os.environ.get("SECRET_KEY", DEV_SECRET_KEY)
 
 
+MARKER_PREFIX = "marker-"  # the client_id of a marker message: Client records it apart
+
+
+class Marker(NamedTuple):
+    """A message sent after the events under test, on a channel that carries them, so that its
+    arrival shows that they all arrived (`Client.until_marker`)."""
+
+    event: str  # "message" (sent to a room) or "direct" (sent to a user)
+    client_id: str
+
+
 class Client:
-    """A Socket.IO client through the front door that records every event it receives."""
+    """A Socket.IO client through the front door that records every event it receives, in the
+    order they arrived.
+
+    Absence is shown by order, never by waiting a while: after the events under test were
+    published (their acknowledgements came back), send a marker on the channel they travel on
+    (`mark_room`: a room's messages, presence and typing; `mark_user`: a user's direct messages,
+    read positions and emitted events) and take what arrived before it (`until_marker`). That is
+    sound because every step keeps a channel's order: Redis sends what is published on one master
+    to a subscriber connection in publish order; a node reads each of its bus connections (one
+    per master) in one thread and writes each frame to its connections before it reads the next
+    (service/bus/link.py, bus.py; a resuming join holds stored messages back and releases them in
+    order); a connection's frames arrive in the order they were written; and InOrderClient hands
+    them to the recorder in that order (tests/in_order_client.py). Channels of one hash slot share
+    a master and so a bus connection: a user named like a room has its channel in the room's slot
+    (service/store/keys.py), so a direct to that user is a marker for the room's channel too, and
+    a room named like a user for the user's.
+    """
 
     def __init__(self, base_url: str, token: str | None, node_key: str | None,
                  transports: list[str] | None = None, headers: dict[str, str] | None = None,
                  auth: Any = "token", reconnection: bool = False):
-        self.sio = StrictClient(reconnection=reconnection, reconnection_delay=0.5,
+        self.sio = InOrderClient(reconnection=reconnection, reconnection_delay=0.5,
                                 reconnection_delay_max=2)
-        self.events: dict[str, queue.Queue] = {}
-        self.welcome: dict[str, Any] = {}
-        for name in ("message", "direct", "presence", "welcome"):
-            self.events[name] = queue.Queue()
-            self.sio.on(name, self._recorder(name))
+        self._arrived = threading.Condition()
+        self._arrivals = itertools.count()
+        self._events: dict[str, list[tuple[int, Any]]] = {}  # name -> (arrival, data), not taken
+        self._markers: dict[str, int] = {}  # a marker's client_id -> its arrival
+        self.listen("message", "direct", "presence", "welcome")
         url = base_url + (f"?node_key={node_key}" if node_key else "")
         self.sio.connect(url, auth={"token": token} if auth == "token" else auth,
                          transports=transports or ["websocket"], headers=headers or {},
                          wait_timeout=10)
-        self.welcome = self.events["welcome"].get(timeout=10)
-
-    def _recorder(self, name: str):
-        return lambda data: self.events[name].put(data)
+        [self.welcome] = self.take("welcome", 1)
 
     def listen(self, *names: str) -> None:
         """Record these events too (before they can arrive)."""
         for name in names:
-            self.events.setdefault(name, queue.Queue())
-            self.sio.on(name, self._recorder(name))
+            self._events.setdefault(name, [])
+            self.sio.on(name, lambda data, name=name: self._record(name, data))
+
+    def _record(self, name: str, data: Any) -> None:
+        with self._arrived:
+            arrival = next(self._arrivals)
+            client_id = data.get("client_id") if isinstance(data, dict) else None
+            if isinstance(client_id, str) and client_id.startswith(MARKER_PREFIX):
+                self._markers[client_id] = arrival
+            else:
+                self._events[name].append((arrival, data))
+            self._arrived.notify_all()
 
     @property
     def node(self) -> str:
@@ -65,23 +98,50 @@ class Client:
         return answer
 
     def take(self, name: str, count: int, timeout: float = 10) -> list[Any]:
-        deadline = time.monotonic() + timeout
-        got = []
-        while len(got) < count:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"got {len(got)} of {count} {name} events: {got}")
-            got.append(self.events[name].get(timeout=remaining))
-        return got
+        """The next `count` `name` events, once they arrived."""
+        with self._arrived:
+            pending = self._events[name]
+            if not self._arrived.wait_for(lambda: len(pending) >= count, timeout):
+                raise AssertionError(f"got {len(pending)} of {count} {name} events: "
+                                     f"{[data for _, data in pending]}")
+            taken, pending[:count] = pending[:count], []
+        return [data for _, data in taken]
 
-    def drain(self, name: str, settle: float = 0.3) -> list[Any]:
-        time.sleep(settle)
-        got = []
-        while True:
-            try:
-                got.append(self.events[name].get_nowait())
-            except queue.Empty:
-                return got
+    def arrived(self, name: str) -> list[Any]:
+        """The `name` events that arrived and were not taken yet, taken now. It says nothing of
+        events still on their way (`until_marker` does)."""
+        with self._arrived:
+            taken = self._events[name][:]
+            self._events[name].clear()
+        return [data for _, data in taken]
+
+    def mark_room(self, room: str) -> Marker:
+        """A marker sent to `room` (this client joined it); see the class's description."""
+        marker = Marker("message", MARKER_PREFIX + uuid.uuid4().hex[:16])
+        self.ok("send", {"room": room, "text": "marker", "client_id": marker.client_id})
+        return marker
+
+    def mark_user(self, user: str) -> Marker:
+        """A marker sent to `user` as a direct message; see the class's description."""
+        marker = Marker("direct", MARKER_PREFIX + uuid.uuid4().hex[:16])
+        self.ok("direct", {"to": user, "text": "marker", "client_id": marker.client_id})
+        return marker
+
+    def until_marker(self, marker: Marker, name: str | None = None,
+                     timeout: float = 10) -> list[Any]:
+        """The `name` events (by default the marker's kind) that arrived before `marker`, taken,
+        once the marker arrived: all of them that were published on the marker's channel before
+        it (see the class's description). Markers themselves are never among the events."""
+        name = name or marker.event
+        with self._arrived:
+            if not self._arrived.wait_for(lambda: marker.client_id in self._markers, timeout):
+                raise AssertionError(f"the marker {marker.client_id} did not arrive within "
+                                     f"{timeout} s")
+            position = self._markers[marker.client_id]
+            pending = self._events[name]
+            before = [data for arrival, data in pending if arrival < position]
+            pending[:] = [(arrival, data) for arrival, data in pending if arrival > position]
+        return before
 
     def close(self) -> None:
         if self.sio.connected:
@@ -97,8 +157,9 @@ class Users:
         self.clients: list[Client] = []
         self._keys = itertools.count()
 
-    def register(self, prefix: str = "u") -> tuple[str, str]:
-        name = f"{prefix}{uuid.uuid4().hex[:10]}"
+    def register(self, prefix: str = "u", *, name: str | None = None) -> tuple[str, str]:
+        """A new user (`name`, or a fresh one starting with `prefix`) and a token of it."""
+        name = name or f"{prefix}{uuid.uuid4().hex[:10]}"
         password = "correct-horse-" + name
         answer = requests.post(self.base + "/api/register",
                                json={"username": name, "password": password}, timeout=10)
@@ -119,8 +180,9 @@ class Users:
             client.close()
         raise AssertionError(f"no sticky key led to {node}")
 
-    def user_on(self, node: str, prefix: str = "u", **kwargs: Any) -> tuple[str, Client]:
-        name, token = self.register(prefix)
+    def user_on(self, node: str, prefix: str = "u", *, name: str | None = None,
+                **kwargs: Any) -> tuple[str, Client]:
+        name, token = self.register(prefix, name=name)
         return name, self.connect(token, node, **kwargs)
 
     def history(self, room: str) -> list[dict[str, Any]]:

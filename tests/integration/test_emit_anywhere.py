@@ -38,15 +38,15 @@ def emit(cluster, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def spread(users, room):
-    """Members of `room` on every node, a second connection of one of them elsewhere, and one
-    connection that is not in the room."""
+    """Members of `room` on every node, and one connection that is not in the room, of a user
+    named like the room (so a direct to it is a marker for the room's channel: Client)."""
     members = {}
     for node in ("node-1", "node-2", "node-3"):
         name, token = users.register()
         client = users.connect(token, node)
         client.ok("join", {"room": room})
         members[node] = (name, client, token)
-    _, outsider = users.user_on("node-2", "out")
+    _, outsider = users.user_on("node-2", name=room)
     clients = [client for _, client, _ in members.values()] + [outsider]
     for client in clients:
         client.listen("announcement", "notice", "reload")
@@ -72,8 +72,14 @@ def test_a_separate_process_emits_to_a_room_a_user_and_everyone(cluster, users, 
     assert emit(cluster, "--event", "reload", "--data", '{"reason": "new version"}').returncode == 0
     for client in clients:
         assert client.take("reload", 1) == [{"reason": "new version"}]
-    assert outsider.drain("announcement") == [] and outsider.drain("notice") == []
-    assert members["node-1"][1].drain("notice") == []  # another user
+
+    another_user = members["node-1"][1]
+    assert outsider.until_marker(another_user.mark_user(room), "announcement") == []
+    for client in (outsider, another_user):  # a room named like the user carries its marker
+        client.ok("join", {"room": name})
+    marker = another_user.mark_room(name)
+    assert outsider.until_marker(marker, "notice") == []
+    assert another_user.until_marker(marker, "notice") == []
 
 
 def test_a_bad_emit_is_refused_with_a_message(cluster):

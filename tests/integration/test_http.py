@@ -2,12 +2,13 @@
 
 import contextlib
 import re
-import time
 import uuid
 
 import pytest
 import requests
 import socketio
+
+from tests.waiting import wait_for
 
 from .conftest import API_KEY, TEST_ENV, Client
 
@@ -86,15 +87,19 @@ def test_publish_api_needs_the_api_key_and_validates(cluster, users, room):
 
 
 def test_cluster_lists_live_nodes_with_connection_counts(cluster, users, nodes):
-    _, _client = users.user_on(nodes[1])
-    time.sleep(1.2)  # a heartbeat (0.5 s in the test cluster) carries the count
-    answer = requests.get(cluster.url + "/api/cluster", timeout=5,
-                          headers={"Authorization": f"Bearer {API_KEY}"})
-    assert answer.status_code == 200
-    listed = {n["node"]: n for n in answer.json()["nodes"]}
-    assert sorted(listed) == nodes
-    assert listed[nodes[1]]["connections"] >= 1
-    assert all(n["started"] > 0 for n in listed.values())
+    users.user_on(nodes[1])
+
+    def listed() -> dict[str, dict]:
+        answer = requests.get(cluster.url + "/api/cluster", timeout=5,
+                              headers={"Authorization": f"Bearer {API_KEY}"})
+        assert answer.status_code == 200
+        return {n["node"]: n for n in answer.json()["nodes"]}
+
+    wait_for(lambda: listed().get(nodes[1], {}).get("connections", 0) >= 1, 10,
+             f"a heartbeat to carry {nodes[1]}'s connection count")
+    listing = listed()
+    assert sorted(listing) == nodes
+    assert all(n["started"] > 0 for n in listing.values())
     assert_error(requests.get(cluster.url + "/api/cluster", timeout=5), 401, "unauthorized")
 
 
@@ -107,10 +112,8 @@ def csrf_of(html: str) -> str:
 
 
 def assert_all_disconnected(sockets: list[Client]) -> None:
-    deadline = time.time() + 5
-    while any(s.sio.connected for s in sockets) and time.time() < deadline:
-        time.sleep(0.1)
-    assert not any(s.sio.connected for s in sockets), "log-out left connections open"
+    wait_for(lambda: not any(s.sio.connected for s in sockets), 10,
+             "the log-out to end every connection")
 
 
 def connect_refusal(base: str, **credentials) -> str:

@@ -16,19 +16,21 @@ PING_INTERVAL_S, PING_TIMEOUT_S = 1, 1
 
 
 @pytest.fixture(scope="module")
-def quick_ping_cluster():
+def ping_cluster():
     with own_cluster("ping-cluster", nodes=1, port=24080, redis_port=24379, node_base_port=24001,
                      env={"PING_INTERVAL_S": str(PING_INTERVAL_S),
                           "PING_TIMEOUT_S": str(PING_TIMEOUT_S)}) as instance:
         yield instance
 
 
-def test_an_idle_client_that_answers_pings_outlives_many_ping_cycles(quick_ping_cluster):
-    pool = Users(quick_ping_cluster)
+def test_an_idle_client_that_answers_pings_outlives_many_ping_cycles(ping_cluster):
+    pool = Users(ping_cluster)
     try:
         _, token = pool.register("idle")
         client = pool.connect(token)
-        time.sleep(6 * (PING_INTERVAL_S + PING_TIMEOUT_S))  # upstream's writer would give up at 2
+        # the thing under test, not a wait: idle for six ping cycles (upstream's writer would
+        # give up at two)
+        time.sleep(6 * (PING_INTERVAL_S + PING_TIMEOUT_S))
         assert client.sio.connected
         client.ok("join", {"room": "still-here"})
         sent = client.ok("send", {"room": "still-here", "text": "after the quiet"})
@@ -37,14 +39,14 @@ def test_an_idle_client_that_answers_pings_outlives_many_ping_cycles(quick_ping_
         pool.close()
 
 
-def test_a_client_that_stops_answering_pings_is_cut_off_and_leaves_its_rooms(quick_ping_cluster):
-    pool = Users(quick_ping_cluster)
+def test_a_client_that_stops_answering_pings_is_cut_off_and_leaves_its_rooms(ping_cluster):
+    pool = Users(ping_cluster)
     try:
         silent_name, token = pool.register("silent")
         _, watcher_token = pool.register("watcher")
         watcher = pool.connect(watcher_token)
         watcher.ok("join", {"room": "liveness"})
-        client = LeanClient(quick_ping_cluster.url, token, node_key="silent")
+        client = LeanClient(ping_cluster.url, token, node_key="silent")
         client.connect()
         assert client.call("join", {"room": "liveness"})["ok"]
         client._reader.kill()  # the client's process lives on but answers nothing

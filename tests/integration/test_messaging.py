@@ -7,12 +7,10 @@ import time
 
 import requests
 
+from service.store.messages import parse_id
+from tests.waiting import wait_for
+
 from .conftest import API_KEY, RESULTS
-
-
-def id_key(message_id: str) -> tuple[int, int]:
-    ms, seq = message_id.split("-")
-    return int(ms), int(seq)
 
 
 def test_room_messages_reach_every_member_on_every_node(users, room, nodes):
@@ -25,9 +23,10 @@ def test_room_messages_reach_every_member_on_every_node(users, room, nodes):
         ack = client.ok("send", {"room": room, "text": f"hello from {name}", "client_id": name})
         sent.append({"id": ack["id"], "room": room, "user": name, "text": f"hello from {name}",
                      "ts": ack["ts"], "node": client.node, "client_id": name})
+    marker = members[0][1].mark_room(room)
     for _, client in members:
-        assert client.take("message", 3) == sent  # the sender's own copy included, in order
-        assert client.drain("message") == []
+        # the sender's own copy included, in order, and nothing else
+        assert client.until_marker(marker) == sent
 
 
 def test_message_node_names_the_accepting_node_and_ts_is_server_time(users, room, nodes):
@@ -55,12 +54,12 @@ def test_direct_messages_cross_nodes_to_every_connection(users, nodes):
                 "node": nodes[2], "client_id": "d1"}
     assert alice_1.take("direct", 1) == [expected]
     assert alice_2.take("direct", 1) == [expected]
-    assert bob_client.drain("direct") == []  # the sending connection gets the ack, not a copy
 
     ack = alice_1.ok("direct", {"to": bob, "text": "hi bob"})
+    # the next direct on bob's channel, so the sending connection got the ack, not a copy
     assert bob_client.take("direct", 1)[0]["text"] == "hi bob"
     assert alice_2.take("direct", 1)[0]["id"] == ack["id"]  # the sender's other connection
-    assert alice_1.drain("direct") == []
+    assert alice_1.until_marker(bob_client.mark_user(alice)) == []  # but not the sending one
 
 
 def test_presence_is_the_same_from_every_node_and_follows_leaves(users, room, nodes):
@@ -74,13 +73,14 @@ def test_presence_is_the_same_from_every_node_and_follows_leaves(users, room, no
         assert client.ok("presence", {"room": room})["members"] == names
     first, *rest = names
     watcher = clients[rest[-1]]
-    watcher.drain("presence")
+    joined_since_the_watcher = list(clients)[list(clients).index(rest[-1]):]
+    assert watcher.until_marker(watcher.mark_room(room), "presence") == [
+        {"room": room, "user": name, "action": "join"} for name in joined_since_the_watcher]
     clients[first].ok("leave", {"room": room})
     assert watcher.take("presence", 1) == [{"room": room, "user": first, "action": "leave"}]
     clients[rest[0]].close()  # a disconnect leaves every room
     assert watcher.take("presence", 1) == [{"room": room, "user": rest[0], "action": "leave"}]
-    for client in (clients[rest[-1]],):
-        assert client.ok("presence", {"room": room})["members"] == [rest[-1]]
+    assert watcher.ok("presence", {"room": room})["members"] == [rest[-1]]
     outsider = users.user_on(nodes[0])[1]
     assert outsider.ok("presence", {"room": room})["members"] == [rest[-1]]
 
@@ -121,7 +121,7 @@ def test_concurrent_senders_on_all_nodes_give_every_receiver_the_stored_order(us
     assert len(acked) == total
     history = senders[0].ok("history", {"room": room, "limit": 500})["messages"]
     stored = [m["id"] for m in history]
-    assert sorted(acked, key=id_key) == stored
+    assert sorted(acked, key=parse_id) == stored
     for client in receivers + senders:
         got = [m["id"] for m in client.take("message", total, timeout=30)]
         assert got == stored, f"{client.node} received out of stored order"
@@ -143,8 +143,8 @@ def test_join_with_since_returns_exactly_what_was_missed(users, room, nodes):
     assert [m["id"] for m in answer["missed"]] == missed_ids
     assert [m["text"] for m in answer["missed"]] == [f"missed {i}" for i in range(5)]
     assert answer["truncated"] is False
-    assert back.drain("message") == []
     assert back.ok("join", {"room": room, "since": missed_ids[-1]})["missed"] == []
+    assert back.until_marker(writer.mark_room(room)) == []  # none of them live as well
 
 
 def test_resuming_while_messages_flow_gives_each_message_exactly_once(users, room, nodes):
@@ -159,21 +159,22 @@ def test_resuming_while_messages_flow_gives_each_message_exactly_once(users, roo
         while not stop.is_set() and i < 400:
             acked.append(writer.ok("send", {"room": room, "text": f"live {i}"})["id"])
             i += 1
-            time.sleep(0.025)  # under the test cluster's rate limit of 50 events/s
+            time.sleep(0.025)  # pacing: under the test cluster's rate limit of 50 events/s
 
     thread = threading.Thread(target=keep_sending)
     thread.start()
     try:
-        time.sleep(0.2)
+        wait_for(lambda: len(acked) > 5, what="messages flowing before the resumers join")
         resumers = [users.user_on(node)[1] for node in nodes]
         answers = [client.ok("join", {"room": room, "since": first}) for client in resumers]
-        time.sleep(0.3)
+        flowing = len(acked)
+        wait_for(lambda: len(acked) > flowing + 10, what="messages flowing after the joins")
     finally:
         stop.set()
         thread.join(30)
-    time.sleep(0.5)
+    marker = writer.mark_room(room)
     for client, answer in zip(resumers, answers, strict=True):
-        seen = [m["id"] for m in answer["missed"]] + [m["id"] for m in client.drain("message")]
+        seen = [m["id"] for m in answer["missed"]] + [m["id"] for m in client.until_marker(marker)]
         assert seen == acked[1:], f"{client.node}: duplicates or gaps while resuming"
 
 
@@ -204,10 +205,9 @@ def test_delivery_times_same_node_and_cross_node_are_recorded(users, room, nodes
     for i in range(count):
         sent[str(i)] = time.perf_counter()
         sender.ok("send", {"room": room, "text": "timing", "client_id": str(i)})
-        time.sleep(0.025)  # under the test cluster's rate limit
-    deadline = time.time() + 10
-    while any(len(a) < count for a in arrivals.values()) and time.time() < deadline:
-        time.sleep(0.05)
+        time.sleep(0.025)  # pacing: under the test cluster's rate limit
+    wait_for(lambda: all(len(a) == count for a in arrivals.values()), 10,
+             f"every receiver to get all {count} messages")
     report = {}
     for node, got in arrivals.items():
         assert sorted(got, key=int) == [str(i) for i in range(count)], f"{node} lost messages"

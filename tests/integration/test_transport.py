@@ -2,10 +2,11 @@
 
 import collections
 import contextlib
-import time
 
 import requests
 import socketio
+
+from tests.waiting import wait_for
 
 from .conftest import Client
 
@@ -52,10 +53,7 @@ def test_upgrade_to_websocket_through_the_front_door(users):
     _, token = users.register()
     client = Client(users.base, token, "upgrader", transports=["polling", "websocket"])
     users.clients.append(client)
-    deadline = time.time() + 5
-    while client.sio.transport() != "websocket" and time.time() < deadline:
-        time.sleep(0.1)
-    assert client.sio.transport() == "websocket"
+    wait_for(lambda: client.sio.transport() == "websocket", 10, "the upgrade to a WebSocket")
     assert client.ok("presence", {"room": "lobby"})["room"] == "lobby"
 
 

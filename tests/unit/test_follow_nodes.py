@@ -7,12 +7,13 @@ import contextlib
 import os
 import signal
 import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tests.waiting import wait_for
 
 SCRIPT = Path(__file__).resolve().parents[2] / "nginx" / "follow-nodes.sh"
 
@@ -62,13 +63,6 @@ class Door:
                                             stderr=subprocess.STDOUT, start_new_session=True)
         self.process.wait(10)
         return self.process
-
-
-def wait_for(check, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 @pytest.fixture

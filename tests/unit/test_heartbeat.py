@@ -47,11 +47,11 @@ def test_a_failing_item_does_not_stop_the_others():
 
     beat = Heartbeat(tick_s=0.1)
     start = beat._last * 0.1
-    good = Item("good", [])
+    other = Item("other", [])
     beat.schedule(Broken(), start + 0.2)
-    beat.schedule(good, start + 0.2)
+    beat.schedule(other, start + 0.2)
     assert beat.run_due(start + 0.5) == 2
-    assert good.visits
+    assert other.visits
 
 
 def test_fifty_thousand_connections_cost_only_the_due_ones_per_tick():

@@ -1,10 +1,10 @@
-"""The suite's Socket.IO client keeps the order of the wire (tests/strict_client.py)."""
+"""The suite's Socket.IO client keeps the order of the wire (tests/in_order_client.py)."""
 
-from tests.strict_client import StrictClient
+from tests.in_order_client import InOrderClient
 
 
 def test_messages_reach_the_handlers_in_the_order_they_arrived():
-    client = StrictClient()
+    client = InOrderClient()
     seen = []
     client.eio.on("message", seen.append)
     for n in range(50):

@@ -13,4 +13,4 @@ import socketio
 from service.transport import compat
 
 # python-socketio's client, with python-engineio's client handing every message over in order
-StrictClient = compat.in_order_socketio_client(socketio.Client)
+InOrderClient = compat.in_order_socketio_client(socketio.Client)
