@@ -17,6 +17,8 @@ from tests.in_order_client import InOrderClient
 from tests.integration.conftest import API_KEY
 from tests.waiting import wait_for
 
+MISSED_PAGE = 500  # the most messages a join's `missed` holds
+
 
 def post_marker(base: str, room: str) -> str:
     """The id of a message posted to `room` over the HTTP API once its senders stopped: it is
@@ -49,6 +51,7 @@ class ResumingClient:
         self._joining = False
         self._held: list[str] = []
         self.join_errors: list[str] = []
+        self.joins: list[tuple[str | None, int, str]] = []  # (since, missed, node) of each join
         self._lock = threading.Lock()
         self.sio = InOrderClient(reconnection=True, reconnection_delay=0.2,
                                 reconnection_delay_max=1.0,
@@ -93,8 +96,16 @@ class ResumingClient:
                 self.join_errors.append(answer.get("error", {}).get("code", "?"))
                 time.sleep(0.2)  # pacing of the retries, as the page's
                 continue
+            missed = [m["id"] for m in answer["missed"]]
+            if since and answer.get("truncated") and len(missed) == MISSED_PAGE:
+                try:
+                    missed = self._older(since, missed[0]) + missed
+                except Exception as error:  # the gap stays open: the join again, from `since`
+                    self.join_errors.append(f"history: {error}")
+                    continue
             with self._lock:
-                self.ids.extend(m["id"] for m in answer["missed"])
+                self.ids.extend(missed)
+                self.joins.append((since, len(missed), answer["node"]))
                 self.joined_on = answer["node"]
                 newest = parse_id(self.ids[-1]) if self.ids else (-1, -1)
                 # what arrived during a failed attempt can be in this answer's missed too; after
@@ -106,6 +117,23 @@ class ResumingClient:
                     self.outages.append((self._lost_at, time.monotonic()))
                     self._lost_at = None
             return
+
+    def _older(self, since: str, before: str) -> list[str]:
+        """The ids after `since` and before `before`: a join answers with the newest
+        MISSED_PAGE messages after `since`, and the older ones are read as history, as the page
+        does."""
+        older: list[str] = []
+        while True:
+            answer = self.sio.call("history", {"room": self.room, "before": before,
+                                               "limit": MISSED_PAGE}, timeout=10)
+            if not answer.get("ok"):
+                raise RuntimeError(answer.get("error", {}).get("code", "?"))
+            batch = [m["id"] for m in answer["messages"]]
+            newer = [i for i in batch if parse_id(i) > parse_id(since)]
+            older = newer + older
+            if len(newer) < len(batch) or not batch:
+                return older
+            before = batch[0]
 
     def wait_joined(self, timeout: float) -> None:
         wait_for(lambda: self.joined_on is not None and not self._joining, timeout,
@@ -121,7 +149,7 @@ class ResumingClient:
     def state(self) -> str:
         return (f"has {len(self.ids)} ids, last {self.ids[-3:]}; nodes {self.nodes}; connected "
                 f"{self.sio.connected}; joining {self._joining} with {len(self._held)} held; "
-                f"join errors {self.join_errors}")
+                f"join errors {self.join_errors}; joins (since, missed, node) {self.joins}")
 
     def close(self) -> None:
         self.sio.reconnection = False

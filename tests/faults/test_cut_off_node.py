@@ -108,16 +108,19 @@ def test_a_node_cut_off_from_redis_moves_its_clients_to_the_others(cluster, user
         stored = {m["id"] for m in users.history(room)}
         assert set(acked) <= stored, "an acknowledged message is not stored"
         marker = post_marker(cluster.url, room)
-        for client in clients:
+        for index, client in enumerate(clients):
             client.wait_for(marker, timeout=30)
             assert len(client.ids) == len(set(client.ids)), "a message arrived twice"
             assert ordered(client.ids), "messages arrived out of order"
-            assert not set(acked) - set(client.ids), "acknowledged messages never arrived"
+            missing = sorted(set(acked) - set(client.ids), key=parse_id)
+            assert not missing, (f"client {index} never got {len(missing)} acknowledged "
+                                 f"messages, {missing[:5]}...; {client.state()}")
         assert "Traceback" not in (cluster.log_dir / f"node-{CUT}.log").read_text()
         print(f"cut off: not ready after {not_ready_after:.1f} s, clients served elsewhere "
               f"{moved_after:.1f} s after the cut (grace {GRACE_S:g} s, spread {SPREAD_S:g} s); "
               f"healed: ready after {ready_after_heal:.1f} s; {len(acked)} acknowledged, "
-              f"each delivered once and in order to all {len(clients)} clients; "
+              f"each delivered once and in order to all {len(clients)} clients (the largest "
+              f"catch-up {max(missed for c in clients for _, missed, _ in c.joins)}); "
               f"{time.monotonic() - cut_at:.0f} s in all ({time.monotonic() - healed_at:.0f} "
               f"since the heal)")
     finally:
