@@ -98,6 +98,12 @@ class RoomsManager(socketio.Manager):
         """Whether a connection of this node is in `room`."""
         return room in self.rooms.get(NAMESPACE, {})
 
+    def has(self, sid: str, room: str) -> bool:
+        """Whether connection `sid` is in `room`: one lookup (python-socketio's get_rooms reads
+        every room of the node)."""
+        members = self.rooms.get(NAMESPACE, {}).get(room)
+        return members is not None and sid in members
+
     def connections_in(self, room: str) -> list[str]:
         return [sid for sid, _eio_sid in self.get_participants(NAMESPACE, room)]
 

@@ -174,7 +174,7 @@ class RoomsNamespace(socketio.Namespace):
                 if room.startswith(prefix)]
 
     def in_room(self, sid: str, room: str) -> bool:
-        return socketio_room(room) in self.manager.get_rooms(sid, NAMESPACE)
+        return self.manager.has(sid, socketio_room(room))
 
     # ---- rooms -------------------------------------------------------------------------------
 

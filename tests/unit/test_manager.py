@@ -90,6 +90,15 @@ def test_the_first_to_enter_subscribes_and_the_last_to_leave_unsubscribes(manage
     assert not manager.serves(LOBBY)
 
 
+def test_membership_is_answered_per_connection_and_room(manager):
+    alice, bob = connect(manager, "e-alice"), connect(manager, "e-bob")
+    manager.enter_room(alice, NAMESPACE, LOBBY)
+    assert manager.has(alice, LOBBY) and not manager.has(bob, LOBBY)
+    assert not manager.has(alice, channels.socketio_room("elsewhere"))
+    manager.leave_room(alice, NAMESPACE, LOBBY)
+    assert not manager.has(alice, LOBBY)
+
+
 def test_a_connections_own_room_is_not_a_channel(manager, bus):
     sid = connect(manager, "e-1")
     manager.enter_room(sid, NAMESPACE, "plain-room")
