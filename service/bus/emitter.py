@@ -26,7 +26,7 @@ import redis
 from redis.cluster import ClusterNode, RedisCluster
 
 from ..primitives import bus_format
-from ..primitives.names import ROOM_RULE, USERNAME_RULE, is_room, is_username
+from ..primitives.names import ROOM_RULE, USER_RULE, is_room, is_user
 from . import channels
 from .channels import Channel
 
@@ -77,8 +77,8 @@ class Emitter:
                 raise ValueError(f"room must be {ROOM_RULE}, got {room!r}")
             channel = channels.room(room)
         elif user is not None:
-            if not is_username(user):
-                raise ValueError(f"user must be {USERNAME_RULE}, got {user!r}")
+            if not is_user(user):
+                raise ValueError(f"user must be {USER_RULE}, got {user!r}")
             channel = channels.user(user)
         else:
             channel = channels.BROADCAST

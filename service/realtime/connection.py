@@ -15,3 +15,4 @@ class Connection:
     session_id: str | None  # the browser session it belongs to (cookie or session token)
     bucket: TokenBucket
     typing_at: dict[str, float] | None = None  # room -> when it last said typing (monotonic)
+    room_grants: tuple[str, ...] = ()  # an app JWT's `rooms` claim: private rooms it may join

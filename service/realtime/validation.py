@@ -6,7 +6,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ServiceError
-from ..primitives.names import MESSAGE_ID, ROOM, ROOM_RULE, USERNAME, USERNAME_RULE
+from ..primitives.names import (
+    MESSAGE_ID,
+    ROOM,
+    ROOM_RULE,
+    USER,
+    USER_RULE,
+    USERNAME,
+    USERNAME_RULE,
+)
 
 ID_PART_LIMIT = 2**63
 MAX_CLIENT_ID = 64
@@ -39,6 +47,13 @@ def room_name(value: Any, field: str = "room") -> str:
 def username(value: Any, field: str = "username") -> str:
     if not isinstance(value, str) or not USERNAME.fullmatch(value):
         raise bad(f"{field} must be {USERNAME_RULE}")
+    return value
+
+
+def user(value: Any, field: str) -> str:
+    """Any user's name: an account's, or one an app's JWT brings."""
+    if not isinstance(value, str) or not USER.fullmatch(value):
+        raise bad(f"{field} must be {USER_RULE}")
     return value
 
 
@@ -159,7 +174,7 @@ def send(payload: Any, max_chars: int) -> Send:
 def direct(payload: Any, max_chars: int) -> Direct:
     data = payload_object(payload)
     return Direct(
-        username(data.get("to"), "to"),
+        user(data.get("to"), "to"),
         text(data.get("text"), max_chars),
         client_id(data.get("client_id")),
     )
@@ -185,7 +200,7 @@ def no_fields(payload: Any) -> None:
 def direct_history(payload: Any) -> DirectHistory:
     data = payload_object(payload)
     return DirectHistory(
-        username(data.get("with"), "with"),
+        user(data.get("with"), "with"),
         message_id(data.get("before"), "before"),
         limit(data.get("limit")),
     )
@@ -200,7 +215,7 @@ def read(payload: Any) -> Read:
         raise bad("id must be a message id as returned by the server")
     if "room" in data:
         return Read("room", room_name(data["room"]), read_id)
-    return Read("with", username(data["with"], "with"), read_id)
+    return Read("with", user(data["with"], "with"), read_id)
 
 
 def refresh(payload: Any) -> str:

@@ -74,6 +74,21 @@ class Settings:
     operators: frozenset[str]
     canary_interval_s: float
     canary_deadline_s: float
+    own_accounts: bool
+    app_jwt_secret: str | None
+    app_jwt_keys: str | None
+    app_jwt_audience: str | None
+    app_jwt_issuer: str | None
+    app_jwt_leeway_s: int
+    rooms_default: str
+    hook_secret: str | None
+    hook_timeout_s: float
+    join_hook_url: str | None
+    join_hook_cache_s: int
+    send_hook_url: str | None
+    webhook_url: str | None
+    webhook_retry_s: int
+    webhook_batch_max: int
 
     @property
     def production(self) -> bool:

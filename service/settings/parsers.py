@@ -6,10 +6,12 @@ written (`show`): `parse(show(value)) == value` for every value it accepts.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
+from urllib.parse import urlsplit
 
 from ..primitives.names import USERNAME
 from .errors import Invalid
@@ -205,6 +207,21 @@ def node_url(text: str) -> str:
         raise Invalid(f"must look like http(s)://host:port (how the other nodes reach this one), "
                       f"got {url!r}")
     return url
+
+
+def http_url(text: str) -> str:
+    """An http(s) URL the node POSTs to (a hook or the webhook receiver)."""
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname or re.search(r"\s", text):
+        raise Invalid(f"must be an http:// or https:// URL, got {text!r}")
+    return text
+
+
+def readable_file(text: str) -> str:
+    """A path to a file this node can read."""
+    if not os.path.isfile(text) or not os.access(text, os.R_OK):
+        raise Invalid(f"must name a readable file, got {text!r}")
+    return text
 
 
 def origins(text: str) -> tuple[str, ...]:

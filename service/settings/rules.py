@@ -83,6 +83,29 @@ def canary_deadline_spans_two_canaries(settings: Settings, given: Given) -> None
         raise SettingsError("CANARY_DEADLINE_S must be at least twice CANARY_INTERVAL_S")
 
 
+def hooks_are_signed(settings: Settings, given: Given) -> None:
+    """A receiver must be able to tell the service's requests from anyone's."""
+    for name, url in (("JOIN_HOOK_URL", settings.join_hook_url),
+                      ("SEND_HOOK_URL", settings.send_hook_url),
+                      ("WEBHOOK_URL", settings.webhook_url)):
+        if url and not settings.hook_secret:
+            raise SettingsError(f"{name} needs HOOK_SECRET: every hook and webhook request is "
+                                f"signed with it")
+
+
+def someone_can_connect(settings: Settings, given: Given) -> None:
+    if not settings.own_accounts and not (settings.app_jwt_secret or settings.app_jwt_keys):
+        raise SettingsError("OWN_ACCOUNTS=false needs APP_JWT_SECRET or APP_JWT_KEYS: without "
+                            "the service's own tokens, only your app's JWTs can connect")
+
+
+def app_jwt_claims_are_checkable(settings: Settings, given: Given) -> None:
+    for name in ("APP_JWT_AUDIENCE", "APP_JWT_ISSUER"):
+        if name in given and not (settings.app_jwt_secret or settings.app_jwt_keys):
+            raise SettingsError(f"{name} checks app JWTs: set APP_JWT_SECRET or APP_JWT_KEYS "
+                                f"too")
+
+
 RULES: tuple[Callable[[Settings, Given], None], ...] = (
     one_redis,
     production_has_secrets_of_its_own,
@@ -93,6 +116,9 @@ RULES: tuple[Callable[[Settings, Given], None], ...] = (
     registry_outlasts_heartbeats,
     send_buffer_holds_two_frames,
     canary_deadline_spans_two_canaries,
+    hooks_are_signed,
+    someone_can_connect,
+    app_jwt_claims_are_checkable,
 )
 
 

@@ -18,9 +18,11 @@ from .parsers import (
     Text,
     addresses,
     bind,
+    http_url,
     node_name,
     node_url,
     origins,
+    readable_file,
     redis_url,
     show_addresses,
     show_words,
@@ -147,6 +149,42 @@ TABLE: tuple[Setting[Any], ...] = (
     Setting("CANARY_DEADLINE_S", Number(0.5, 600), 5.0,
             "how long a node may go without hearing its own canary before it is not ready and "
             "reconnects its bus (at least twice `CANARY_INTERVAL_S`)"),
+    Setting("OWN_ACCOUNTS", Boolean(), True,
+            "the service's own registration, tokens and log-in page; `false` turns them off "
+            "(404) for an app that brings every user with its JWTs"),
+    Setting("APP_JWT_SECRET", Text(min_length=32), None,
+            "HS256 secret shared with your app's backend: `auth {token}` and `refresh` also take "
+            "the JWTs it signs", default_doc="none"),
+    Setting("APP_JWT_KEYS", Format(readable_file, "path to a PEM public key or a JWKS file"),
+            None, "public keys of your app's RS256 / ES256 JWTs (a JWT's `kid` picks a JWKS "
+            "key)"),
+    Setting("APP_JWT_AUDIENCE", Text(), None,
+            "when set, an app JWT's `aud` must name it"),
+    Setting("APP_JWT_ISSUER", Text(), None,
+            "when set, an app JWT's `iss` must be it"),
+    Setting("APP_JWT_LEEWAY_S", Integer(0, 300), 5,
+            "clock skew allowed when checking an app JWT's `exp`, `nbf` and `iat`"),
+    Setting("ROOMS_DEFAULT", Choice(("public", "private")), "public",
+            "whether a room nobody configured (`PUT /api/rooms/{room}`) is public or private"),
+    Setting("HOOK_SECRET", Text(min_length=16), None,
+            "signs every hook and webhook request (`X-Rooms-Signature`); required with any of "
+            "them", default_doc="none"),
+    Setting("HOOK_TIMEOUT_S", Number(0.1, 60), 2.0,
+            "how long a hook may take to answer before the event fails with `unavailable`"),
+    Setting("JOIN_HOOK_URL", Format(http_url, "http(s) URL"), None,
+            "asked whether a user may join a private room that neither membership nor the "
+            "token admits"),
+    Setting("JOIN_HOOK_CACHE_S", Integer(0, 86_400), 60,
+            "how long a join hook's `allow: true` for a user and room is remembered (0: never)"),
+    Setting("SEND_HOOK_URL", Format(http_url, "http(s) URL"), None,
+            "asked before every `send` and `direct` is stored: may refuse it or replace its "
+            "text"),
+    Setting("WEBHOOK_URL", Format(http_url, "http(s) URL"), None,
+            "receives batches of what happened (messages, direct messages, presence, "
+            "membership), at least once"),
+    Setting("WEBHOOK_RETRY_S", Integer(1, 30 * 86_400), 86_400,
+            "how long an event is retried before it is dropped (and counted)"),
+    Setting("WEBHOOK_BATCH_MAX", Integer(1, 10_000), 100, "most events in one webhook request"),
 )
 
 BY_NAME: dict[str, Setting[Any]] = {setting.name: setting for setting in TABLE}

@@ -52,7 +52,7 @@ def test_events_go_to_the_channel_of_their_target(emitter, listen):
     (lambda e: e.emit("", {}), "1-64 characters"),
     (lambda e: e.emit("x" * 65, {}), "1-64 characters"),
     (lambda e: e.emit("ok", {}, room="no spaces"), "room"),
-    (lambda e: e.emit("ok", {}, user="a"), "user must be 3-32"),
+    (lambda e: e.emit("ok", {}, user="a b"), "user must be 1-64"),
     (lambda e: e.emit("ok", {}, room="lobby", user="alice"), "not both"),
     (lambda e: e.emit("ok", {"x": object()}), "must be JSON"),
 ])

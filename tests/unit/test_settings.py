@@ -194,3 +194,25 @@ def test_peers_reach_a_node_where_it_listens(monkeypatch):
     assert load(BIND="127.0.0.1:15003").node_url == "http://127.0.0.1:15003"
     monkeypatch.setattr("socket.gethostname", lambda: "localhost")
     assert load(BIND="0.0.0.0:8000").node_url == "http://127.0.0.1:8000"
+
+
+def test_app_settings_are_refused_where_they_cannot_work(tmp_path):
+    secret = "s" * 32
+    with pytest.raises(SettingsError, match="WEBHOOK_URL needs HOOK_SECRET"):
+        load(WEBHOOK_URL="http://app.example/hooks")
+    with pytest.raises(SettingsError, match="SEND_HOOK_URL needs HOOK_SECRET"):
+        load(SEND_HOOK_URL="https://app.example/send")
+    with pytest.raises(SettingsError, match="OWN_ACCOUNTS=false needs APP_JWT_SECRET"):
+        load(OWN_ACCOUNTS="false")
+    with pytest.raises(SettingsError, match="APP_JWT_AUDIENCE checks app JWTs"):
+        load(APP_JWT_AUDIENCE="rooms")
+    keys = tmp_path / "keys.pem"
+    keys.write_text("-----BEGIN PUBLIC KEY-----\n")
+    settings = load(OWN_ACCOUNTS="false", APP_JWT_KEYS=str(keys), APP_JWT_ISSUER="app",
+                    APP_JWT_SECRET=secret, HOOK_SECRET="h" * 16,
+                    JOIN_HOOK_URL="http://127.0.0.1:9/join", ROOMS_DEFAULT="private")
+    assert (settings.own_accounts, settings.app_jwt_keys, settings.app_jwt_issuer) == (
+        False, str(keys), "app")
+    assert (settings.join_hook_url, settings.join_hook_cache_s, settings.rooms_default) == (
+        "http://127.0.0.1:9/join", 60, "private")
+    assert (settings.hook_timeout_s, settings.webhook_retry_s) == (2.0, 86_400)

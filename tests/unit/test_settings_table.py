@@ -7,13 +7,13 @@ from pathlib import Path
 import pytest
 
 from service.settings import Settings, SettingsError, load_settings
-from service.settings.parsers import Integer, Number, Text
+from service.settings.parsers import Format, Integer, Number, Text
 from service.settings.setting import Derived
 from service.settings.table import TABLE
 
 NO_DOTENV = Path("/nonexistent/.env")
 
-# a value each setting refuses; the two Redis credentials take any text
+# a value each setting refuses; the Redis credentials and the JWT claims checked take any text
 BAD = {
     "ENV": "staging", "REDIS_URL": "http://redis", "REDIS_CLUSTER_NODES": "redis",
     "ACK_REPLICAS": "6", "ACK_MIN_REPLICAS": "many", "ACK_TIMEOUT_MS": "0",
@@ -26,8 +26,14 @@ BAD = {
     "REDIS_LOST_GRACE_S": "7200", "PING_INTERVAL_S": "0", "PING_TIMEOUT_S": "soon",
     "WORKER_CONNECTIONS": "lots", "SEND_BUFFER_BYTES": "big", "CONNECT_TIMEOUT_S": "0",
     "OPERATORS": "al ice", "CANARY_INTERVAL_S": "often", "CANARY_DEADLINE_S": "0.1",
+    "OWN_ACCOUNTS": "sometimes", "APP_JWT_SECRET": "too-short-for-hs256",
+    "APP_JWT_KEYS": "/nonexistent/keys.pem",
+    "APP_JWT_LEEWAY_S": "3600", "ROOMS_DEFAULT": "secret", "HOOK_SECRET": "short",
+    "HOOK_TIMEOUT_S": "0", "JOIN_HOOK_URL": "ftp://app/join", "JOIN_HOOK_CACHE_S": "-1",
+    "SEND_HOOK_URL": "app/send", "WEBHOOK_URL": "http://", "WEBHOOK_RETRY_S": "0",
+    "WEBHOOK_BATCH_MAX": "0",
 }
-ANY_TEXT = {"REDIS_PASSWORD", "REDIS_USERNAME"}
+ANY_TEXT = {"REDIS_PASSWORD", "REDIS_USERNAME", "APP_JWT_AUDIENCE", "APP_JWT_ISSUER"}
 
 
 def test_every_settings_attribute_is_declared_once_in_its_order():
@@ -54,7 +60,7 @@ def test_every_default_passes_its_own_checks(setting):
             break
     value = defaults[setting.attribute]
     if value is None:
-        assert setting.blank_is_default and isinstance(setting.parse, Text)
+        assert setting.blank_is_default and isinstance(setting.parse, Text | Format)
         return
     assert setting.parse(setting.parse.show(value)) == value
     if isinstance(setting.parse, Integer | Number):
