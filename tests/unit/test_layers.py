@@ -1,7 +1,7 @@
-"""The packages import only downwards (node -> web -> realtime -> bus -> store -> transport ->
-config -> primitives), no module imports itself back through others, and the leaf modules
-(service/primitives) import nothing else of the project. Read from the source with `ast`, so a
-new import that breaks the shape fails here, naming the module and what it imports."""
+"""The packages import only downwards (node -> web -> realtime -> hooks -> bus -> store ->
+transport -> config -> primitives), no module imports itself back through others, and the leaf
+modules (service/primitives) import nothing else of the project. Read from the source with `ast`,
+so a new import that breaks the shape fails here, naming the module and what it imports."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ LAYERS = [
     ("transport", ("service.transport",)),
     ("store", ("service.store",)),
     ("bus", ("service.bus",)),
+    ("hooks", ("service.hooks",)),
     ("realtime", ("service.realtime",)),
     ("web", ("service.web",)),
     ("node", ("service.node", "service")),
