@@ -20,6 +20,8 @@ class TokenClaims:
     # a browser session's binding (TokenSigner.binding): the token is good only with that
     # session's cookie, and the session's log-out ends the connections it opened
     session_binding: str | None = None
+    # an app JWT's `rooms` claim (app_tokens.py): the private rooms it may join
+    room_grants: tuple[str, ...] = ()
 
 
 class TokenSigner:

@@ -95,6 +95,12 @@ class Settings:
         return self.env == "production"
 
     @property
+    def app_jwts(self) -> bool:
+        """Whether connections may bring an app's JWTs (APP_JWT_SECRET or APP_JWT_KEYS set):
+        then any user name is a user, with or without an account here."""
+        return bool(self.app_jwt_secret or self.app_jwt_keys)
+
+    @property
     def redis_target(self) -> RedisTarget:
         if self.redis_cluster_nodes:
             return RedisTarget(cluster_nodes=self.redis_cluster_nodes,

@@ -1,4 +1,9 @@
-"""Accounts: JSON registration and tokens for programs; HTML log-in and log-out for browsers."""
+"""Accounts: JSON registration and tokens for programs; HTML log-in and log-out for browsers.
+
+With OWN_ACCOUNTS=false (an app brings every user with its JWTs) none of it is there: each of
+these routes answers 404 (JSON under /api/), no browser session signs anyone in, and the HTTP
+API takes no token of the service's own (the API key still works).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,13 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from flask import Blueprint, Flask, redirect, request, session, url_for
+from flask import Blueprint, Flask, abort, redirect, request, session, url_for
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 from werkzeug.wrappers import Response
 
 from ..errors import ServiceError
 from ..passwords import check_password, hash_password
+from ..primitives.names import is_reserved
 from ..realtime import validation
 from . import csrf
 from .context import current
@@ -21,7 +27,8 @@ from .http_errors import json_body
 bp = Blueprint("auth", __name__)
 login_manager = LoginManager()
 log = logging.getLogger("service")
-RESERVED_NAMES = frozenset({"api", "admin", "system"})
+OWN_ACCOUNTS_OFF = ("this service has no accounts of its own (OWN_ACCOUNTS=false): your app "
+                    "issues the tokens")
 
 
 class User(UserMixin):
@@ -29,8 +36,19 @@ class User(UserMixin):
         self.id = username
 
 
+def own_accounts_only() -> None:
+    """Before a request for the service's own accounts: 404 when they are off."""
+    if not current().settings.own_accounts:
+        abort(404, description=OWN_ACCOUNTS_OFF)
+
+
+bp.before_request(own_accounts_only)
+
+
 @login_manager.user_loader
 def load_user(username: str) -> User | None:
+    if not current().settings.own_accounts:
+        return None  # a session cookie from before signs nobody in
     try:
         return User(username) if current().store.accounts.exists(username) else None
     except ServiceError:
@@ -40,7 +58,7 @@ def load_user(username: str) -> User | None:
 def register_user(raw_username: Any, raw_password: Any) -> str:
     username = validation.username(raw_username)
     password = validation.password(raw_password)
-    if username.lower() in RESERVED_NAMES:
+    if is_reserved(username):
         raise ServiceError("conflict", f"username {username} is reserved")
     if not current().store.accounts.create(username, hash_password(password)):
         raise ServiceError("conflict", f"username {username} is taken")
@@ -68,6 +86,9 @@ def bearer_identity() -> str:
     here = current()
     if hmac.compare_digest(credential.encode(), here.settings.api_key.encode()):
         return "api"
+    if not here.settings.own_accounts:
+        raise ServiceError("unauthorized", "this service takes no tokens of its own "
+                           "(OWN_ACCOUNTS=false): use the API key")
     claims = here.signer.verify(credential)
     if claims.session_binding is not None:
         raise ServiceError("unauthorized", "a page's session token is for its Socket.IO "

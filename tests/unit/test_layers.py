@@ -16,7 +16,8 @@ SERVICE = ROOT / "service"
 # lowest first; a module may import its own layer's modules and those of layers below
 LAYERS = [
     ("primitives", ("service.primitives", "service.errors")),
-    ("config", ("service.settings", "service.tokens", "service.passwords")),
+    ("config", ("service.settings", "service.tokens", "service.passwords", "service.app_keys",
+                "service.app_tokens")),
     ("transport", ("service.transport",)),
     ("store", ("service.store",)),
     ("bus", ("service.bus",)),
