@@ -37,7 +37,8 @@ class Broker(Protocol):
                connection: str) -> Stored:
         """Store a direct message in both users' inboxes (and their conversation) and publish
         each copy on its user's channel, skipping `connection` (`node|sid`, the sender's, which
-        has the answer); the sender's copy. ServiceError('not_found') for an unknown recipient.
+        has the answer); the sender's copy. ServiceError('not_found') for an unknown recipient:
+        one without an account, when app JWTs are off (with them, any user name is a user).
         Idempotent by `client_id` like `publish`."""
         ...
 

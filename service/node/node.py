@@ -19,6 +19,7 @@ from typing import Any
 
 from flask import Flask
 
+from ..app_tokens import AppTokens
 from ..bus import channels
 from ..bus.bus import Bus
 from ..bus.canary import Canary
@@ -52,9 +53,11 @@ class Node:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.name = settings.node_name
+        # first: keys that cannot be read stop the start before anything connects
+        self.app_tokens = AppTokens.from_settings(settings)
         self.store = Store(settings.redis_target, settings.node_name, settings.room_history_max,
                            settings.async_mode, settings.ack_replicas, settings.ack_timeout_ms,
-                           settings.ack_min_replicas)
+                           settings.ack_min_replicas, app_users=settings.app_jwts)
         self.health = self.store.health
         self.metrics = Metrics()
         self.manager = RoomsManager(subscribe=lambda channel: self.bus.subscribe(channel),
@@ -106,7 +109,8 @@ class Node:
             connections=self.connections, signer=self.signer, metrics=self.metrics,
             limits=Limits(settings.max_text_chars, settings.rate_limit_per_s,
                           settings.rate_limit_burst),
-            spawn=server.start_background_task)
+            spawn=server.start_background_task, app_tokens=self.app_tokens,
+            own_accounts=settings.own_accounts)
         server.register_namespace(self.namespace)
         compat.guard_incoming_packets(server, self._on_malformed)
         self.store.start()

@@ -8,6 +8,12 @@ its own task, in the order they came (python-socketio's `async_handlers` is off)
 
 The connect handler runs inside a Flask request context built from the connection's first
 request, so a browser's session cookie (Flask-Session, Flask-Login) signs it in as it does a page.
+
+Credentials: an app's JWT (app_tokens.py) when app JWTs are configured and the token is one; the
+service's own token or session cookie otherwise, unless OWN_ACCOUNTS=false turned them off. A JWT
+gives the connection its `sub` as the user (the same user as an account of that name), its
+expiry, and its `rooms` claim as the connection's room grants; `refresh` with a newer token of
+the same user moves the expiry later and replaces the grants.
 """
 
 from __future__ import annotations
@@ -24,11 +30,12 @@ from flask import Flask, request
 from flask_login import current_user
 from socketio.exceptions import ConnectionRefusedError as Refused
 
+from ..app_tokens import AppTokens, looks_like_jwt
 from ..bus import channels
 from ..bus.broker import Broker
 from ..bus.channels import socketio_room, user_room
 from ..errors import ServiceError
-from ..tokens import TokenSigner
+from ..tokens import TokenClaims, TokenSigner
 from . import validation
 from .connection import Connection
 from .connections import Connections
@@ -51,11 +58,13 @@ class Limits:
 class RoomsNamespace(socketio.Namespace):
     def __init__(self, *, app: Flask, node: str, broker: Broker, manager: RoomsManager,
                  connections: Connections, signer: TokenSigner, metrics: Metrics,
-                 limits: Limits, spawn: Callable[..., Any]):
+                 limits: Limits, spawn: Callable[..., Any], app_tokens: AppTokens | None = None,
+                 own_accounts: bool = True):
         super().__init__(NAMESPACE)
         self.app, self.node, self.broker, self.manager = app, node, broker, manager
         self.connections, self.signer, self.metrics = connections, signer, metrics
         self.limits, self.spawn = limits, spawn
+        self.app_tokens, self.own_accounts = app_tokens, own_accounts
         self._accepted_in_rooms = metrics.accepted.labels("room")
         self._accepted_directs = metrics.accepted.labels("direct")
         self._events: dict[str, Callable[[Connection, str, Any], Ack]] = {
@@ -131,20 +140,35 @@ class RoomsNamespace(socketio.Namespace):
         the connection's request context)."""
         cookie = self.app.config["SESSION_COOKIE_NAME"]
         if isinstance(auth, dict) and "token" in auth:
-            claims = self.signer.verify(auth["token"])
+            claims = self.verify_token(auth["token"])
             session_id = None
             if claims.session_binding is not None:  # a page's token: only with its cookie
                 session_id = request.cookies.get(cookie)
                 if not self.signer.binds(claims, session_id):
                     raise ServiceError("unauthorized", "this token belongs to a browser "
                                        "session: connect with that session's cookie")
-            return Connection(claims.user, claims.expires_at, session_id, self.new_bucket())
+            return Connection(claims.user, claims.expires_at, session_id, self.new_bucket(),
+                              room_grants=claims.room_grants)
         if auth not in (None, {}) and not isinstance(auth, dict):
             raise ServiceError("unauthorized", "auth must be an object with a token")
+        if not self.own_accounts:
+            raise ServiceError("unauthorized", "no credentials: send auth {token} with your "
+                               "app's JWT (this service has no log-in of its own: "
+                               "OWN_ACCOUNTS=false)")
         if current_user.is_authenticated:
             return Connection(current_user.get_id(), None, request.cookies.get(cookie),
                               self.new_bucket())
         raise ServiceError("unauthorized", "no credentials: send auth {token} or log in first")
+
+    def verify_token(self, token: Any) -> TokenClaims:
+        """The claims of an app's JWT or of the service's own token; ServiceError
+        ('unauthorized') saying why not."""
+        if self.app_tokens is not None and looks_like_jwt(token):
+            return self.app_tokens.verify(token)
+        if not self.own_accounts:
+            raise ServiceError("unauthorized", "not a JWT: this service takes only your app's "
+                               "JWTs (OWN_ACCOUNTS=false)")
+        return self.signer.verify(token)
 
     def new_bucket(self) -> TokenBucket:
         return TokenBucket(self.limits.rate_per_s, self.limits.burst)
@@ -328,11 +352,12 @@ class RoomsNamespace(socketio.Namespace):
     # ---- credentials ---------------------------------------------------------------------------
 
     def on_refresh(self, connection: Connection, sid: str, payload: Any) -> Ack:
-        claims = self.signer.verify(validation.refresh(payload))
+        claims = self.verify_token(validation.refresh(payload))
         if claims.user != connection.user:
             raise ServiceError("unauthorized", "that token is another user's")
         if claims.session_binding is not None and not self.signer.binds(
                 claims, connection.session_id):
             raise ServiceError("unauthorized", "that token belongs to another browser session")
         self.connections.extend(sid, connection, claims.expires_at)
+        connection.room_grants = claims.room_grants  # the newest token's
         return {"ok": True, "expires_in": max(0, int(claims.expires_at - time.time()))}

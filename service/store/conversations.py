@@ -37,14 +37,16 @@ class Conversation(NamedTuple):
 
 
 class Conversations:
-    def __init__(self, client: Any, scripts: Scripts, messages: Messages, accounts: Accounts):
+    def __init__(self, client: Any, scripts: Scripts, messages: Messages, accounts: Accounts,
+                 *, app_users: bool = False):
         self.client = client
         self.scripts = scripts
         self.messages = messages
         self.accounts = accounts
+        self.app_users = app_users  # any user name is a user, not only accounts
 
     def _known(self, user: str) -> None:
-        if not self.accounts.exists(user):
+        if not self.app_users and not self.accounts.exists(user):
             raise ServiceError("not_found", f"no user named {user}")
 
     def inbox(self, user: str, since: str | None) -> Resumed:
@@ -60,7 +62,8 @@ class Conversations:
     def history(self, owner: str, other: str, before: str | None,
                 limit: int) -> list[dict[str, Any]]:
         """The newest `limit` messages between `owner` and `other` before id `before`, oldest
-        first. ServiceError('not_found') when `other` is no user."""
+        first. ServiceError('not_found') when `other` is no user (an account, unless
+        `app_users`)."""
         if before == "0-0":
             self._known(other)
             return []  # nothing is before the first id (and `(0-0` is no bound to Redis)

@@ -22,6 +22,8 @@ Guarantees
 - Sending twice is safe: a repeat of a client_id by the same user, to the same room (or the
   same recipient), within IDEMPOTENCY_S, is answered with the first id; nothing new is stored or
   published. The record lives in the stream's slot and is written by the same script.
+- A direct message goes to an account (its key is checked in the script that stores it) or,
+  with `app_users`, to any user name: an app's users have no account here.
 - A direct message is kept in the recipient's inbox and in the sender's, and published on each
   user's channel; the sender's connection that sent it is skipped (its answer carries the id).
   Each copy has an id of its own inbox; the sender's takes the recipient's id whenever that is
@@ -91,11 +93,13 @@ def direct_message(entry: Any) -> dict[str, Any]:
 
 
 class Messages:
-    def __init__(self, client: Any, scripts: Scripts, node: str, history_max: int):
+    def __init__(self, client: Any, scripts: Scripts, node: str, history_max: int, *,
+                 app_users: bool = False):
         self.client = client
         self.scripts = scripts
         self.node = node
         self.history_max = history_max
+        self.app_users = app_users  # any user name is a recipient, not only accounts
 
     def _append(self, stream: str, meta: str, channel: str, event: str, data: dict[str, Any],
                 fields: list[str], client_id: str | None, sent_key: str | None, *,
@@ -147,7 +151,7 @@ class Messages:
         """Store a direct message in both inboxes and publish each copy on its user's channel;
         returns the sender's copy. A repeat of a client_id (same sender and recipient, within
         IDEMPOTENCY_S) stores nothing new and answers the first. Raises
-        ServiceError('not_found') for an unknown recipient."""
+        ServiceError('not_found') for a recipient without an account, unless `app_users`."""
         data = {"from": sender, "to": recipient, "text": text, "node": self.node}
         fields = ["f", sender, "to", recipient, "t", text, "n", self.node]
         sender_fields = [*fields, "x", sender_connection]  # replays skip that connection too
@@ -161,8 +165,8 @@ class Messages:
         received = self._append(
             keys.inbox(recipient), keys.inbox_meta(recipient), keys.user_channel(recipient),
             "direct", data, sender_fields if to_self else fields, client_id, sent_key(recipient),
-            must_exist=keys.account(recipient), skip=sender_connection if to_self else None,
-            conversation=(recipient, sender))
+            must_exist=None if self.app_users else keys.account(recipient),
+            skip=sender_connection if to_self else None, conversation=(recipient, sender))
         if received is None:
             raise ServiceError("not_found", f"no user named {recipient}")
         if to_self:

@@ -13,6 +13,10 @@ own guarantees:
   full), probed in the background so that nothing waits on Redis to know;
 - `accounts` (accounts.py), `sessions` (sessions.py): users and browser sessions.
 
+With `app_users` (app JWTs are on: an app brings users that have no account here), any user
+name is a user: a direct message may go to it and a conversation with it is no `not_found`.
+Without it, only accounts are.
+
 Every call raises ServiceError('unavailable') when Redis fails (failures.py). Keys and channels
 are named in keys.py; scripts get all of them as KEYS, in one hash slot, so the same calls run on
 a Redis Cluster, where the slot decides the master (topology.py).
@@ -42,7 +46,8 @@ from .topology import RedisTarget, Topology
 class Store:
     def __init__(self, target: RedisTarget, node: str, history_max: int,
                  async_mode: str = "gevent", ack_replicas: int = 0,
-                 ack_timeout_ms: int = 500, ack_min_replicas: int = 0):
+                 ack_timeout_ms: int = 500, ack_min_replicas: int = 0, *,
+                 app_users: bool = False):
         self.node = node
         self.topology = Topology(target, node, async_mode)
         self.client = self.topology.client
@@ -51,11 +56,12 @@ class Store:
                                replica_timeout_ms=ack_timeout_ms, min_replicas=ack_min_replicas,
                                health=self.health)
         self.accounts = Accounts(self.client)
-        self.messages = Messages(self.client, self.scripts, node, history_max)
+        self.messages = Messages(self.client, self.scripts, node, history_max,
+                                 app_users=app_users)
         self.presence = Presence(self.client, self.scripts, node)
         self.members = Members(self.client, self.scripts)
         self.conversations = Conversations(self.client, self.scripts, self.messages,
-                                           self.accounts)
+                                           self.accounts, app_users=app_users)
         self.nodes = NodeRegistry(self.client, self.scripts, self.presence, node)
         self.sessions = Sessions(self.client, self.topology.raw)
 

@@ -6,9 +6,11 @@ from flask import Blueprint, Flask, Response, render_template, session
 from flask_login import current_user
 
 from . import csrf
+from .auth import own_accounts_only
 from .context import current
 
 bp = Blueprint("web", __name__)
+bp.before_request(own_accounts_only)  # the page is the service's own accounts' (log-in first)
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; "

@@ -15,6 +15,7 @@ from flask_login import LoginManager
 from socketio.exceptions import ConnectionRefusedError as Refused
 from werkzeug.test import EnvironBuilder
 
+from service.app_tokens import AppTokens
 from service.realtime.connections import Connections
 from service.realtime.manager import NAMESPACE, RoomsManager
 from service.realtime.metrics import Metrics
@@ -64,11 +65,13 @@ class Client:
 
 
 class Harness:
-    def __init__(self, limits: Limits):
+    def __init__(self, limits: Limits, *, app_tokens: AppTokens | None = None,
+                 own_accounts: bool = True):
         self.app = Flask(__name__)
         self.app.config.update(SECRET_KEY="test-secret-key-long", SESSION_COOKIE_NAME="rooms")
         LoginManager(self.app).user_loader(lambda _name: None)  # no browser session here
-        self.broker = MemoryBroker(NODE, users={"alice", "bob", "carol"})
+        self.broker = MemoryBroker(NODE, users={"alice", "bob", "carol"},
+                                   app_users=app_tokens is not None)
         self.manager = RoomsManager(self.broker.subscribe, self.broker.unsubscribe)
         self.server = socketio.Server(client_manager=self.manager, async_mode="threading")
         self.connections = Connections()
@@ -76,7 +79,8 @@ class Harness:
         self.namespace = RoomsNamespace(
             app=self.app, node=NODE, broker=self.broker, manager=self.manager,
             connections=self.connections, signer=self.signer, metrics=Metrics(), limits=limits,
-            spawn=lambda target, *args, **kwargs: target(*args, **kwargs))
+            spawn=lambda target, *args, **kwargs: target(*args, **kwargs),
+            app_tokens=app_tokens, own_accounts=own_accounts)
         self.server.register_namespace(self.namespace)
         self.broker.deliver = self.manager.deliver
         self.broker.on_control = self.on_control
