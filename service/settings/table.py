@@ -151,7 +151,8 @@ TABLE: tuple[Setting[Any], ...] = (
             "reconnects its bus (at least twice `CANARY_INTERVAL_S`)"),
     Setting("OWN_ACCOUNTS", Boolean(), True,
             "the service's own registration, tokens and log-in page; `false` turns them off "
-            "(404) for an app that brings every user with its JWTs"),
+            "(404) for an app that brings every user with its JWTs "
+            "([your app on top](using.md#your-app-on-top))"),
     Setting("APP_JWT_SECRET", Text(min_length=32), None,
             "HS256 secret shared with your app's backend: `auth {token}` and `refresh` also take "
             "the JWTs it signs", default_doc="none"),
