@@ -38,7 +38,7 @@ help:
 	@echo "make loadtest-capacity  users one locust process holds before it is the bottleneck"
 	@echo "make loadtest-ui  locust's web UI on http://127.0.0.1:8089 against HOST"
 	@echo "make bench      this service (1-3 nodes, eventlet) against Node Socket.IO and naive Flask-SocketIO"
-	@echo "                PARTS=compare,scale,drops (default all); drops: network drops every DROPS_UP_S=3 s for"
+	@echo "                PARTS=compare,scale,drops,app (default all); app: chat with a send hook, with webhooks; drops: network drops every DROPS_UP_S=3 s for"
 	@echo "                DROPS_DOWN_S=2 s, delivered % against Socket.IO's connection state recovery"
 	@echo "make capacity   idle connections one node holds (memory per connection), largest fan-out room under 200 ms"
 	@echo "make profile    py-spy on every node under one load test: top costs per delivery, chart"
