@@ -19,7 +19,7 @@ DURATION ?= 45
 HOST ?= http://127.0.0.1:8080
 export SCENARIO USERS SPAWN_RATE DURATION HOST
 
-.PHONY: help setup run test test-unit test-integration test-browser test-faults compose-test loadtest \
+.PHONY: help setup run test test-unit test-integration test-browser test-faults compose-test loadtest run-example example \
 	loadtest-capacity loadtest-ui bench capacity profile soak lint typecheck lock clean
 
 help:
@@ -38,12 +38,15 @@ help:
 	@echo "make loadtest-capacity  users one locust process holds before it is the bottleneck"
 	@echo "make loadtest-ui  locust's web UI on http://127.0.0.1:8089 against HOST"
 	@echo "make bench      this service (1-3 nodes, eventlet) against Node Socket.IO and naive Flask-SocketIO"
-	@echo "                PARTS=compare,scale,drops (default all); drops: network drops every DROPS_UP_S=3 s for"
-	@echo "                DROPS_DOWN_S=2 s, delivered % against Socket.IO's connection state recovery"
+	@echo "                PARTS=compare,scale,drops,app (default all); drops: network drops every DROPS_UP_S=3 s for"
+	@echo "                DROPS_DOWN_S=2 s, delivered % against Socket.IO's connection state recovery;"
+	@echo "                app: chat as it is, with a send hook and with webhooks, side by side"
 	@echo "make capacity   idle connections one node holds (memory per connection), largest fan-out room under 200 ms"
 	@echo "make profile    py-spy on every node under one load test: top costs per delivery, chart"
 	@echo "make soak       chat load for SOAK_DURATION (30m) on its own 3-node cluster (ports 31001-31379):"
 	@echo "                every process's memory over time, leaks flagged, p50/p99 per minute, losses"
+	@echo "make run-example  make run, wired to the example app (hooks, webhooks, its JWTs)"
+	@echo "make example    the example app on top, examples/team_chat, on http://127.0.0.1:8090"
 	@echo "make lint       ruff, mypy over service/"
 	@echo "make lock       regenerate uv.lock and the hashed pip locks from pyproject.toml"
 	@echo "make setup      install everything that is missing (apt packages, .venv, npm packages)"
@@ -56,6 +59,21 @@ run:
 	$(VENV)/python scripts/cluster.py --nodes "$(NODES)" --front-doors "$(FRONT_DOORS)" \
 		--redis "$(REDIS)" --port "$(PORT)" --status-port "$(STATUS_PORT)" \
 		--redis-port "$(REDIS_PORT)" --node-base-port "$(NODE_BASE_PORT)"
+
+# the example app on top (examples/team_chat): run-example starts the cluster wired to it, example
+# the app itself on http://127.0.0.1:8090; both read run/team_chat.env (secrets made on first use)
+TEAM_CHAT_ENV := run/team_chat.env
+
+$(TEAM_CHAT_ENV):
+	@$(SETUP) venv
+	$(VENV)/python -m examples.team_chat.env $(TEAM_CHAT_ENV)
+
+run-example: $(TEAM_CHAT_ENV)
+	set -a && . ./$(TEAM_CHAT_ENV) && set +a && $(MAKE) run
+
+example: $(TEAM_CHAT_ENV)
+	set -a && . ./$(TEAM_CHAT_ENV) && set +a && $(VENV)/gunicorn -b 127.0.0.1:8090 --threads 8 \
+		--access-logfile - 'examples.team_chat.app:create_app()'
 
 lint:
 	@$(SETUP) venv

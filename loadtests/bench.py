@@ -38,7 +38,13 @@ if this service left any acknowledged message undelivered to a receiver, deliver
 out of order, or left a send unacknowledged once the drops stopped. Sizes: DROPS_ROOMS (4),
 DROPS_SENDERS (2 per room), DROPS_RECEIVERS (10 per room), DROPS_RATE (5 messages/s per sender).
 
-Knobs: PARTS (compare,scale,drops), SCENARIOS (chat,fanout), SYSTEMS (names, comma-separated),
+Then the app on top (loadtests/app_bench.py): the chat scenario on 3 nodes as it is, with a send
+hook and with webhooks on, against one lean backend (loadtests/app_receiver.py), in the same run:
+sends per second, p99 and server CPU per delivery side by side, the backend's CPU beside them,
+and whether webhook delivery kept up (every acknowledged send arrived as an event, with a lag
+that does not grow). Writes app.json and app.png. Exits non-zero if webhooks fell behind.
+
+Knobs: PARTS (compare,scale,drops,app), SCENARIOS (chat,fanout), SYSTEMS (names, comma-separated),
 USERS (100), SCALE_USERS (300), SCALE_NODES (3,6,9), SCALE_REDIS (single,cluster), DURATION (30 s;
 seconds or locust's forms such as 30s, 2m: loadtests/duration.py; the drops' sending time too),
 SPAWN_RATE (50), PROCESSES (load-generating processes, default all cores), the DROPS_* knobs of
@@ -67,7 +73,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
 
 from cluster import VENV_BIN, Cluster  # noqa: E402
 
-from loadtests import drops_bench, drops_report  # noqa: E402
+from loadtests import app_bench, drops_bench, drops_report  # noqa: E402
 from loadtests.duration import env_duration, readable  # noqa: E402
 
 REFERENCE = "node-reference-3"
@@ -154,12 +160,19 @@ def run_scenario(system: System, cluster: Cluster, scenario: str, folder: Path,
     }
 
 
-def bench_system(system: System, index: int, scenarios: list[str], folder: Path) -> list[dict]:
+def bench_cluster(system: System, index: int, folder: Path,
+                  env: dict[str, str] | None = None) -> Cluster:
+    """`system`'s cluster, started, on the compare part's ports for `index`."""
     cluster = Cluster(nodes=system.nodes, port=18400 + index, redis_port=16400 + index,
                       node_base_port=15400 + 10 * index, run_dir=folder / "systems" / system.name,
-                      env={"RATE_LIMIT_PER_S": "1000", "RATE_LIMIT_BURST": "2000"},
+                      env={"RATE_LIMIT_PER_S": "1000", "RATE_LIMIT_BURST": "2000", **(env or {})},
                       node_command=system.command)
     cluster.start()
+    return cluster
+
+
+def bench_system(system: System, index: int, scenarios: list[str], folder: Path) -> list[dict]:
+    cluster = bench_cluster(system, index, folder)
     rows = []
     try:
         for scenario in scenarios:
@@ -371,10 +384,11 @@ def scale_chart(rows: list[dict], path: Path) -> None:
 
 
 def main() -> int:
-    parts = (os.environ.get("PARTS") or "compare,scale,drops").split(",")
-    unknown = set(parts) - {"compare", "scale", "drops"}
+    parts = (os.environ.get("PARTS") or "compare,scale,drops,app").split(",")
+    unknown = set(parts) - {"compare", "scale", "drops", "app"}
     if unknown:
-        raise SystemExit(f"PARTS: unknown {sorted(unknown)}; choose from compare, scale, drops")
+        raise SystemExit(f"PARTS: unknown {sorted(unknown)}; choose from compare, scale, drops, "
+                         f"app")
     folder = Path(os.environ.get("BENCH_RESULTS") or ROOT / "bench-results" /
                   time.strftime("%Y%m%d-%H%M%S")).resolve()  # nginx needs absolute paths
     duration = env_duration("DURATION", 30)  # refused here, before any system starts
@@ -407,6 +421,16 @@ def main() -> int:
         failed = failed or any(row["lost"] or row.get("send_failures") for row in scale)
     if failed:
         print("FAILED: a run lost messages or had sends refused (send_failures)")
+    if "app" in parts:
+        print(f"app on top: chat as it is, with a send hook, with webhooks; results in {folder}",
+              flush=True)
+        app = app_bench.run(folder)
+        (folder / "app.json").write_text(json.dumps(app, indent=2) + "\n")
+        app_bench.chart(app, folder / "app.png")
+        app_bench.print_table(app)
+        if problems := app_bench.failures(app):
+            print("FAILED with the app on top: " + "; ".join(problems))
+            failed = True
     if "drops" in parts:
         drops = drops_bench.run(folder)
         (folder / "drops.json").write_text(json.dumps(drops, indent=2) + "\n")
