@@ -65,6 +65,7 @@ class RoomsNamespace(socketio.Namespace):
         self.connections, self.signer, self.metrics = connections, signer, metrics
         self.limits, self.spawn = limits, spawn
         self.app_tokens, self.own_accounts = app_tokens, own_accounts
+        self.user_names = validation.ACCOUNT_USERS if app_tokens is None else validation.APP_USERS
         self._accepted_in_rooms = metrics.accepted.labels("room")
         self._accepted_directs = metrics.accepted.labels("direct")
         self._events: dict[str, Callable[[Connection, str, Any], Ack]] = {
@@ -298,7 +299,7 @@ class RoomsNamespace(socketio.Namespace):
         return {"ok": True, "id": stored.id, "ts": stored.ts}
 
     def on_direct(self, connection: Connection, sid: str, payload: Any) -> Ack:
-        direct = validation.direct(payload, self.limits.max_text_chars)
+        direct = validation.direct(payload, self.limits.max_text_chars, self.user_names)
         with self.metrics.publish_seconds.time():
             stored = self.broker.direct(connection.user, direct.to, direct.text,
                                         direct.client_id, self.connection_id(sid))
@@ -327,7 +328,7 @@ class RoomsNamespace(socketio.Namespace):
         return {"ok": True, "messages": resumed.messages, "truncated": resumed.truncated}
 
     def on_direct_history(self, connection: Connection, _sid: str, payload: Any) -> Ack:
-        query = validation.direct_history(payload)
+        query = validation.direct_history(payload, self.user_names)
         return {"ok": True, "with": query.with_user, "messages": self.broker.conversation(
             connection.user, query.with_user, query.before, query.limit)}
 
@@ -338,7 +339,7 @@ class RoomsNamespace(socketio.Namespace):
             for c in self.broker.conversations(connection.user)]}
 
     def on_read(self, connection: Connection, sid: str, payload: Any) -> Ack:
-        read = validation.read(payload)
+        read = validation.read(payload, self.user_names)
         where = {read.field: read.target}
         if read.field == "room":
             moved = self.broker.read_room(read.target, connection.user, read.id)

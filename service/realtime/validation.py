@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,10 +51,22 @@ def username(value: Any, field: str = "username") -> str:
     return value
 
 
-def user(value: Any, field: str) -> str:
-    """Any user's name: an account's, or one an app's JWT brings."""
-    if not isinstance(value, str) or not USER.fullmatch(value):
-        raise bad(f"{field} must be {USER_RULE}")
+@dataclass(frozen=True)
+class UserNames:
+    """Which user names the events take: accounts' alone (the first two editions), or also
+    those an app's JWTs bring (the third, when app JWTs are configured)."""
+
+    pattern: re.Pattern[str]
+    rule: str
+
+
+ACCOUNT_USERS = UserNames(USERNAME, USERNAME_RULE)
+APP_USERS = UserNames(USER, USER_RULE)
+
+
+def user(value: Any, field: str, users: UserNames) -> str:
+    if not isinstance(value, str) or not users.pattern.fullmatch(value):
+        raise bad(f"{field} must be {users.rule}")
     return value
 
 
@@ -171,10 +184,10 @@ def send(payload: Any, max_chars: int) -> Send:
     )
 
 
-def direct(payload: Any, max_chars: int) -> Direct:
+def direct(payload: Any, max_chars: int, users: UserNames = ACCOUNT_USERS) -> Direct:
     data = payload_object(payload)
     return Direct(
-        user(data.get("to"), "to"),
+        user(data.get("to"), "to", users),
         text(data.get("text"), max_chars),
         client_id(data.get("client_id")),
     )
@@ -197,16 +210,16 @@ def no_fields(payload: Any) -> None:
     optional_object(payload)
 
 
-def direct_history(payload: Any) -> DirectHistory:
+def direct_history(payload: Any, users: UserNames = ACCOUNT_USERS) -> DirectHistory:
     data = payload_object(payload)
     return DirectHistory(
-        user(data.get("with"), "with"),
+        user(data.get("with"), "with", users),
         message_id(data.get("before"), "before"),
         limit(data.get("limit")),
     )
 
 
-def read(payload: Any) -> Read:
+def read(payload: Any, users: UserNames = ACCOUNT_USERS) -> Read:
     data = payload_object(payload)
     if ("room" in data) == ("with" in data):
         raise bad("read needs either room or with")
@@ -215,7 +228,7 @@ def read(payload: Any) -> Read:
         raise bad("id must be a message id as returned by the server")
     if "room" in data:
         return Read("room", room_name(data["room"]), read_id)
-    return Read("with", user(data["with"], "with"), read_id)
+    return Read("with", user(data["with"], "with", users), read_id)
 
 
 def refresh(payload: Any) -> str:

@@ -51,14 +51,22 @@ def test_send_keeps_text_exactly():
     assert len(validation.send({"room": "r", "text": "x" * 4000}, 4000).text) == 4000
 
 
-@pytest.mark.parametrize("to", ["", "x" * 65, "a b", "a{b}", "a|b", None, 3])
+@pytest.mark.parametrize("to", ["ab", "x" * 33, "a b", "a@b", None, 3])
 def test_bad_direct_recipient(to):
     assert code_of(validation.direct, {"to": to, "text": "hi"}, 4000) == "bad_request"
 
 
+@pytest.mark.parametrize("to", ["", "x" * 65, "a b", "a{b}", "a|b", None, 3])
+def test_bad_direct_recipient_with_app_users(to):
+    assert code_of(validation.direct, {"to": to, "text": "hi"}, 4000,
+                   validation.APP_USERS) == "bad_request"
+
+
 @pytest.mark.parametrize("to", ["a", "x" * 64, "user@example.com", "tenant:42", "a.b_c-d"])
-def test_a_recipient_may_be_any_user_an_app_brings(to):
-    assert validation.direct({"to": to, "text": "hi"}, 4000).to == to
+def test_with_app_jwts_a_recipient_may_be_any_user_an_app_brings(to):
+    assert validation.direct({"to": to, "text": "hi"}, 4000, validation.APP_USERS).to == to
+    assert validation.read({"with": to, "id": "1-0"}, validation.APP_USERS).target == to
+    assert validation.direct_history({"with": to}, validation.APP_USERS).with_user == to
 
 
 @pytest.mark.parametrize(("given", "expected"), [(None, 50), (1, 1), (500, 500), (501, 500),
@@ -108,7 +116,7 @@ def test_ids_beyond_what_a_stream_bound_takes_are_refused(value):
 
 @pytest.mark.parametrize("payload", [
     {}, {"id": "1-0"}, {"room": "ok", "with": "bob", "id": "1-0"}, {"room": "ok"},
-    {"room": "bad room", "id": "1-0"}, {"with": "x y", "id": "1-0"}, {"room": "ok", "id": 5}])
+    {"room": "bad room", "id": "1-0"}, {"with": "x", "id": "1-0"}, {"room": "ok", "id": 5}])
 def test_bad_read_payloads(payload):
     with pytest.raises(ServiceError) as refused:
         validation.read(payload)
