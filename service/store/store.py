@@ -7,6 +7,7 @@ own guarantees:
   order equal to stored order, resuming without a silent gap, acknowledged after replicas;
 - `presence` (presence.py): who is in a room across the cluster;
 - `members` (members.py): room membership and read positions, on every device;
+- `rules` (rules.py): rooms the app controls: private, read-only, the members it added;
 - `conversations` (conversations.py): direct conversations, their history and read positions;
 - `nodes` (nodes.py): the node registry and reaping dead nodes' presence;
 - `health` (health.py): every master as this node sees it (reachable, replicas in sync, memory
@@ -34,6 +35,7 @@ from .messages import Messages
 from .migrate import migrate_layout
 from .nodes import NodeRegistry
 from .presence import Presence
+from .rules import RoomRules
 from .scripts import Scripts
 from .sessions import Sessions
 from .topology import RedisTarget, Topology
@@ -42,7 +44,8 @@ from .topology import RedisTarget, Topology
 class Store:
     def __init__(self, target: RedisTarget, node: str, history_max: int,
                  async_mode: str = "gevent", ack_replicas: int = 0,
-                 ack_timeout_ms: int = 500, ack_min_replicas: int = 0):
+                 ack_timeout_ms: int = 500, ack_min_replicas: int = 0,
+                 rooms_default_private: bool = False):
         self.node = node
         self.topology = Topology(target, node, async_mode)
         self.client = self.topology.client
@@ -51,7 +54,9 @@ class Store:
                                replica_timeout_ms=ack_timeout_ms, min_replicas=ack_min_replicas,
                                health=self.health)
         self.accounts = Accounts(self.client)
-        self.messages = Messages(self.client, self.scripts, node, history_max)
+        self.messages = Messages(self.client, self.scripts, node, history_max,
+                                 rooms_default_private)
+        self.rules = RoomRules(self.client, self.scripts, rooms_default_private)
         self.presence = Presence(self.client, self.scripts, node)
         self.members = Members(self.client, self.scripts)
         self.conversations = Conversations(self.client, self.scripts, self.messages,
