@@ -55,14 +55,17 @@ class RoomRules:
                      read_only == "1")
 
     def get(self, room: str) -> Rules:
-        return self.set(room, None, None)
+        with redis_errors():
+            return self._rules(*self.client.hmget(keys.room_rules(room), "private",
+                                                  "read_only"))
 
     def set(self, room: str, private: bool | None, read_only: bool | None) -> Rules:
         """Set the given rules (None keeps one as it is); the room's rules now."""
+        if private is None and read_only is None:
+            return self.get(room)
         with redis_errors():
             reply = self.scripts.run("rules", [keys.room_rules(room)],
-                                     [_flag(private), _flag(read_only)],
-                                     replicated=private is not None or read_only is not None)
+                                     [_flag(private), _flag(read_only)], replicated=True)
         return self._rules(*reply)
 
     def access(self, room: str, user: str) -> Access:
