@@ -30,6 +30,7 @@ class Answer:
     hold: threading.Event | None = None  # nothing is sent until it is set (or the receiver ends)
     hold_body: threading.Event | None = None  # the headers go out, the body waits for it
     close_delimited: bool = False  # no Content-Length: the body ends when the connection does
+    trickle_s: float = 0  # the body goes out a byte at a time, this far apart (a slow backend)
 
 
 @dataclass
@@ -47,6 +48,7 @@ class HookReceiver:
         self.secret = secret
         self.answer = answer
         self.requests: list[Received] = []
+        self.closed = False
         self._lock = threading.Lock()
         self._holds: list[threading.Event] = []
         receiver = self
@@ -81,7 +83,15 @@ class HookReceiver:
                 self.end_headers()
                 self.wfile.flush()
                 receiver._wait(reply.hold_body)
-                self.wfile.write(data)
+                if not reply.trickle_s:
+                    self.wfile.write(data)
+                    return
+                paced = threading.Event()  # never set: the pause between bytes
+                for byte in data:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                    if paced.wait(reply.trickle_s) or receiver.closed:
+                        return
 
             def log_message(self, *_args: Any) -> None:
                 return None
@@ -104,6 +114,7 @@ class HookReceiver:
             return [request.body for request in self.requests if request.path == path]
 
     def close(self) -> None:
+        self.closed = True
         with self._lock:
             for event in self._holds:
                 event.set()

@@ -119,9 +119,9 @@ class Broker(Protocol):
         """The users present in the room across the cluster, sorted."""
         ...
 
-    def end_membership(self, room: str, user: str) -> None:
+    def end_membership(self, room: str, user: str) -> bool:
         """The user leaves the room for good (its `leave`): membership, read position, and
-        admission to send while the room is private."""
+        admission to send while the room is private; whether it was a member."""
         ...
 
     def rooms(self, user: str) -> list[RoomState]:

@@ -106,8 +106,8 @@ class RedisBroker:
     def present(self, room: str) -> list[str]:
         return self.store.presence.members(room)
 
-    def end_membership(self, room: str, user: str) -> None:
-        self.store.members.leave(room, user)
+    def end_membership(self, room: str, user: str) -> bool:
+        return self.store.members.leave(room, user)
 
     def rooms(self, user: str) -> list[RoomState]:
         return self.store.members.rooms(user)

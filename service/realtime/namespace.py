@@ -292,12 +292,13 @@ class RoomsNamespace(socketio.Namespace):
 
     def on_leave(self, connection: Connection, sid: str, payload: Any) -> Ack:
         room = validation.room_only(payload)
-        self.broker.end_membership(room, connection.user)
+        was_member = self.broker.end_membership(room, connection.user)
         self.leave_here(connection, sid, room)
         # membership ended: the user's other connections leave it too
         self.broker.control(channels.user(connection.user), {"left": {
             "user": connection.user, "room": room, "from": self.connection_id(sid)}})
-        self.broker.member_event(room, connection.user, "left")
+        if was_member:
+            self.broker.member_event(room, connection.user, "left")
         return {"ok": True, "room": room}
 
     def on_presence(self, connection: Connection, sid: str, payload: Any) -> Ack:

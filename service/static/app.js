@@ -768,6 +768,7 @@
   // notice; its unsent messages are dropped (the server refuses them now).
   socket.on('removed', (r) => {
     const key = '#' + r.room;
+    if (!views.has(key)) return; // not a room of this page: nothing to take out
     for (const entry of Array.from(outbox.values())) {
       if (entry.key !== key) continue;
       clearTimeout(entry.timer);

@@ -250,11 +250,12 @@ class MemoryBroker:
     def present(self, room: str) -> list[str]:
         return sorted(set(self.present_.get(room, {}).values()))
 
-    def end_membership(self, room: str, user: str) -> None:
+    def end_membership(self, room: str, user: str) -> bool:
         self.admitted.get(room, set()).discard(user)
-        self.members.get(room, {}).pop(user, None)
+        was = self.members.get(room, {}).pop(user, None) is not None
         self.reads.pop((room, user), None)
         self.user_rooms.get(user, set()).discard(room)
+        return was
 
     def rooms(self, user: str) -> list[RoomState]:
         states = []

@@ -74,6 +74,10 @@ def test_a_private_room_admits_members_and_matching_tokens_only():
     assert code(other.call("join", {"room": "team"})) == "forbidden"
     assert broker.member_events == [("team", "alice", "added"), ("team", "alice", "joined"),
                                     ("team", "bob", "joined"), ("team", "carol", "joined")]
+    alice.ok("leave", {"room": "team"})
+    alice.ok("leave", {"room": "team"})  # no longer a member: nothing to tell
+    assert broker.member_events[-1:] == [("team", "alice", "left")]
+    assert broker.member_events.count(("team", "alice", "left")) == 1
 
 
 def test_rooms_default_private_makes_every_room_private_unless_made_public():
