@@ -15,7 +15,7 @@ from .primitives import codec
 from .settings import DEV_API_KEY, DEV_SECRET_KEY, Settings, load_settings
 from .transport import compat, websocket
 from .transport.packet_guard import PollingBodyGuard
-from .web import admin, api, auth, health, http_errors, metrics, pages
+from .web import admin, api, app_api, auth, health, http_errors, metrics, pages
 from .web.sessions import StoreSessionInterface
 
 socketio = SocketIO()
@@ -56,6 +56,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
     http_errors.init_app(app)
     auth.init_app(app)
     api.init_app(app)
+    app_api.init_app(app)
     health.init_app(app)
     pages.init_app(app)
     metrics.init_app(app)

@@ -19,18 +19,40 @@ from ..store.conversations import Conversation
 from ..store.members import ReadMoved, RoomState
 from ..store.messages import Resumed, Stored
 from ..store.presence import Joined
+from ..store.rules import Access, Rules
 from .channels import Channel
 
 
 class Broker(Protocol):
     # ---- messages: stored, then delivered ------------------------------------------------------
 
-    def publish(self, room: str, user: str, text: str, client_id: str | None) -> Stored:
+    def publish(self, room: str, user: str, text: str, client_id: str | None, *,
+                enforce_rules: bool = False) -> Stored:
         """Append a message to the room's stream and publish it to every node serving the room,
         atomically: what a channel carries is what the stream holds, in the same order, so every
         connection receives a room's messages in increasing id order. Returns once stored (and
         on as many replicas as the acknowledgement asks). A repeat of `client_id` by the same
-        user in the same room within 10 minutes answers the first id and stores nothing."""
+        user in the same room within 10 minutes answers the first id and stores nothing.
+
+        With `enforce_rules` (a user's `send`; the app's own posts skip it), the room's rules
+        are read in the same atomic step: ServiceError('forbidden') and nothing stored when the
+        room is read-only, private and the user not admitted, or the user was removed from it
+        and has not joined again. So a rule or removal answered before the send always applies,
+        whichever node takes the send."""
+        ...
+
+    def find_sent(self, room: str, user: str, client_id: str) -> Stored | None:
+        """The answer a `send` with `client_id` already got (within 10 minutes), or None."""
+        ...
+
+    def find_direct(self, sender: str, recipient: str, client_id: str) -> Stored | None:
+        """The answer a `direct` with `client_id` already got (within 10 minutes), or None."""
+        ...
+
+    def direct_from_app(self, recipient: str, text: str, client_id: str | None) -> Stored:
+        """A direct message from the app (`api`): stored in the recipient's inbox and published
+        on its channel like `direct`'s copy for the recipient (`api` keeps no inbox).
+        ServiceError('not_found') for an unknown recipient."""
         ...
 
     def direct(self, sender: str, recipient: str, text: str, client_id: str | None,
@@ -80,10 +102,13 @@ class Broker(Protocol):
 
     # ---- presence and membership -----------------------------------------------------------------
 
-    def join(self, room: str, user: str, connection: str) -> Joined:
+    def join(self, room: str, user: str, connection: str, admission: str = "") -> Joined:
         """Make the user a member of the room (until `end_membership`), mark the connection
         present (announcing the user with its first connection there), and answer the members
-        present across the cluster and the user's read position."""
+        present across the cluster and the user's read position. `admission`: how a private
+        room admitted the user (`member`: the app added it, checked again in the same step,
+        ServiceError('forbidden') if no longer so; `granted`: its token or the join hook), which
+        lets it send there; '' for a public room. Joining clears a removal (`remove_member`)."""
         ...
 
     def leave(self, room: str, user: str, connection: str) -> None:
@@ -95,7 +120,9 @@ class Broker(Protocol):
         """The users present in the room across the cluster, sorted."""
         ...
 
-    def end_membership(self, room: str, user: str) -> None:
+    def end_membership(self, room: str, user: str) -> bool:
+        """The user leaves the room for good (its `leave`): membership, read position, and
+        admission to send while the room is private; whether it was a member."""
         ...
 
     def rooms(self, user: str) -> list[RoomState]:
@@ -105,6 +132,42 @@ class Broker(Protocol):
     def read_room(self, room: str, user: str, message_id: str) -> ReadMoved:
         """Move the user's read position forwards only, never past the newest message.
         ServiceError('forbidden') if the user is not a member."""
+        ...
+
+    # ---- rooms the app controls (store/rules.py) ----------------------------------------------
+
+    def rules(self, room: str) -> Rules:
+        ...
+
+    def set_rules(self, room: str, private: bool | None, read_only: bool | None) -> Rules:
+        """Set the given rules (None keeps one); the room's rules now. Sends check them
+        atomically (`publish`)."""
+        ...
+
+    def access(self, room: str, user: str) -> Access:
+        """The room's rules and where the user stands in it, read in one step."""
+        ...
+
+    def add_member(self, room: str, user: str) -> None:
+        """The app adds the user: a private room admits it, and it may send there."""
+        ...
+
+    def remove_member(self, room: str, user: str) -> None:
+        """The app removes the user, in storage: no longer added, admitted or a member, its read
+        position and the join hook's remembered answer forgotten, the room gone from its rooms,
+        and its sends to the room refused from now on until it joins again. The user's
+        connections are the caller's to tell (`control` on the user's channel)."""
+        ...
+
+    def remember_join(self, room: str, user: str, ttl_s: int) -> None:
+        """Keep the join hook's `allow: true` for the user and room for `ttl_s` seconds, for
+        every node (`access` reads it; `remove_member` forgets it)."""
+        ...
+
+    def member_event(self, room: str, user: str, action: str) -> None:
+        """THE WEBHOOKS' CALL SITE for membership: `added` or `removed` by the app, `joined`
+        (the user became a member) or `left` (its `leave`). Called after the change is stored.
+        The webhook outbox (PROTOCOL.md, webhooks: `member`) records it; until then, nothing."""
         ...
 
     # ---- conversations ---------------------------------------------------------------------------

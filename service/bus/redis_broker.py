@@ -17,6 +17,7 @@ from ..store.failures import redis_errors
 from ..store.members import ReadMoved, RoomState
 from ..store.messages import Resumed, Stored
 from ..store.presence import Joined
+from ..store.rules import Access, Rules
 from ..store.store import Store
 from .bus import Bus
 from .channels import Channel
@@ -34,8 +35,19 @@ class RedisBroker:
 
     # ---- messages ----------------------------------------------------------------------------
 
-    def publish(self, room: str, user: str, text: str, client_id: str | None) -> Stored:
-        return self.store.messages.publish(room, user, text, client_id)
+    def publish(self, room: str, user: str, text: str, client_id: str | None, *,
+                enforce_rules: bool = False) -> Stored:
+        return self.store.messages.publish(room, user, text, client_id,
+                                           enforce_rules=enforce_rules)
+
+    def find_sent(self, room: str, user: str, client_id: str) -> Stored | None:
+        return self.store.messages.find_sent(room, user, client_id)
+
+    def find_direct(self, sender: str, recipient: str, client_id: str) -> Stored | None:
+        return self.store.messages.find_direct(sender, recipient, client_id)
+
+    def direct_from_app(self, recipient: str, text: str, client_id: str | None) -> Stored:
+        return self.store.messages.direct_from_app(recipient, text, client_id)
 
     def direct(self, sender: str, recipient: str, text: str, client_id: str | None,
                connection: str) -> Stored:
@@ -69,10 +81,11 @@ class RedisBroker:
 
     # ---- presence and membership -------------------------------------------------------------
 
-    def join(self, room: str, user: str, connection: str) -> Joined:
+    def join(self, room: str, user: str, connection: str, admission: str = "") -> Joined:
         members = self.store.members
         members.add(user, room)
-        joined = self.store.presence.join(room, user, connection, member=True)
+        joined = self.store.presence.join(room, user, connection, member=True,
+                                          admission=admission)
         members.add(user, room)  # again: a leave on another device can come in between
         return joined
 
@@ -93,14 +106,38 @@ class RedisBroker:
     def present(self, room: str) -> list[str]:
         return self.store.presence.members(room)
 
-    def end_membership(self, room: str, user: str) -> None:
-        self.store.members.leave(room, user)
+    def end_membership(self, room: str, user: str) -> bool:
+        return self.store.members.leave(room, user)
 
     def rooms(self, user: str) -> list[RoomState]:
         return self.store.members.rooms(user)
 
     def read_room(self, room: str, user: str, message_id: str) -> ReadMoved:
         return self.store.members.read(room, user, message_id)
+
+    # ---- rooms the app controls -----------------------------------------------------------
+
+    def rules(self, room: str) -> Rules:
+        return self.store.rules.get(room)
+
+    def set_rules(self, room: str, private: bool | None, read_only: bool | None) -> Rules:
+        return self.store.rules.set(room, private, read_only)
+
+    def access(self, room: str, user: str) -> Access:
+        return self.store.rules.access(room, user)
+
+    def add_member(self, room: str, user: str) -> None:
+        self.store.rules.add_member(room, user)
+
+    def remove_member(self, room: str, user: str) -> None:
+        self.store.rules.remove_member(room, user)
+        self.store.members.unlist(user, room)
+
+    def remember_join(self, room: str, user: str, ttl_s: int) -> None:
+        self.store.rules.remember_join(room, user, ttl_s)
+
+    def member_event(self, room: str, user: str, action: str) -> None:
+        return None  # the webhook outbox (issue 24, webhooks) records it here
 
     # ---- conversations -----------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from ..bus.bus import Bus
 from ..bus.canary import Canary
 from ..bus.emitter import Emitter
 from ..bus.redis_broker import RedisBroker
+from ..hooks.hooks import Hooks
 from ..realtime.connections import Connections
 from ..realtime.manager import NAMESPACE, RoomsManager
 from ..realtime.metrics import Metrics
@@ -57,7 +58,8 @@ class Node:
         self.app_tokens = AppTokens.from_settings(settings)
         self.store = Store(settings.redis_target, settings.node_name, settings.room_history_max,
                            settings.async_mode, settings.ack_replicas, settings.ack_timeout_ms,
-                           settings.ack_min_replicas, app_users=settings.app_jwts)
+                           settings.ack_min_replicas, app_users=settings.app_jwts,
+                           rooms_default_private=settings.rooms_default == "private")
         self.health = self.store.health
         self.metrics = Metrics()
         self.manager = RoomsManager(subscribe=lambda channel: self.bus.subscribe(channel),
@@ -73,6 +75,7 @@ class Node:
         self.broker = RedisBroker(self.store, self.bus, self.emitter)
         self.connections = Connections()
         self.signer = TokenSigner(settings.secret_key, settings.token_ttl_s)
+        self.hooks = Hooks.from_settings(settings, self.metrics.hooks)
         topology = self.store.topology
         self.canary = Canary(self.name, self._publish_control, lambda: self.heartbeat.peers,
                              settings.canary_interval_s, settings.canary_deadline_s,
@@ -110,7 +113,8 @@ class Node:
             limits=Limits(settings.max_text_chars, settings.rate_limit_per_s,
                           settings.rate_limit_burst),
             spawn=server.start_background_task, app_tokens=self.app_tokens,
-            own_accounts=settings.own_accounts)
+            own_accounts=settings.own_accounts, hooks=self.hooks,
+            join_hook_cache_s=settings.join_hook_cache_s)
         server.register_namespace(self.namespace)
         compat.guard_incoming_packets(server, self._on_malformed)
         self.store.start()
@@ -131,16 +135,13 @@ class Node:
         return self.bus.closed
 
     def _on_control(self, body: dict[str, Any]) -> None:
-        """Nodes tell each other: a delivery `canary` (bus/canary.py); a user `left` a room
-        (its connections leave it); `disconnect` these connections (`node|sid`: a log-out)."""
+        """Nodes tell each other: a delivery `canary` (bus/canary.py); the rest is about
+        connections, the handlers' (RoomsNamespace.on_control: a user left a room, a log-out,
+        the app removed a user from a room or ends its connections)."""
         if "canary" in body:
             self.canary.heard(body["canary"])
-        if self.namespace is None:
-            return
-        if "left" in body:
-            self.namespace.left_elsewhere(body["left"])
-        for target in body.get("disconnect", []):
-            self.namespace.disconnect_here(target)
+        if self.namespace is not None:
+            self.namespace.on_control(body)
 
     def _publish_control(self, channel: Any, body: dict[str, Any]) -> None:
         with redis_errors():
@@ -214,5 +215,7 @@ class Node:
             "draining": self.draining,
             "cut_off": self.cut_off.active,
             "redis": self.health.summary(),
+            "hooks": self.metrics.hooks.totals() if self.hooks.asks_joins or
+            self.hooks.asks_sends else None,
         }
 

@@ -28,6 +28,7 @@ NAMES = (
     "rooms_redis_master_up", "rooms_redis_replicas_in_sync", "rooms_redis_writes_degraded",
     "rooms_redis_memory_full", "rooms_redis_memory_used_bytes", "rooms_redis_maxmemory_bytes",
     "rooms_redis_oom_refusals_total", "rooms_cut_off", "rooms_handed_over_total",
+    "rooms_hook_calls_total", "rooms_hook_seconds",
 )
 
 

@@ -20,6 +20,7 @@ from prometheus_client import (
 from prometheus_client.registry import Collector
 
 from ..errors import CODES
+from ..hooks.metrics import HookMetrics
 from ..primitives.ids import parse_id
 
 disable_created_metrics()  # the `_created` series double what is exported and say little
@@ -46,6 +47,7 @@ class Metrics:
                               registry=self.registry)
         self.rate_limited = Counter("rooms_rate_limited", "Events refused by the rate limit",
                                     registry=self.registry)
+        self.hooks = HookMetrics(self.registry)  # the app's join and send hooks
         for kind in MESSAGE_KINDS:
             self.accepted.labels(kind)
         for code in CODES:

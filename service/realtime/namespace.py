@@ -14,6 +14,12 @@ service's own token or session cookie otherwise, unless OWN_ACCOUNTS=false turne
 gives the connection its `sub` as the user (the same user as an account of that name), its
 expiry, and its `rooms` claim as the connection's room grants; `refresh` with a newer token of
 the same user moves the expiry later and replaces the grants.
+
+Rooms the app controls: a `join` is admitted by admission.py (private rooms, the join hook); a
+`send` and a `direct` go to the send hook first, when there is one (hooks/hooks.py), and a
+user's `send` is stored only if the room's rules allow it when it is stored (bus/broker.py,
+`enforce_rules`). A hook call waits in the connection's own task: other connections' events go
+on meanwhile.
 """
 
 from __future__ import annotations
@@ -35,8 +41,11 @@ from ..bus import channels
 from ..bus.broker import Broker
 from ..bus.channels import socketio_room, user_room
 from ..errors import ServiceError
+from ..hooks.hooks import Hooks
+from ..store.messages import Stored
 from ..tokens import TokenClaims, TokenSigner
-from . import validation
+from . import app_control, validation
+from .admission import Admission
 from .connection import Connection
 from .connections import Connections
 from .manager import NAMESPACE, RoomsManager
@@ -59,13 +68,17 @@ class RoomsNamespace(socketio.Namespace):
     def __init__(self, *, app: Flask, node: str, broker: Broker, manager: RoomsManager,
                  connections: Connections, signer: TokenSigner, metrics: Metrics,
                  limits: Limits, spawn: Callable[..., Any], app_tokens: AppTokens | None = None,
-                 own_accounts: bool = True):
+                 own_accounts: bool = True, hooks: Hooks | None = None,
+                 join_hook_cache_s: int = 0):
         super().__init__(NAMESPACE)
         self.app, self.node, self.broker, self.manager = app, node, broker, manager
         self.connections, self.signer, self.metrics = connections, signer, metrics
         self.limits, self.spawn = limits, spawn
         self.app_tokens, self.own_accounts = app_tokens, own_accounts
         self.user_names = validation.ACCOUNT_USERS if app_tokens is None else validation.APP_USERS
+        self.hooks = hooks or Hooks(join=None, send=None, metrics=metrics.hooks,
+                                    max_text_chars=limits.max_text_chars, node=node)
+        self.admission = Admission(broker, self.hooks, join_hook_cache_s)
         self._accepted_in_rooms = metrics.accepted.labels("room")
         self._accepted_directs = metrics.accepted.labels("direct")
         self._events: dict[str, Callable[[Connection, str, Any], Ack]] = {
@@ -205,6 +218,7 @@ class RoomsNamespace(socketio.Namespace):
 
     def on_join(self, connection: Connection, sid: str, payload: Any) -> Ack:
         join = validation.join(payload)
+        admission = self.admission.admit(connection.user, connection.room_grants, join.room)
         local = socketio_room(join.room)
         joined_before = self.in_room(sid, join.room)
         new_here = not self.manager.serves(local)
@@ -213,7 +227,8 @@ class RoomsNamespace(socketio.Namespace):
         try:
             # subscribed before reading: what is stored after this arrives live
             self.server.enter_room(sid, local, namespace=NAMESPACE)
-            joined = self.broker.join(join.room, connection.user, self.connection_id(sid))
+            joined = self.broker.join(join.room, connection.user, self.connection_id(sid),
+                                      admission)
             resumed = self.broker.resume(join.room, join.since)
         except Exception:
             if joined_before:  # still in the room: what was held goes out as it came
@@ -222,6 +237,8 @@ class RoomsNamespace(socketio.Namespace):
                 self.manager.unhold(sid, local)
                 self.server.leave_room(sid, local, namespace=NAMESPACE)
             raise
+        if joined.new_member:
+            self.broker.member_event(join.room, connection.user, "joined")
         if new_here:
             self.broker.start_from(channels.room(join.room), resumed.last_id)
         if join.since:
@@ -232,11 +249,56 @@ class RoomsNamespace(socketio.Namespace):
                 "missed": resumed.messages, "truncated": resumed.truncated, "read": joined.read}
 
     def leave_here(self, connection: Connection, sid: str, room: str) -> None:
+        if self._leave_locally(connection, sid, room):
+            self.broker.leave(room, connection.user, self.connection_id(sid))
+
+    def _leave_locally(self, connection: Connection, sid: str, room: str) -> bool:
+        """Take the connection out of the room's local membership (no more of its events reach
+        it); whether it was in."""
         if connection.typing_at:
             connection.typing_at.pop(room, None)
-        if self.in_room(sid, room):
-            self.server.leave_room(sid, socketio_room(room), namespace=NAMESPACE)
-            self.broker.leave(room, connection.user, self.connection_id(sid))
+        if not self.in_room(sid, room):
+            return False
+        self.server.leave_room(sid, socketio_room(room), namespace=NAMESPACE)
+        return True
+
+    # ---- what other nodes and the app tell this node (control messages) ------------------------
+
+    def on_control(self, body: dict[str, Any]) -> None:
+        """A control message on a channel this node serves: a user `left` a room on another
+        connection; `disconnect` these connections (a log-out); the app `removed` a user from a
+        room, or ends a user's connections (`disconnect_user`: app_control.py)."""
+        if "left" in body:
+            self.left_elsewhere(body["left"])
+        for target in body.get("disconnect", []):
+            self.disconnect_here(target)
+        if app_control.REMOVED in body:
+            self.removed_here(body[app_control.REMOVED])
+        if app_control.DISCONNECT_USER in body:
+            self.disconnect_user_here(body[app_control.DISCONNECT_USER])
+
+    def removed_here(self, body: dict[str, Any]) -> None:
+        """The app removed a user from a room: each of the user's connections here leaves it
+        (nothing more of the room reaches it) and receives `removed {room, reason}`."""
+        user, room, reason = str(body.get("user")), str(body.get("room")), body.get("reason")
+        for sid in self.manager.connections_in(user_room(user)):
+            connection = self.connections.get(sid)
+            if connection is None:
+                continue
+            was_in = self._leave_locally(connection, sid, room)
+            self.server.emit("removed", {"room": room, "reason": str(reason)}, to=sid,
+                             namespace=NAMESPACE)
+            if was_in:
+                self.broker.leave(room, user, self.connection_id(sid))
+
+    def disconnect_user_here(self, body: dict[str, Any]) -> None:
+        """The app ends a user's connections: each one here receives `expired {reason}` and is
+        disconnected."""
+        user, reason = str(body.get("user")), str(body.get("reason"))
+        for sid in self.manager.connections_in(user_room(user)):
+            if self.connections.get(sid) is not None:
+                self.server.emit("expired", {"reason": reason}, to=sid, namespace=NAMESPACE)
+                self.server.disconnect(sid, namespace=NAMESPACE)
 
     def left_elsewhere(self, body: dict[str, Any]) -> None:
         """The user left a room on one connection: its others, on this node, leave it too (a
@@ -255,16 +317,24 @@ class RoomsNamespace(socketio.Namespace):
 
     def on_leave(self, connection: Connection, sid: str, payload: Any) -> Ack:
         room = validation.room_only(payload)
-        self.broker.end_membership(room, connection.user)
+        was_member = self.broker.end_membership(room, connection.user)
         self.leave_here(connection, sid, room)
         # membership ended: the user's other connections leave it too
         self.broker.control(channels.user(connection.user), {"left": {
             "user": connection.user, "room": room, "from": self.connection_id(sid)}})
+        if was_member:
+            self.broker.member_event(room, connection.user, "left")
         return {"ok": True, "room": room}
 
-    def on_presence(self, _connection: Connection, _sid: str, payload: Any) -> Ack:
+    def on_presence(self, connection: Connection, sid: str, payload: Any) -> Ack:
         room = validation.room_only(payload)
+        self.check_read(connection, sid, room)
         return {"ok": True, "room": room, "members": self.broker.present(room)}
+
+    def check_read(self, connection: Connection, sid: str, room: str) -> None:
+        """A connection in the room may read it; another must be admitted (admission.py)."""
+        if not self.in_room(sid, room):
+            self.admission.check_read(connection.user, connection.room_grants, room)
 
     def on_rooms(self, connection: Connection, _sid: str, payload: Any) -> Ack:
         validation.no_fields(payload)
@@ -293,21 +363,35 @@ class RoomsNamespace(socketio.Namespace):
         send = validation.send(payload, self.limits.max_text_chars)
         if not self.in_room(sid, send.room):
             raise ServiceError("forbidden", f"join room {send.room} before sending to it")
+        text = send.text
+        if self.hooks.asks_sends:
+            if send.client_id is not None and (first := self.broker.find_sent(
+                    send.room, connection.user, send.client_id)) is not None:
+                return stored_answer(first)  # stored before: the hook was asked then
+            text = self.hooks.send(connection.user, send.room, send.text, send.client_id)
         with self.metrics.publish_seconds.time():
-            stored = self.broker.publish(send.room, connection.user, send.text, send.client_id)
+            stored = self.broker.publish(send.room, connection.user, text, send.client_id,
+                                         enforce_rules=True)
         self._accepted_in_rooms.inc()
-        return {"ok": True, "id": stored.id, "ts": stored.ts}
+        return stored_answer(stored)
 
     def on_direct(self, connection: Connection, sid: str, payload: Any) -> Ack:
         direct = validation.direct(payload, self.limits.max_text_chars, self.user_names)
+        text = direct.text
+        if self.hooks.asks_sends:
+            if direct.client_id is not None and (first := self.broker.find_direct(
+                    connection.user, direct.to, direct.client_id)) is not None:
+                return stored_answer(first)
+            text = self.hooks.direct(connection.user, direct.to, direct.text, direct.client_id)
         with self.metrics.publish_seconds.time():
-            stored = self.broker.direct(connection.user, direct.to, direct.text,
+            stored = self.broker.direct(connection.user, direct.to, text,
                                         direct.client_id, self.connection_id(sid))
         self._accepted_directs.inc()
-        return {"ok": True, "id": stored.id, "ts": stored.ts}
+        return stored_answer(stored)
 
-    def on_history(self, _connection: Connection, _sid: str, payload: Any) -> Ack:
+    def on_history(self, connection: Connection, sid: str, payload: Any) -> Ack:
         query = validation.history(payload)
+        self.check_read(connection, sid, query.room)
         return {"ok": True, "room": query.room,
                 "messages": self.broker.history(query.room, query.before, query.limit)}
 
@@ -362,3 +446,7 @@ class RoomsNamespace(socketio.Namespace):
         self.connections.extend(sid, connection, claims.expires_at)
         connection.room_grants = claims.room_grants  # the newest token's
         return {"ok": True, "expires_in": max(0, int(claims.expires_at - time.time()))}
+
+
+def stored_answer(stored: Stored) -> Ack:
+    return {"ok": True, "id": stored.id, "ts": stored.ts}

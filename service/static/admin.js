@@ -34,7 +34,14 @@
     [redisState, (n) => redisState(n) !== "up"],
     [(n) => (n.draining ? "draining" : n.cut_off ? "cut off" : "serving"),
      (n) => n.draining || n.cut_off],
+    [hookCalls],
   ];
+
+  // the app's join and send hooks, since the node started: "-" when none is set
+  function hookCalls(n) {
+    if (!n.hooks) return "-";
+    return n.hooks.calls + " calls, " + n.hooks.failed + " failed";
+  }
 
   // Redis as one node sees it: unreachable masters, writes acknowledged after fewer replicas than
   // asked (degraded), masters out of memory (full)

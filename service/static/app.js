@@ -764,6 +764,21 @@
     v.typing.set(t.user, setTimeout(() => stopTyping(v, t.user), TYPING_SHOWN_MS));
     if (v.key === current) renderTyping();
   });
+  // The app took this user out of a room (on every device): the room leaves the list, with a
+  // notice; its unsent messages are dropped (the server refuses them now).
+  socket.on('removed', (r) => {
+    const key = '#' + r.room;
+    if (!views.has(key)) return; // not a room of this page: nothing to take out
+    for (const entry of Array.from(outbox.values())) {
+      if (entry.key !== key) continue;
+      clearTimeout(entry.timer);
+      outbox.delete(entry.clientId);
+    }
+    views.delete(key);
+    if (current === key) showSomething();
+    else renderNav();
+    notice('You were removed from #' + r.room + (r.reason ? ': ' + r.reason : '') + '.');
+  });
   socket.on('presence', (p) => {
     const v = views.get('#' + p.room);
     if (!v) return;

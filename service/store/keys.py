@@ -4,8 +4,9 @@ Redis Cluster puts a key in the hash slot of its hash tag, the part between the 
 `}`. A script may only touch keys of one slot, and a shard channel lives in a slot too, so
 everything a single script step needs shares one tag:
 
-- a room: its stream, retention and gap markers, presence hashes, members, read positions and
-  channel: `{<room>}`;
+- a room: its stream, retention and gap markers, presence hashes, members, read positions,
+  channel, and the rules the app set for it (private, read-only, who may join and send, the join
+  hook's remembered answers): `{<room>}`;
 - a user: the account, the inbox stream, the conversations and their read positions, the rooms
   it is a member of and the user's channel: `{<user>}`;
 - a node: its registry entry, the rooms it holds presence in and its reaper lease: `{<node>}`;
@@ -64,6 +65,33 @@ def room_reads(room: str) -> str:
 
 def room_channel(room: str) -> str:
     return f"room:{{{room}}}:ch"
+
+
+def room_rules(room: str) -> str:
+    """Hash: the rules the app set for the room (`PUT /api/rooms/{room}`): `private` and
+    `read_only`, '1' or '0' (absent: ROOMS_DEFAULT, and not read-only); and `out:<user>` for each
+    user the app removed from the room who has not joined it again since (lua/append.lua refuses
+    that user's sends at once, on every node)."""
+    return f"room:{{{room}}}:rules"
+
+
+def room_allowed(room: str) -> str:
+    """Set: the users the app added as members of the room (`PUT .../members/{user}`); a private
+    room admits them. Not `room_members`, which is who joined (unread counts start there)."""
+    return f"room:{{{room}}}:allowed"
+
+
+def room_admitted(room: str) -> str:
+    """Set: the users who may send to the room while it is private: those the app added, and
+    those a join admitted by their token's `rooms` claim or the join hook. A DELETE of the member
+    takes them out; lua/append.lua reads it with the send."""
+    return f"room:{{{room}}}:admitted"
+
+
+def room_join_allowed(room: str, user: str) -> str:
+    """The join hook's `allow: true` for `user` in the room, kept JOIN_HOOK_CACHE_S (every node
+    reads it; a DELETE of the member deletes it)."""
+    return f"room:{{{room}}}:hook:{user}"
 
 
 def account(user: str) -> str:

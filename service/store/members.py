@@ -60,11 +60,19 @@ class Members:
         with redis_errors():
             self.scripts.bookkeeping("SADD", keys.user_rooms(user), room)
 
-    def leave(self, room: str, user: str) -> None:
-        """End the user's membership of the room and forget its read position there."""
+    def leave(self, room: str, user: str) -> bool:
+        """End the user's membership of the room, forget its read position there and its
+        admission to send while the room is private (rules.py); whether it was a member."""
         with redis_errors():
-            self.client.hdel(keys.room_members(room), user)
+            was = self.client.hdel(keys.room_members(room), user)
             self.client.hdel(keys.room_reads(room), user)
+            self.client.srem(keys.room_admitted(room), user)
+            self.client.srem(keys.user_rooms(user), room)
+        return bool(was)
+
+    def unlist(self, user: str, room: str) -> None:
+        """Take the room off the user's list (after the room's side ended the membership)."""
+        with redis_errors():
             self.client.srem(keys.user_rooms(user), room)
 
     def is_member(self, room: str, user: str) -> bool:

@@ -22,8 +22,16 @@ Guarantees
 - Sending twice is safe: a repeat of a client_id by the same user, to the same room (or the
   same recipient), within IDEMPOTENCY_S, is answered with the first id; nothing new is stored or
   published. The record lives in the stream's slot and is written by the same script.
+  `find_sent` and `find_direct` read it, so that a retry is answered without asking the send hook
+  again.
+- A user's room message (`publish(..., enforce_rules=True)`) is stored only if the room's rules
+  allow it when the script runs (rules.py): not read-only, not private unless the user is
+  admitted, and the user not removed since it joined; else ServiceError('forbidden') and nothing
+  is stored. The app's own posts (the HTTP API) skip the rules.
 - A direct message goes to an account (its key is checked in the script that stores it) or,
   with `app_users`, to any user name: an app's users have no account here.
+- A direct message from the app (`direct_from_app`, from `api`) is kept in the recipient's inbox
+  only: `api` has no inbox.
 - A direct message is kept in the recipient's inbox and in the sender's, and published on each
   user's channel; the sender's connection that sent it is skipped (its answer carries the id).
   Each copy has an id of its own inbox; the sender's takes the recipient's id whenever that is
@@ -44,7 +52,12 @@ from .scripts import Scripts
 
 RESUME_LIMIT = 500
 IDEMPOTENCY_S = 600  # a repeated client_id is answered with the first id for this long
-
+APP = "api"  # who the app's own messages are from (the HTTP API)
+REFUSED = {  # why lua/append.lua refused a user's send -> what the user is told
+    "removed": "you were removed from room {room}",
+    "read_only": "room {room} is read-only",
+    "private": "room {room} is private and you are not a member",
+}
 
 
 @dataclass(frozen=True)
@@ -93,22 +106,26 @@ def direct_message(entry: Any) -> dict[str, Any]:
 
 
 class Messages:
-    def __init__(self, client: Any, scripts: Scripts, node: str, history_max: int, *,
-                 app_users: bool = False):
+    def __init__(self, client: Any, scripts: Scripts, node: str, history_max: int,
+                 default_private: bool = False, *, app_users: bool = False):
         self.client = client
         self.scripts = scripts
         self.node = node
         self.history_max = history_max
         self.app_users = app_users  # any user name is a recipient, not only accounts
+        self.default_private = default_private  # ROOMS_DEFAULT: rules.py
 
     def _append(self, stream: str, meta: str, channel: str, event: str, data: dict[str, Any],
                 fields: list[str], client_id: str | None, sent_key: str | None, *,
                 must_exist: str | None = None, skip: str | None = None,
                 same_id_as: str | None = None,
-                conversation: tuple[str, str] | None = None) -> Stored | None:
+                conversation: tuple[str, str] | None = None,
+                rules_for: tuple[str, str] | None = None) -> Stored | None:
         """Run lua/append.lua; None when `must_exist` does not exist. With `same_id_as`, the
         entry takes that id if it is newer than the stream's newest (else a new one). With
-        `conversation` (owner, other), it is copied into their conversation too."""
+        `conversation` (owner, other), it is copied into their conversation too. With `rules_for`
+        (room, sender), the room's rules must allow the sender (else ServiceError('forbidden')).
+        """
         if client_id is not None:
             data = {**data, "client_id": client_id}
             fields = [*fields, "c", client_id]
@@ -123,27 +140,71 @@ class Messages:
                       keys.conversation_unread(owner)]
         else:
             keys_ += [stream, stream, stream]
+        sender = ""
+        if rules_for is not None:
+            room, sender = rules_for
+            keys_ += [keys.room_rules(room), keys.room_admitted(room)]
+        else:
+            keys_ += [stream, stream]
         pieces = bus_format.stored_template(event, data, skip=skip)
         with redis_errors():
             reply = self.scripts.run(
                 "append", keys_,
                 [self.history_max, "1" if must_exist else "0", "1" if idempotent else "0",
-                 IDEMPOTENCY_S, same_id_as or "*", other, unread, *pieces, *fields],
+                 IDEMPOTENCY_S, same_id_as or "*", other, unread, *pieces, sender,
+                 "1" if self.default_private else "0", *fields],
                 replicated=True)
         if not reply:
             return None
         message_id = reply[0]
+        if message_id == "forbidden" and rules_for is not None:
+            raise ServiceError("forbidden", REFUSED[reply[1]].format(room=rules_for[0]))
         return Stored(message_id, parse_id(message_id)[0])
 
-    def publish(self, room: str, user: str, text: str, client_id: str | None) -> Stored:
+    def publish(self, room: str, user: str, text: str, client_id: str | None, *,
+                enforce_rules: bool = False) -> Stored:
         """Store a room message and publish it on the room's channel, atomically; a repeat of a
-        client_id (same user and room, within IDEMPOTENCY_S) answers the first id instead."""
+        client_id (same user and room, within IDEMPOTENCY_S) answers the first id instead. With
+        `enforce_rules` (a user's send), ServiceError('forbidden') when the room's rules refuse
+        the user, and nothing is stored."""
         sent = keys.room_sent(room, user, client_id) if client_id is not None else None
         stored = self._append(
             keys.room_log(room), keys.room_meta(room), keys.room_channel(room), "message",
             {"room": room, "user": user, "text": text, "node": self.node},
-            ["u", user, "t", text, "n", self.node], client_id, sent)
+            ["u", user, "t", text, "n", self.node], client_id, sent,
+            rules_for=(room, user) if enforce_rules else None)
         assert stored is not None
+        return stored
+
+    def find_sent(self, room: str, user: str, client_id: str) -> Stored | None:
+        """The answer a `send` of `client_id` by `user` to `room` already got, if it was stored
+        within IDEMPOTENCY_S."""
+        return self._sent(keys.room_sent(room, user, client_id))
+
+    def find_direct(self, sender: str, recipient: str, client_id: str) -> Stored | None:
+        """The answer a `direct` of `client_id` already got (the sender's copy, stored last)."""
+        return self._sent(keys.inbox_sent(sender, sender, recipient, client_id))
+
+    def _sent(self, key: str) -> Stored | None:
+        with redis_errors():
+            first = self.client.get(key)
+        return None if first is None else Stored(first, parse_id(first)[0])
+
+    def direct_from_app(self, recipient: str, text: str, client_id: str | None) -> Stored:
+        """A direct message from the app (`api`) to `recipient`: kept in the recipient's inbox
+        and its conversation with `api`, published on its channel. Idempotent by `client_id`
+        like `direct`; ServiceError('not_found') for a recipient without an account, unless
+        `app_users`."""
+        data = {"from": APP, "to": recipient, "text": text, "node": self.node}
+        stored = self._append(
+            keys.inbox(recipient), keys.inbox_meta(recipient), keys.user_channel(recipient),
+            "direct", data, ["f", APP, "to", recipient, "t", text, "n", self.node], client_id,
+            keys.inbox_sent(recipient, APP, recipient, client_id) if client_id is not None
+            else None,
+            must_exist=None if self.app_users else keys.account(recipient),
+            conversation=(recipient, APP))
+        if stored is None:
+            raise ServiceError("not_found", f"no user named {recipient}")
         return stored
 
     def direct(self, sender: str, recipient: str, text: str, client_id: str | None,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+from ..errors import ServiceError
 from ..primitives import bus_format
 from . import keys
 from .failures import redis_errors
@@ -21,6 +22,7 @@ from .scripts import Scripts
 class Joined(NamedTuple):
     members: list[str]  # present in the room across the cluster, sorted
     read: str | None  # the user's last-read id in the room
+    new_member: bool = False  # the user became a member with this join
 
 
 class Presence:
@@ -36,17 +38,25 @@ class Presence:
     def _room_keys(room: str) -> list[str]:
         return [keys.room_connections(room), keys.room_users(room), keys.room_channel(room)]
 
-    def join(self, room: str, user: str, sid: str, *, member: bool = False) -> Joined:
+    def join(self, room: str, user: str, sid: str, *, member: bool = False,
+             admission: str = "") -> Joined:
         """Mark the connection present (announcing the user if new); with `member`, make the
-        user a member of the room as well (members.py), in the same step."""
+        user a member of the room as well (members.py), in the same step. `admission` says how
+        a private room admitted the user (lua/join.lua: `member`, `granted`; '' for a public
+        room); a `member` the app no longer lists is refused (ServiceError('forbidden')) and
+        nothing is done."""
         frame = bus_format.event("presence", {"room": room, "user": user, "action": "join"})
         with redis_errors():
             self.scripts.bookkeeping("SADD", keys.node_rooms(self.node), room)
-            members, read = self.scripts.run(
+            reply = self.scripts.run(
                 "join", [*self._room_keys(room), keys.room_members(room), keys.room_reads(room),
-                         keys.room_log(room)],
-                [self._field(sid), user, frame, "1" if member else "0"])
-        return Joined(sorted(members), read or None)
+                         keys.room_log(room), keys.room_rules(room), keys.room_allowed(room),
+                         keys.room_admitted(room)],
+                [self._field(sid), user, frame, "1" if member else "0", admission])
+        if reply == "forbidden":
+            raise ServiceError("forbidden", f"room {room} is private and you are not a member")
+        members, read, new_member = reply
+        return Joined(sorted(members), read or None, bool(new_member))
 
     def leave(self, room: str, user: str, sid: str) -> None:
         """Remove the connection's presence; announces the user's leave with its last one."""

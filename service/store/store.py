@@ -7,6 +7,7 @@ own guarantees:
   order equal to stored order, resuming without a silent gap, acknowledged after replicas;
 - `presence` (presence.py): who is in a room across the cluster;
 - `members` (members.py): room membership and read positions, on every device;
+- `rules` (rules.py): rooms the app controls: private, read-only, the members it added;
 - `conversations` (conversations.py): direct conversations, their history and read positions;
 - `nodes` (nodes.py): the node registry and reaping dead nodes' presence;
 - `health` (health.py): every master as this node sees it (reachable, replicas in sync, memory
@@ -38,6 +39,7 @@ from .messages import Messages
 from .migrate import migrate_layout
 from .nodes import NodeRegistry
 from .presence import Presence
+from .rules import RoomRules
 from .scripts import Scripts
 from .sessions import Sessions
 from .topology import RedisTarget, Topology
@@ -47,7 +49,7 @@ class Store:
     def __init__(self, target: RedisTarget, node: str, history_max: int,
                  async_mode: str = "gevent", ack_replicas: int = 0,
                  ack_timeout_ms: int = 500, ack_min_replicas: int = 0, *,
-                 app_users: bool = False):
+                 app_users: bool = False, rooms_default_private: bool = False):
         self.node = node
         self.topology = Topology(target, node, async_mode)
         self.client = self.topology.client
@@ -57,7 +59,8 @@ class Store:
                                health=self.health)
         self.accounts = Accounts(self.client)
         self.messages = Messages(self.client, self.scripts, node, history_max,
-                                 app_users=app_users)
+                                 rooms_default_private, app_users=app_users)
+        self.rules = RoomRules(self.client, self.scripts, rooms_default_private)
         self.presence = Presence(self.client, self.scripts, node)
         self.members = Members(self.client, self.scripts)
         self.conversations = Conversations(self.client, self.scripts, self.messages,

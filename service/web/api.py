@@ -1,4 +1,5 @@
-"""HTTP API for programs: publish to a room, read a room, see the cluster."""
+"""HTTP API for programs: publish to a room, read a room, see the cluster. The app's own calls
+(rooms' rules and members, users) are app_api.py's."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 from flask import Blueprint, Flask, request
 
 from ..errors import ServiceError
-from ..realtime import validation
+from ..realtime import admission, validation
 from .auth import bearer_identity
 from .context import current
 from .http_errors import json_body
@@ -32,11 +33,14 @@ def publish(room: str) -> tuple[dict[str, Any], int]:
 
 @bp.get("/rooms/<room>/messages")
 def read(room: str) -> dict[str, Any]:
-    bearer_identity()
+    identity = bearer_identity()
     room = validation.room_name(room)
     after = validation.message_id(request.args.get("after"), "after")
     limit = validation.limit(request.args.get("limit"))
-    return {"room": room, "messages": current().broker.after(room, after, limit)}
+    broker = current().broker
+    if identity != "api":  # a user reads a private room only if it was admitted there
+        admission.check_read(broker.access(room, identity), (), room)
+    return {"room": room, "messages": broker.after(room, after, limit)}
 
 
 @bp.get("/cluster")

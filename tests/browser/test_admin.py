@@ -68,6 +68,9 @@ def test_an_operator_sees_every_node_and_live_charts(pages, cluster, room):
         for node in NODES:
             expect(page.locator(f'#nodes tbody tr[data-node="{node}"]')).to_have_count(1)
         expect(page.locator("#total-nodes")).to_have_text(str(len(NODES)))
+        expect(page.locator("#nodes thead th").last).to_have_text("hooks")
+        expect(page.locator('#nodes tbody tr[data-node="node-1"] td').last).to_have_text(
+            "-")  # no hook is set on this cluster (with one: "12 calls, 0 failed")
         expect(page.locator("#redis tbody tr").first).to_contain_text("up")
         expect(page.locator("#updated")).to_contain_text("live")
         polls = wait_for_polls(page, 3)

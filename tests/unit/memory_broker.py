@@ -20,6 +20,7 @@ from service.store.conversations import Conversation
 from service.store.members import ReadMoved, RoomState
 from service.store.messages import IDEMPOTENCY_S, RESUME_LIMIT, Resumed, Stored
 from service.store.presence import Joined
+from service.store.rules import Access, Rules
 
 UNREAD_MAX = 1000
 
@@ -34,9 +35,16 @@ class Stream:
 
 
 class MemoryBroker:
-    def __init__(self, node: str, users: set[str], history_max: int = 10_000, *,
-                 app_users: bool = False):
+    def __init__(self, node: str, users: set[str], history_max: int = 10_000,
+                 default_private: bool = False, *, app_users: bool = False):
         self.node = node
+        self.default_private = default_private
+        self.rules_: dict[str, dict[str, bool]] = {}  # room -> private, read_only as set
+        self.added: dict[str, set[str]] = {}  # room -> users the app added
+        self.admitted: dict[str, set[str]] = {}  # room -> users who may send while private
+        self.removed: dict[str, set[str]] = {}  # room -> removed, not joined since
+        self.hook_allowed: dict[tuple[str, str], float] = {}  # (room, user) -> until
+        self.member_events: list[tuple[str, str, str]] = []  # (room, user, action)
         self.users = users  # the accounts that exist
         self.app_users = app_users  # app JWTs are on: any user name is a user
         self.history_max = history_max
@@ -91,10 +99,20 @@ class MemoryBroker:
 
     # ---- messages ----------------------------------------------------------------------------
 
-    def publish(self, room: str, user: str, text: str, client_id: str | None) -> Stored:
+    def publish(self, room: str, user: str, text: str, client_id: str | None, *,
+                enforce_rules: bool = False) -> Stored:
         key = ("room", room, user, client_id)
         if client_id is not None and (first := self._repeat(key)):
             return first
+        if enforce_rules:
+            rules = self.rules(room)
+            if user in self.removed.get(room, set()):
+                raise ServiceError("forbidden", f"you were removed from room {room}")
+            if rules.read_only:
+                raise ServiceError("forbidden", f"room {room} is read-only")
+            if rules.private and user not in self.admitted.get(room, set()):
+                raise ServiceError("forbidden", f"room {room} is private and you are not a "
+                                   "member")
         message_id = self._next_id()
         data = {"id": message_id, "room": room, "user": user, "text": text,
                 "ts": parse_id(message_id)[0], "node": self.node}
@@ -128,6 +146,31 @@ class MemoryBroker:
                 self.unread[(owner, other)] = self.unread.get((owner, other), 0) + 1
             skip = connection if owner == sender else None
             self._publish_stored(channels.user(owner), "direct", data, skip)
+        stored = Stored(message_id, parse_id(message_id)[0])
+        if client_id is not None:
+            self.sent[key] = (stored, time.time())
+        return stored
+
+    def find_sent(self, room: str, user: str, client_id: str) -> Stored | None:
+        return self._repeat(("room", room, user, client_id))
+
+    def find_direct(self, sender: str, recipient: str, client_id: str) -> Stored | None:
+        return self._repeat(("direct", sender, recipient, client_id))
+
+    def direct_from_app(self, recipient: str, text: str, client_id: str | None) -> Stored:
+        if recipient not in self.users:
+            raise ServiceError("not_found", f"no user named {recipient}")
+        key = ("direct", "api", recipient, client_id)
+        if client_id is not None and (first := self._repeat(key)):
+            return first
+        message_id = self._next_id()
+        data = {"id": message_id, "from": "api", "to": recipient, "text": text,
+                "ts": parse_id(message_id)[0], "node": self.node}
+        if client_id is not None:
+            data["client_id"] = client_id
+        self._append(self.inboxes.setdefault(recipient, Stream()), data, message_id)
+        self._append(self.talks.setdefault((recipient, "api"), Stream()), data, message_id)
+        self._publish_stored(channels.user(recipient), "direct", data)
         stored = Stored(message_id, parse_id(message_id)[0])
         if client_id is not None:
             self.sent[key] = (stored, time.time())
@@ -181,9 +224,15 @@ class MemoryBroker:
 
     # ---- presence and membership -------------------------------------------------------------
 
-    def join(self, room: str, user: str, connection: str) -> Joined:
+    def join(self, room: str, user: str, connection: str, admission: str = "") -> Joined:
+        if admission == "member" and user not in self.added.get(room, set()):
+            raise ServiceError("forbidden", f"room {room} is private and you are not a member")
+        if admission:
+            self.admitted.setdefault(room, set()).add(user)
+        self.removed.get(room, set()).discard(user)
         self.user_rooms.setdefault(user, set()).add(room)
         members = self.members.setdefault(room, {})
+        new_member = user not in members
         members.setdefault(user, self.rooms_.get(room, Stream()).newest() or "0-0")
         present = self.present_.setdefault(room, {})
         first = user not in present.values()
@@ -191,7 +240,7 @@ class MemoryBroker:
         if first:
             self.event(channels.room(room), "presence",
                        {"room": room, "user": user, "action": "join"}, None)
-        return Joined(sorted(set(present.values())), self.reads.get((room, user)))
+        return Joined(sorted(set(present.values())), self.reads.get((room, user)), new_member)
 
     def leave(self, room: str, user: str, connection: str) -> None:
         present = self.present_.get(room, {})
@@ -202,10 +251,12 @@ class MemoryBroker:
     def present(self, room: str) -> list[str]:
         return sorted(set(self.present_.get(room, {}).values()))
 
-    def end_membership(self, room: str, user: str) -> None:
-        self.members.get(room, {}).pop(user, None)
+    def end_membership(self, room: str, user: str) -> bool:
+        self.admitted.get(room, set()).discard(user)
+        was = self.members.get(room, {}).pop(user, None) is not None
         self.reads.pop((room, user), None)
         self.user_rooms.get(user, set()).discard(room)
+        return was
 
     def rooms(self, user: str) -> list[RoomState]:
         states = []
@@ -235,6 +286,46 @@ class MemoryBroker:
         if user not in self.members.get(room, {}):
             raise ServiceError("forbidden", f"join room {room} before marking it read")
         return self._move((room, user), self.rooms_.get(room, Stream()), message_id)
+
+    # ---- rooms the app controls -------------------------------------------------------------
+
+    def rules(self, room: str) -> Rules:
+        rules = self.rules_.get(room, {})
+        return Rules(rules.get("private", self.default_private), rules.get("read_only", False))
+
+    def set_rules(self, room: str, private: bool | None, read_only: bool | None) -> Rules:
+        rules = self.rules_.setdefault(room, {})
+        for name, value in (("private", private), ("read_only", read_only)):
+            if value is not None:
+                rules[name] = value
+        return self.rules(room)
+
+    def access(self, room: str, user: str) -> Access:
+        return Access(self.rules(room), user in self.added.get(room, set()),
+                      user in self.admitted.get(room, set()),
+                      self.hook_allowed.get((room, user), 0) > time.monotonic())
+
+    def add_member(self, room: str, user: str) -> None:
+        self.added.setdefault(room, set()).add(user)
+        self.admitted.setdefault(room, set()).add(user)
+
+    def remove_member(self, room: str, user: str) -> None:
+        was = (user in self.added.get(room, set()) or user in self.admitted.get(room, set())
+               or user in self.members.get(room, {}))
+        self.added.get(room, set()).discard(user)
+        self.admitted.get(room, set()).discard(user)
+        self.hook_allowed.pop((room, user), None)
+        self.members.get(room, {}).pop(user, None)
+        self.reads.pop((room, user), None)
+        self.user_rooms.get(user, set()).discard(room)
+        if was:
+            self.removed.setdefault(room, set()).add(user)
+
+    def remember_join(self, room: str, user: str, ttl_s: int) -> None:
+        self.hook_allowed[(room, user)] = time.monotonic() + ttl_s
+
+    def member_event(self, room: str, user: str, action: str) -> None:
+        self.member_events.append((room, user, action))
 
     # ---- conversations -----------------------------------------------------------------------
 

@@ -66,11 +66,13 @@ class Client:
 
 class Harness:
     def __init__(self, limits: Limits, *, app_tokens: AppTokens | None = None,
-                 own_accounts: bool = True):
+                 own_accounts: bool = True, hooks: Any = None, join_hook_cache_s: int = 0,
+                 default_private: bool = False):
         self.app = Flask(__name__)
         self.app.config.update(SECRET_KEY="test-secret-key-long", SESSION_COOKIE_NAME="rooms")
         LoginManager(self.app).user_loader(lambda _name: None)  # no browser session here
         self.broker = MemoryBroker(NODE, users={"alice", "bob", "carol"},
+                                   default_private=default_private,
                                    app_users=app_tokens is not None)
         self.manager = RoomsManager(self.broker.subscribe, self.broker.unsubscribe)
         self.server = socketio.Server(client_manager=self.manager, async_mode="threading")
@@ -80,7 +82,8 @@ class Harness:
             app=self.app, node=NODE, broker=self.broker, manager=self.manager,
             connections=self.connections, signer=self.signer, metrics=Metrics(), limits=limits,
             spawn=lambda target, *args, **kwargs: target(*args, **kwargs),
-            app_tokens=app_tokens, own_accounts=own_accounts)
+            app_tokens=app_tokens, own_accounts=own_accounts, hooks=hooks,
+            join_hook_cache_s=join_hook_cache_s)
         self.server.register_namespace(self.namespace)
         self.broker.deliver = self.manager.deliver
         self.broker.on_control = self.on_control
@@ -88,8 +91,7 @@ class Harness:
         self._next = 0
 
     def on_control(self, body: dict[str, Any]) -> None:
-        if "left" in body:
-            self.namespace.left_elsewhere(body["left"])
+        self.namespace.on_control(body)
 
     def connect(self, user: str | None = "alice", auth: Any = "token") -> Client:
         self._next += 1

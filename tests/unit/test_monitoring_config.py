@@ -45,6 +45,8 @@ NODE_METRICS = {
     "rooms_redis_oom_refusals_total": "counter",
     "rooms_cut_off": "gauge",
     "rooms_handed_over_total": "counter",
+    "rooms_hook_calls_total": "counter",
+    "rooms_hook_seconds": "histogram",
 }
 # What the nginx exporter makes of stub_status (the same names in 0.11 and 1.x).
 NGINX_METRICS = {

@@ -7,13 +7,21 @@
 -- KEYS[6] the conversation's stream, KEYS[7] the owner's conversations and KEYS[8] its unread
 -- counts, when ARGV[6] names the other user of a direct message (the entry is copied there
 -- with the same id, and counted unread when ARGV[7] is '1': the other user sent it)
+-- KEYS[9] the room's rules hash and KEYS[10] its admitted senders, when ARGV[12] names a sender
+-- whose send the room's rules must allow
 -- (unused KEYS repeat KEYS[1]; every key is in the stream's slot)
 -- ARGV[1] maxlen, ARGV[2] check KEYS[4], ARGV[3] idempotent by KEYS[5] (for ARGV[4] seconds),
 -- ARGV[5] the id to take if it is newer than the stream's newest, else '*' (a new one),
 -- ARGV[6] the other user of a direct message, or '', ARGV[7] '1' to count it unread,
--- ARGV[8..11] the frame's pieces (bus/message.py: stored_template), ARGV[12..] field, value pairs
--- Returns {id, 1 if it was new} or false when KEYS[4] does not exist. A repeat within the window
--- returns the first id and stores and publishes nothing.
+-- ARGV[8..11] the frame's pieces (bus/message.py: stored_template),
+-- ARGV[12] the sender whose send the room's rules must allow, or '' (the app's own posts),
+-- ARGV[13] '1' when a room without a `private` rule is private (ROOMS_DEFAULT),
+-- ARGV[14..] field, value pairs
+-- Returns {id, 1 if it was new}, false when KEYS[4] does not exist, or {'forbidden', why} (why:
+-- `removed`, `read_only`, `private`) when the rules refuse the sender. A repeat within the window
+-- returns the first id and stores and publishes nothing (a retry is answered even if the rules
+-- changed since). The rules cost a public room one HMGET: they are read here, with the append,
+-- so that a rule or a removal that Redis took before the send always applies to it.
 -- Meta: `created` the first id of this stream (a stream that is gone and starts again gets a new
 -- one), `trimmed` the newest id retention dropped, `rid` the replication id of the master that
 -- wrote last, and `gap` the first id written after a failover: when this master is the replica
@@ -26,6 +34,14 @@ if ARGV[3] == '1' then
   if first then
     redis.call('SET', KEYS[5], first, 'KEEPTTL')  -- a write, so a WAIT after it covers the first
     return {first, 0}
+  end
+end
+if ARGV[12] ~= '' then
+  local rules = redis.call('HMGET', KEYS[9], 'private', 'read_only', 'out:' .. ARGV[12])
+  if rules[3] then return {'forbidden', 'removed'} end
+  if rules[2] == '1' then return {'forbidden', 'read_only'} end
+  if (rules[1] or ARGV[13]) == '1' and redis.call('SISMEMBER', KEYS[10], ARGV[12]) == 0 then
+    return {'forbidden', 'private'}
   end
 end
 local fresh = redis.call('EXISTS', KEYS[1]) == 0
@@ -47,10 +63,10 @@ if seen and (fresh or failed_over) then
 end
 local id
 if wanted ~= '*' then
-  local taken = redis.pcall('XADD', KEYS[1], wanted, unpack(ARGV, 12))
+  local taken = redis.pcall('XADD', KEYS[1], wanted, unpack(ARGV, 14))
   if type(taken) == 'string' then id = taken end  -- else not newer than the stream's newest
 end
-id = id or redis.call('XADD', KEYS[1], '*', unpack(ARGV, 12))
+id = id or redis.call('XADD', KEYS[1], '*', unpack(ARGV, 14))
 if fresh then redis.call('HSET', KEYS[2], 'created', id) end
 if ARGV[3] == '1' then redis.call('SET', KEYS[5], id, 'EX', tonumber(ARGV[4])) end
 if seen ~= replid then
@@ -65,9 +81,9 @@ if excess >= 100 then
 end
 local ts = string.match(id, '^(%d+)')
 if ARGV[6] ~= '' then
-  local copied = redis.pcall('XADD', KEYS[6], 'MAXLEN', '~', ARGV[1], id, unpack(ARGV, 12))
+  local copied = redis.pcall('XADD', KEYS[6], 'MAXLEN', '~', ARGV[1], id, unpack(ARGV, 14))
   if type(copied) ~= 'string' then  -- an inbox lost and started again with older ids
-    redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 12))
+    redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[1], '*', unpack(ARGV, 14))
   end
   redis.call('ZADD', KEYS[7], ts, ARGV[6])
   if ARGV[7] == '1' then redis.call('HINCRBY', KEYS[8], ARGV[6], 1) end
