@@ -79,7 +79,7 @@ def room_state(room: str) -> dict[str, Any]:
 @bp.put("/rooms/<room>/members/<user>")
 def add_member(room: str, user: str) -> tuple[str, int]:
     the_app()
-    room, user = validation.room_name(room), validation.user(user, "user")
+    room, user = validation.room_name(room), validation.user(user, "user", validation.APP_USERS)
     app_control.add_member(current().broker, room, user)
     return "", 204
 
@@ -87,7 +87,7 @@ def add_member(room: str, user: str) -> tuple[str, int]:
 @bp.delete("/rooms/<room>/members/<user>")
 def remove_member(room: str, user: str) -> tuple[str, int]:
     the_app()
-    room, user = validation.room_name(room), validation.user(user, "user")
+    room, user = validation.room_name(room), validation.user(user, "user", validation.APP_USERS)
     body = optional_body()
     only_fields(body, ("reason",))
     app_control.remove_member(current().broker, room, user,
@@ -98,7 +98,7 @@ def remove_member(room: str, user: str) -> tuple[str, int]:
 @bp.post("/users/<user>/messages")
 def direct(user: str) -> tuple[dict[str, Any], int]:
     the_app()
-    user = validation.user(user, "user")
+    user = validation.user(user, "user", validation.APP_USERS)
     here = current()
     body = json_body()
     only_fields(body, ("text", "client_id"))
@@ -113,7 +113,7 @@ def direct(user: str) -> tuple[dict[str, Any], int]:
 @bp.post("/users/<user>/disconnect")
 def disconnect(user: str) -> tuple[str, int]:
     the_app()
-    user = validation.user(user, "user")
+    user = validation.user(user, "user", validation.APP_USERS)
     body = optional_body()
     only_fields(body, ("reason",))
     app_control.disconnect_user(current().broker, user,

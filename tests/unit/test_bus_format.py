@@ -58,7 +58,7 @@ def test_anything_else_is_not_a_frame(payload):
 
 @given(st.text(max_size=200), st.dictionaries(st.text(max_size=10), st.integers(), max_size=3))
 def test_any_text_round_trips(text, extra):
-    frame = bus_format.decode(bus_format.event("e", {"text": text, **extra}))
+    frame = bus_format.decode(bus_format.event("e", {**extra, "text": text}))
     assert json.loads(frame.body)[1]["text"] == text
 
 
