@@ -30,12 +30,13 @@ from .conftest import API_KEY, Client, Users
 
 pytestmark = pytest.mark.local_cluster
 
-# this worktree's ports: front door 27080 (its nginx status 27590), Redis 27379 (a Redis
-# Cluster: 27371-27376 and their bus ports), nodes from 27001, the hook receiver 27500
+# ports: front door 27080 (its nginx status 27590), Redis 27379 (a Redis Cluster: 17471-17476,
+# its bus 27471-27476, below the kernel's ephemeral ports), nodes from 27001, the hook receiver
+# 27500
 HOOKS_PORT = 27500
 HOOK_SECRET = "app-rooms-hook-secret-0123456789"
 HOOK_TIMEOUT_S = 3
-REDIS_PORTS = {"single": 27379, "cluster": 27371}
+REDIS_PORTS = {"single": 27379, "cluster": 17471}
 APP = {"Authorization": f"Bearer {API_KEY}"}
 NODES = ("node-1", "node-2")
 
