@@ -70,14 +70,16 @@ def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster | ExternalCluste
 @contextmanager
 def own_cluster(name: str, *, nodes: int, port: int, redis_port: int, node_base_port: int,
                 env: dict[str, str] | None = None, node_command: str = "gunicorn",
-                redis_mode: str = "single", front_doors: int = 1) -> Iterator[Cluster]:
-    """A started cluster with TEST_ENV (plus `env`), its logs in test-results/<name>."""
+                redis_mode: str = "single", front_doors: int = 1,
+                status_port: int | None = None) -> Iterator[Cluster]:
+    """A started cluster with TEST_ENV (plus `env`), its logs in test-results/<name>;
+    `status_port`: the front door's nginx status (default: its port + 1000)."""
     run_dir = RESULTS / name
     shutil.rmtree(run_dir, ignore_errors=True)
     instance = Cluster(nodes=nodes, port=port, front_doors=front_doors, redis_port=redis_port,
                        node_base_port=node_base_port, run_dir=run_dir,
                        env={**TEST_ENV, **(env or {})}, node_command=node_command,
-                       redis_mode=redis_mode)
+                       redis_mode=redis_mode, status_port=status_port)
     instance.start()
     try:
         yield instance

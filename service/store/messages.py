@@ -38,6 +38,8 @@ from ..primitives import bus_format
 from ..primitives.ids import parse_id
 from . import keys
 from .failures import redis_errors
+from .outbox import INBOX, ROOM, Outbox, Webhooks
+from .payloads import direct_message, entry_fields, room_message
 from .scripts import Scripts
 
 RESUME_LIMIT = 500
@@ -61,50 +63,26 @@ class Resumed:
     last_id: str | None
 
 
-def _fields(entry: Any) -> tuple[str, dict[str, str]]:
-    message_id, fields = entry
-    if isinstance(fields, list):  # from Lua: a flat list of field, value
-        fields = dict(zip(fields[::2], fields[1::2], strict=True))
-    return message_id, fields
-
-
-def room_message(room: str, entry: Any) -> dict[str, Any]:
-    """A room's stream entry as the contract's `message` payload."""
-    message_id, fields = _fields(entry)
-    data = {"id": message_id, "room": room, "user": fields.get("u", ""),
-            "text": fields.get("t", ""), "ts": parse_id(message_id)[0],
-            "node": fields.get("n", "")}
-    if "c" in fields:
-        data["client_id"] = fields["c"]
-    return data
-
-
-def direct_message(entry: Any) -> dict[str, Any]:
-    """An inbox entry as the contract's `direct` payload."""
-    message_id, fields = _fields(entry)
-    data = {"id": message_id, "from": fields.get("f", ""), "to": fields.get("to", ""),
-            "text": fields.get("t", ""), "ts": parse_id(message_id)[0],
-            "node": fields.get("n", "")}
-    if "c" in fields:
-        data["client_id"] = fields["c"]
-    return data
-
-
 class Messages:
-    def __init__(self, client: Any, scripts: Scripts, node: str, history_max: int):
+    def __init__(self, client: Any, scripts: Scripts, node: str, history_max: int,
+                 webhooks: Webhooks | None = None):
         self.client = client
         self.scripts = scripts
         self.node = node
         self.history_max = history_max
+        self.webhooks = webhooks or Webhooks(client, scripts, scripts.topology, node, None)
 
     def _append(self, stream: str, meta: str, channel: str, event: str, data: dict[str, Any],
-                fields: list[str], client_id: str | None, sent_key: str | None, *,
-                must_exist: str | None = None, skip: str | None = None,
-                same_id_as: str | None = None,
-                conversation: tuple[str, str] | None = None) -> Stored | None:
-        """Run lua/append.lua; None when `must_exist` does not exist. With `same_id_as`, the
-        entry takes that id if it is newer than the stream's newest (else a new one). With
-        `conversation` (owner, other), it is copied into their conversation too."""
+                fields: list[str], client_id: str | None, sent_key: str | None,
+                outbox: Outbox, *, webhook_event: bool = True, must_exist: str | None = None,
+                skip: str | None = None, same_id_as: str | None = None,
+                conversation: tuple[str, str] | None = None) -> tuple[Stored, bool] | None:
+        """Run lua/append.lua; None when `must_exist` does not exist, else what was stored and
+        whether it set `outbox`'s webhook marker (the caller then indexes it: outbox.py). With
+        `same_id_as`, the entry takes that id if it is newer than the stream's newest (else a
+        new one). With `conversation` (owner, other), it is copied into their conversation too.
+        `webhook_event` False: with webhooks on, the entry is no event (retention still keeps
+        the outbox's undelivered entries)."""
         if client_id is not None:
             data = {**data, "client_id": client_id}
             fields = [*fields, "c", client_id]
@@ -119,27 +97,36 @@ class Messages:
                       keys.conversation_unread(owner)]
         else:
             keys_ += [stream, stream, stream]
+        webhooks = self.webhooks
+        flag = webhooks.flag(webhook_event)
+        outbox_keys = outbox.keys()
+        keys_ += [outbox_keys[2], outbox_keys[1]] if flag != "0" else [stream, stream]
         pieces = bus_format.stored_template(event, data, skip=skip)
         with redis_errors():
             reply = self.scripts.run(
                 "append", keys_,
                 [self.history_max, "1" if must_exist else "0", "1" if idempotent else "0",
-                 IDEMPOTENCY_S, same_id_as or "*", other, unread, *pieces, *fields],
+                 IDEMPOTENCY_S, same_id_as or "*", other, unread, *pieces, flag,
+                 webhooks.retry_ms, outbox.target if outbox.kind == INBOX else "", *fields],
                 replicated=True)
         if not reply:
             return None
         message_id = reply[0]
-        return Stored(message_id, parse_id(message_id)[0])
+        return Stored(message_id, parse_id(message_id)[0]), bool(reply[2])
 
     def publish(self, room: str, user: str, text: str, client_id: str | None) -> Stored:
         """Store a room message and publish it on the room's channel, atomically; a repeat of a
-        client_id (same user and room, within IDEMPOTENCY_S) answers the first id instead."""
+        client_id (same user and room, within IDEMPOTENCY_S) answers the first id instead. With
+        webhooks on, the room's outbox is marked in the same step and indexed after it."""
         sent = keys.room_sent(room, user, client_id) if client_id is not None else None
-        stored = self._append(
+        outbox = Outbox(ROOM, room)
+        appended = self._append(
             keys.room_log(room), keys.room_meta(room), keys.room_channel(room), "message",
             {"room": room, "user": user, "text": text, "node": self.node},
-            ["u", user, "t", text, "n", self.node], client_id, sent)
-        assert stored is not None
+            ["u", user, "t", text, "n", self.node], client_id, sent, outbox)
+        assert appended is not None
+        stored, marked = appended
+        self.webhooks.marked(outbox, marked)
         return stored
 
     def direct(self, sender: str, recipient: str, text: str, client_id: str | None,
@@ -147,7 +134,8 @@ class Messages:
         """Store a direct message in both inboxes and publish each copy on its user's channel;
         returns the sender's copy. A repeat of a client_id (same sender and recipient, within
         IDEMPOTENCY_S) stores nothing new and answers the first. Raises
-        ServiceError('not_found') for an unknown recipient."""
+        ServiceError('not_found') for an unknown recipient. With webhooks on, the recipient's
+        copy is the event (its inbox's outbox is marked with it, and indexed after both)."""
         data = {"from": sender, "to": recipient, "text": text, "node": self.node}
         fields = ["f", sender, "to", recipient, "t", text, "n", self.node]
         sender_fields = [*fields, "x", sender_connection]  # replays skip that connection too
@@ -158,22 +146,28 @@ class Messages:
             return keys.inbox_sent(owner, sender, recipient, client_id)
 
         to_self = sender == recipient
-        received = self._append(
+        outbox = Outbox(INBOX, recipient)
+        appended = self._append(
             keys.inbox(recipient), keys.inbox_meta(recipient), keys.user_channel(recipient),
             "direct", data, sender_fields if to_self else fields, client_id, sent_key(recipient),
-            must_exist=keys.account(recipient), skip=sender_connection if to_self else None,
-            conversation=(recipient, sender))
-        if received is None:
+            outbox, must_exist=keys.account(recipient),
+            skip=sender_connection if to_self else None, conversation=(recipient, sender))
+        if appended is None:
             raise ServiceError("not_found", f"no user named {recipient}")
-        if to_self:
-            return received
-        # the same id in both inboxes whenever the sender's allows it (nearly always)
-        sent = self._append(keys.inbox(sender), keys.inbox_meta(sender),
-                            keys.user_channel(sender), "direct", data, sender_fields, client_id,
-                            sent_key(sender), skip=sender_connection, same_id_as=received.id,
-                            conversation=(sender, recipient))
-        assert sent is not None
-        return sent
+        received, marked = appended
+        try:
+            if to_self:
+                return received
+            # the same id in both inboxes whenever the sender's allows it (nearly always)
+            copied = self._append(
+                keys.inbox(sender), keys.inbox_meta(sender), keys.user_channel(sender), "direct",
+                data, sender_fields, client_id, sent_key(sender), Outbox(INBOX, sender),
+                webhook_event=False, skip=sender_connection, same_id_as=received.id,
+                conversation=(sender, recipient))
+            assert copied is not None
+            return copied[0]
+        finally:
+            self.webhooks.marked(outbox, marked)
 
     def history(self, room: str, before: str | None, limit: int) -> list[dict[str, Any]]:
         """The newest `limit` messages before id `before` (exclusive), oldest first."""
@@ -204,7 +198,7 @@ class Messages:
         with redis_errors():
             entries = self.client.xrange(keys.inbox(target), "(" + after, "+", count=limit)
         return [bus_format.stored_event("direct", direct_message(entry),
-                                     skip=_fields(entry)[1].get("x")) for entry in entries]
+                                     skip=entry_fields(entry)[1].get("x")) for entry in entries]
 
     def resume_room(self, room: str, since: str | None) -> Resumed:
         return self._resume(keys.room_log(room), keys.room_meta(room), since,

@@ -6,6 +6,8 @@ Guarantees
   its first connection arrives, and its `leave` once, when its last one goes.
 - Each node records the rooms it holds presence in (`node:{name}:rooms`) before adding any, so
   whoever reaps the node (after it died, or itself after a restart) finds every entry it left.
+- With webhooks on, each announced join and leave (and a user's first join of a room: `member
+  joined`) is recorded as a webhook event by the same script (outbox.py).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any, NamedTuple
 from ..primitives import bus_format
 from . import keys
 from .failures import redis_errors
+from .outbox import ROOM, Outbox, Webhooks
 from .scripts import Scripts
 
 
@@ -24,10 +27,12 @@ class Joined(NamedTuple):
 
 
 class Presence:
-    def __init__(self, client: Any, scripts: Scripts, node: str):
+    def __init__(self, client: Any, scripts: Scripts, node: str,
+                 webhooks: Webhooks | None = None):
         self.client = client
         self.scripts = scripts
         self.node = node
+        self.webhooks = webhooks or Webhooks(client, scripts, scripts.topology, node, None)
 
     def _field(self, sid: str) -> str:
         return f"{self.node}|{sid}"
@@ -36,23 +41,33 @@ class Presence:
     def _room_keys(room: str) -> list[str]:
         return [keys.room_connections(room), keys.room_users(room), keys.room_channel(room)]
 
+    @staticmethod
+    def _webhook_keys(room: str) -> list[str]:
+        return [keys.room_webhook_events(room), keys.room_webhook_pending(room)]
+
+    def _webhooks_on(self) -> str:
+        return "1" if self.webhooks.enabled else "0"
+
     def join(self, room: str, user: str, sid: str, *, member: bool = False) -> Joined:
         """Mark the connection present (announcing the user if new); with `member`, make the
         user a member of the room as well (members.py), in the same step."""
         frame = bus_format.event("presence", {"room": room, "user": user, "action": "join"})
         with redis_errors():
             self.scripts.bookkeeping("SADD", keys.node_rooms(self.node), room)
-            members, read = self.scripts.run(
+            members, read, marked = self.scripts.run(
                 "join", [*self._room_keys(room), keys.room_members(room), keys.room_reads(room),
-                         keys.room_log(room)],
-                [self._field(sid), user, frame, "1" if member else "0"])
+                         keys.room_log(room), *self._webhook_keys(room)],
+                [self._field(sid), user, frame, "1" if member else "0", self._webhooks_on()])
+        self.webhooks.marked(Outbox(ROOM, room), marked)
         return Joined(sorted(members), read or None)
 
     def leave(self, room: str, user: str, sid: str) -> None:
         """Remove the connection's presence; announces the user's leave with its last one."""
         frame = bus_format.event("presence", {"room": room, "user": user, "action": "leave"})
         with redis_errors():
-            self.scripts.run("leave", self._room_keys(room), [self._field(sid), user, frame])
+            marked = self.scripts.run("leave", [*self._room_keys(room), *self._webhook_keys(room)],
+                                      [self._field(sid), user, frame, self._webhooks_on()])
+        self.webhooks.marked(Outbox(ROOM, room), marked)
 
     def members(self, room: str) -> list[str]:
         with redis_errors():
@@ -62,5 +77,8 @@ class Presence:
         """Forget every connection `node` had in `room`, announcing leaves; how many."""
         head, tail = bus_format.presence_template(room, "leave")
         with redis_errors():
-            return int(self.scripts.run("reap_room", self._room_keys(room),
-                                        [f"{node}|", head, tail]))
+            removed, marked = self.scripts.run(
+                "reap_room", [*self._room_keys(room), *self._webhook_keys(room)],
+                [f"{node}|", head, tail, self._webhooks_on()])
+        self.webhooks.marked(Outbox(ROOM, room), marked)
+        return int(removed)
