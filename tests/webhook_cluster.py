@@ -15,6 +15,8 @@ import requests
 from cluster import Cluster
 
 from tests.conftest import own_cluster
+from tests.integration.conftest import Client, Users
+from tests.waiting import wait_for
 from tests.webhook_receiver import Receiver, free_port_in
 
 PORT, STATUS_PORT, NODE_BASE_PORT = 21580, 21590, 21601
@@ -42,6 +44,21 @@ def webhook_cluster(name: str, redis_mode: str, receiver: Receiver,
                      redis_port=REDIS_PORTS[redis_mode], node_base_port=NODE_BASE_PORT,
                      redis_mode=redis_mode, env=settings) as instance:
         yield instance
+
+
+def message_ids(users: Users, room: str) -> set[str]:
+    """The webhook ids of every message the room stored."""
+    return {f"m:{room}:{message['id']}" for message in users.history(room)}
+
+
+def joined(receiver: Receiver, users: Users, node: str, room: str, prefix: str) -> Client:
+    """A client of a new user on `node` in `room`, once its join's events were delivered (so a
+    test's failures start with its first message)."""
+    user, client = users.user_on(node, prefix)
+    client.ok("join", {"room": room})
+    wait_for(lambda: any(e["type"] == "member" and e.get("room") == room and e["user"] == user
+                         for e in receiver.delivered()), what="the join's events")
+    return client
 
 
 def metric(cluster: Cluster, name: str, labels: str = "") -> float:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import select
 import socket
 import threading
 import time
@@ -41,7 +42,9 @@ class Request:
     arrived: float
     events: list[dict[str, Any]]
     signed: bool
-    status: int = 0  # what the receiver answered (0: nothing yet, or it was cut off)
+    sender: str  # its User-Agent, which names the node
+    status: int = 0  # what the receiver answered (0: not yet, or the sender was gone)
+    done: bool = False  # answered, or found its sender gone
 
 
 @dataclass
@@ -89,13 +92,19 @@ class Receiver:
 
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                status = receiver.handle(self.headers, body)
+                request, status = receiver.handle(self.headers, body)
                 try:
+                    if peer_gone(self.connection):
+                        return  # the sender gave up waiting, or died: it never hears the answer
                     self.send_response(status)
                     self.send_header("Content-Length", "0")
                     self.end_headers()
+                    self.wfile.flush()
+                    receiver.answered(request, status)
                 except OSError:
-                    pass  # the sender gave up waiting
+                    return
+                finally:
+                    request.done = True
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -120,11 +129,12 @@ class Receiver:
 
     # ---- one request ---------------------------------------------------------------------
 
-    def handle(self, headers: Any, body: bytes) -> int:
+    def handle(self, headers: Any, body: bytes) -> tuple[Request, int]:
+        """Record a request and decide its answer (after `delay_s`, or `hang_s` when hanging)."""
         signed = signing.verify(self.secret, headers.get(signing.TIMESTAMP_HEADER),
                                 headers.get(signing.SIGNATURE_HEADER), body)
         events = json.loads(body)["events"]
-        request = Request(time.monotonic(), events, signed)
+        request = Request(time.monotonic(), events, signed, headers.get("User-Agent", ""))
         outboxes = {outbox_of(event) for event in events}
         with self._lock:
             self.requests.append(request)
@@ -135,16 +145,24 @@ class Receiver:
         try:
             mode = self.mode
             time.sleep(self.hang_s if mode == HANG else self.delay_s)
-            status = 500 if mode == FAIL else 200
-            if status == 200:
-                with self._lock:
-                    self.accepted.append(events)
-            request.status = status
-            return status
+            return request, 500 if mode == FAIL else 200
         finally:
             with self._lock:
                 for outbox in outboxes:
                     self._in_flight[outbox] -= 1
+
+    def answered(self, request: Request, status: int) -> None:
+        """The sender got `status` (as far as this side can tell): a 2xx batch is delivered."""
+        request.status = status
+        if 200 <= status < 300:
+            with self._lock:
+                self.accepted.append(request.events)
+
+    def in_flight_from(self, node: str) -> Request | None:
+        """A request of `node`'s that has not been answered yet."""
+        with self._lock:
+            return next((r for r in self.requests if not r.done and f"({node})" in r.sender),
+                        None)
 
     # ---- what arrived ----------------------------------------------------------------------
 
@@ -175,6 +193,17 @@ class Receiver:
     def unsigned(self) -> int:
         with self._lock:
             return sum(1 for request in self.requests if not request.signed)
+
+
+def peer_gone(connection: socket.socket) -> bool:
+    """Whether the other end closed the connection (a sender that timed out, or died)."""
+    readable, _, _ = select.select([connection], [], [], 0)
+    if not readable:
+        return False
+    try:
+        return connection.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
 
 
 def in_stored_order(events: list[dict[str, Any]]) -> bool:

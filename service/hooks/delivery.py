@@ -3,6 +3,7 @@
 Guarantees
 - The body is signed (signing.py) with HOOK_SECRET; the request is never redirected (a 3xx is an
   answer like any other non-2xx) and never retried here (the caller decides when to try again).
+  `User-Agent: rooms-webhooks (<node>)` names the node that sent it.
 - It ends within `timeout_s` (+ 1 s where the node runs on gevent or eventlet, whose timeouts
   bound the whole request): urllib3's own timeouts bound connecting and each read, and a
   receiver that trickles its answer is cut off by the whole-request deadline.
@@ -57,10 +58,12 @@ def deadline(seconds: float) -> Any:
 
 
 class Poster:
-    def __init__(self, url: str, secret: str, timeout_s: float, pool_size: int = 2):
+    def __init__(self, url: str, secret: str, timeout_s: float, node: str = "",
+                 pool_size: int = 2):
         self.url = url
         self.secret = secret
         self.timeout_s = timeout_s
+        self.user_agent = f"rooms-webhooks ({node})" if node else "rooms-webhooks"
         self.pool = urllib3.PoolManager(num_pools=2, maxsize=pool_size, retries=False,
                                         timeout=urllib3.Timeout(connect=timeout_s,
                                                                 read=timeout_s))
@@ -69,7 +72,7 @@ class Poster:
         """POST `body` (JSON) signed; the outcome (see the module's guarantees)."""
         monotonic = time.monotonic
         started = monotonic()
-        headers = signing.headers(self.secret, body)
+        headers = {**signing.headers(self.secret, body), "User-Agent": self.user_agent}
         try:
             with deadline(self.timeout_s + 1):
                 response = self.pool.request("POST", self.url, body=body, headers=headers,

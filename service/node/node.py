@@ -64,7 +64,8 @@ class Node:
         if settings.webhook_url and settings.hook_secret:
             self.webhooks = WebhookSender(
                 self.store.webhooks,
-                Poster(settings.webhook_url, settings.hook_secret, settings.hook_timeout_s),
+                Poster(settings.webhook_url, settings.hook_secret, settings.hook_timeout_s,
+                       node=self.name),
                 node=self.name, retry_s=settings.webhook_retry_s,
                 batch_max=settings.webhook_batch_max, sweep_s=settings.webhook_sweep_s,
                 timeout_s=settings.hook_timeout_s)

@@ -17,9 +17,9 @@ import requests
 from cluster import Cluster
 
 from service.store import keys
-from tests.integration.conftest import API_KEY, Users
+from tests.integration.conftest import API_KEY
 from tests.waiting import wait_for
-from tests.webhook_cluster import metric, new_receiver, webhook_cluster
+from tests.webhook_cluster import joined, message_ids, metric, new_receiver, webhook_cluster
 from tests.webhook_receiver import FAIL, HANG, OK, Receiver, in_stored_order, outbox_of
 
 pytestmark = pytest.mark.local_cluster  # its own cluster, with a receiver in this process
@@ -46,21 +46,6 @@ def answering(receiver: Receiver) -> Iterator[None]:
     receiver.mode, receiver.delay_s = OK, 0.0
     if not receiver.up:
         receiver.start()
-
-
-def message_ids(users: Users, room: str) -> set[str]:
-    """The webhook ids of every message the room stored."""
-    return {f"m:{room}:{message['id']}" for message in users.history(room)}
-
-
-def joined(receiver: Receiver, users: Users, node: str, room: str, prefix: str):
-    """A client of a new user on `node` in `room`, once its join's events were delivered (so a
-    test's failures start with its first message)."""
-    user, client = users.user_on(node, prefix)
-    client.ok("join", {"room": room})
-    wait_for(lambda: any(e["type"] == "member" and e.get("room") == room and e["user"] == user
-                         for e in receiver.delivered()), what="the join's events")
-    return client
 
 
 def test_every_event_type_arrives_signed(users, receiver, cluster, room):
