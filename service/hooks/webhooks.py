@@ -13,7 +13,8 @@ Guarantees (the store's side, and why nothing is lost, is in store/outbox.py)
   WEBHOOK_RETRY_S), jittered); the pause lives in the index, so whichever node tries next keeps
   to it. A receiver that answers again gets everything still within WEBHOOK_RETRY_S.
 - Events older than WEBHOOK_RETRY_S are dropped at the next try (the cursor moves past them),
-  counted (`dropped`) and logged, one line per outbox and try.
+  counted (`dropped`) and logged, one line per outbox and try. Failed requests are logged at most
+  every FAILURE_LOG_EVERY_S per node, with how many failed since the last line.
 - Every WEBHOOK_SWEEP_S one node (under a lease) indexes again any outbox a crash left
   unindexed.
 
@@ -42,6 +43,7 @@ log = logging.getLogger("service.webhooks")
 POLL_S = 0.2  # how often an idle sender looks at the index (its own node's appends wake it)
 DUE_SCAN = 32  # due outboxes read per round
 FIGURES_EVERY_S = 1.0
+FAILURE_LOG_EVERY_S = 5.0  # a receiver that is down logs a line this often per node, not per try
 
 
 @dataclass
@@ -78,6 +80,9 @@ class WebhookSender:
         self._stopping = False
         self._stopped = threading.Event()
         self._failing: str | None = None
+        self._offset = 0  # where in the due outboxes the next round looks
+        self._failure_logged_at = -FAILURE_LOG_EVERY_S
+        self._unlogged_failures = 0
 
     # ---- the loop ------------------------------------------------------------------------------
 
@@ -134,7 +139,7 @@ class WebhookSender:
         """Take due outboxes (each under its lease) until a batch is full, drop what is too
         old, POST the rest, and settle each outbox by the answer. Whether there was anything to
         do (an idle sender pauses)."""
-        due = self.webhooks.due(DUE_SCAN)
+        due = self.webhooks.due(DUE_SCAN, self._offset)
         self.rng.shuffle(due)  # nodes that look at once take different outboxes first
         token = uuid.uuid4().hex
         batch = Batch(self.batch_max)
@@ -153,6 +158,9 @@ class WebhookSender:
             added = batch.add(taken, fresh)
             if not added:
                 self._settle(outbox, self.webhooks.advance(taken, [], "release"))
+        # a page of due outboxes that all are another's (their leases outlive a dead node's
+        # requests) must not hide those after it: look further on the next round
+        self._offset = self._offset + DUE_SCAN if len(due) == DUE_SCAN and not worked else 0
         if not batch.parts:
             return worked
         if self.monotonic() - started > self.lease_ms / 1000 - self.request_s - 1:
@@ -212,8 +220,14 @@ class WebhookSender:
             self.webhooks.schedule(part.taken.outbox, int((now + pause) * 1000),
                                    part.entries[0].ms)
             self.counts.retries += 1
-        log.warning("node=%s webhook batch of %d events failed (%s after %.2f s); tried again "
-                    "in up to %.1f s", self.node, batch.count(), status, answer.seconds, longest)
+        self._unlogged_failures += 1
+        if self.monotonic() - self._failure_logged_at >= FAILURE_LOG_EVERY_S:
+            log.warning("node=%s webhook request of %d events failed (%s after %.2f s), tried "
+                        "again in %.1f s; %d failed requests since the last such line",
+                        self.node, batch.count(), status, answer.seconds, longest,
+                        self._unlogged_failures)
+            self._failure_logged_at = self.monotonic()
+            self._unlogged_failures = 0
 
     def _settle(self, outbox: Outbox, advanced: Advanced) -> None:
         if advanced.state == "done":

@@ -10,7 +10,9 @@ Guarantees
   only after that many replicas have the message (scripts.py); otherwise it raises
   `unavailable`, and the message may or may not survive a failover that happens now.
 - Retention keeps at least `history_max` messages per stream (up to 100 more, trimmed in
-  batches). A resuming reader is told `truncated` whenever messages after its position are
+  batches). With webhooks on it also keeps every entry after the stream's webhook cursor that is
+  younger than WEBHOOK_RETRY_S (undelivered: outbox.py), however many; an undelivered entry
+  older than that may be trimmed, and is then counted as a dropped webhook event. A resuming reader is told `truncated` whenever messages after its position are
   gone: retention, a stream that was lost and started again, a failover that may have lost
   writes (the new master is the replica that took over from the one that wrote last), or a
   position newer than anything stored (lua/after.lua).
@@ -99,8 +101,11 @@ class Messages:
             keys_ += [stream, stream, stream]
         webhooks = self.webhooks
         flag = webhooks.flag(webhook_event)
-        outbox_keys = outbox.keys()
-        keys_ += [outbox_keys[2], outbox_keys[1]] if flag != "0" else [stream, stream]
+        if flag == "0":
+            keys_ += [stream, stream]
+        else:
+            _lease, webhook_hash, marker, *_streams = outbox.keys()
+            keys_ += [marker, webhook_hash]
         pieces = bus_format.stored_template(event, data, skip=skip)
         with redis_errors():
             reply = self.scripts.run(

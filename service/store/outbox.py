@@ -245,20 +245,26 @@ class Webhooks:
 
     # ---- the sender's steps ---------------------------------------------------------------------
 
-    def due(self, limit: int) -> list[Outbox]:
-        """Indexed outboxes whose time to try has come, longest due first."""
+    def due(self, limit: int, offset: int = 0) -> list[Outbox]:
+        """Indexed outboxes whose time to try has come, longest due first (from `offset`)."""
         with redis_errors():
             members = self.client.zrangebyscore(keys.WEBHOOK_DUE, "-inf", self._now_ms(),
-                                                start=0, num=limit)
+                                                start=offset, num=limit)
         return [outbox for member in members if (outbox := Outbox.of(member)) is not None]
 
     def take(self, outbox: Outbox, token: str, lease_ms: int, limit: int) -> Taken | None:
         """The outbox's lease and its oldest `limit` undelivered entries; None when another
-        sender holds it, or the pause after its last failed try has not passed."""
+        sender holds it, or the pause after its last failed try has not passed (its index
+        entry then moves to the pause's end)."""
         with redis_errors():
             reply = self.scripts.run("webhook_take", outbox.keys(),
                                      [token, lease_ms, limit, "1" if outbox.kind == ROOM else "0"])
         if not reply:
+            return None
+        if reply[0] == "paused":
+            with redis_errors():
+                self.scripts.run("webhook_index", [keys.WEBHOOK_DUE, keys.WEBHOOK_SINCE],
+                                 ["later", outbox.member, self._now_ms() + int(reply[1]), ""])
             return None
         is_marked, failures, expired, log_raw, side_raw = reply
         log_entries = [log_entry(outbox, raw) for raw in log_raw]

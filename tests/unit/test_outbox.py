@@ -259,7 +259,9 @@ def test_an_outbox_is_not_taken_before_the_pause_after_its_failure_passed(client
     room = Outbox(ROOM, "lobby")
     hooked.messages.publish("lobby", "alice", "one", None)
     assert hooked.webhooks.failed(take_all(hooked, room), 60_000) == 1
+    assert hooked.webhooks.due(10) == [room]  # as if this sender had not heard of the pause
     assert hooked.webhooks.take(room, "t2", 10_000, 10) is None
+    assert client.zscore(keys.WEBHOOK_DUE, room.member) > (time.time() + 50) * 1000
     client.hincrby(keys.room_webhook("lobby"), "next", -60_000)  # the pause passed
     taken = take_all(hooked, room, token="t3")
     assert hooked.webhooks.advance(taken, taken.entries, "delivered").state == "done"

@@ -330,6 +330,20 @@ def test_an_outbox_another_sender_holds_is_left_alone(client, hooked):
     assert len(answers.bodies) == 1
 
 
+def test_a_page_of_due_outboxes_all_held_elsewhere_does_not_hide_the_next(client, hooked):
+    from service.hooks.webhooks import DUE_SCAN
+
+    clock, answers = Clock(client), Answers()
+    sender = sender_of(hooked, answers, clock)
+    for n in range(DUE_SCAN + 1):
+        hooked.messages.publish(f"r{n:03}", "alice", "hi", None)
+        if n < DUE_SCAN:  # a dead node's leases, say
+            assert hooked.webhooks.take(Outbox(ROOM, f"r{n:03}"), "dead", 60_000, 1)
+    assert not sender.round()
+    assert sender.round()
+    assert [event["room"] for event in answers.bodies[0]] == [f"r{DUE_SCAN:03}"]
+
+
 def test_the_figures_tell_the_pending_outboxes_and_the_oldest_event(client, hooked):
     clock = Clock(client)
     sender = sender_of(hooked, Answers(REJECTED), clock)

@@ -5,17 +5,16 @@
 -- KEYS[4] its stream (room log or inbox), KEYS[5] a room's webhook events (an inbox: KEYS[4])
 -- ARGV[1] the sender's token, ARGV[2] the lease in ms, ARGV[3] the most entries to read of each
 -- stream, ARGV[4] '1' to read KEYS[5]
--- Returns false when another sender holds the lease or the outbox's pause after a failure
--- (`next`, Redis's clock in ms) has not passed (a sender's list of due outboxes can be older than
--- the pause); else {1 if the marker is set, failures in a row, entries retention dropped
--- undelivered (`expired`, zeroed now: the caller counts them), the stream's entries after the
--- cursor, the webhook events (each oldest first)}.
+-- Returns false when another sender holds the lease; {'paused', ms left} when the outbox's pause
+-- after a failure (`next`, by Redis's clock) has not passed (a sender's list of due outboxes can
+-- be older than the pause); else {1 if the marker is set, failures in a row, entries retention
+-- dropped undelivered (`expired`, zeroed now: the caller counts them), the stream's entries
+-- after the cursor, the webhook events (each oldest first)}.
 local pause_until = redis.call('HGET', KEYS[2], 'next')
 if pause_until then
   local now = redis.call('TIME')
-  if tonumber(pause_until) > tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) then
-    return false
-  end
+  local left = tonumber(pause_until) - (tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000))
+  if left > 0 then return {'paused', left} end
 end
 if not redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return false end
 local state = redis.call('HMGET', KEYS[2], 'cursor', 'failures', 'expired')
