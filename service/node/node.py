@@ -204,8 +204,11 @@ class Node:
 
     def stop_webhooks(self) -> None:
         """Let the webhook sender finish its batch in flight and stop (draining)."""
-        if self.webhooks is not None and not self.webhooks.stop(
-                self.settings.hook_timeout_s + 5):
+        if self.webhooks is None:
+            return
+        if self.webhooks.stop(self.settings.hook_timeout_s + 5):
+            log.info("node=%s webhook sender stopped", self.name)
+        else:
             log.warning("node=%s webhook sender did not stop in time; its leases expire by "
                         "themselves", self.name)
 

@@ -6,6 +6,7 @@ by the sweep."""
 from __future__ import annotations
 
 import contextlib
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -108,3 +109,16 @@ def test_an_outbox_the_index_lost_is_found_by_the_sweep(users, receiver, cluster
     finally:
         client.close()
     assert "webhook sweep found" in logs(cluster)
+
+
+def test_a_draining_node_finishes_its_request_and_stops_sending(users, receiver, cluster, room):
+    receiver.delay_s = 0.3
+    a = joined(receiver, users, "node-1", room, "wt")
+    for n in range(10):
+        a.ok("send", {"room": room, "text": f"around a drain {n}"})
+    cluster.kill_node(3, signal.SIGTERM)  # returns once it exited
+    log = (cluster.log_dir / "node-3.log").read_text()
+    assert "draining" in log and "webhook sender stopped" in log
+    assert "Traceback" not in log
+    wait_for(lambda: receiver.has(message_ids(users, room)), timeout=20, what="every message")
+    cluster.start_node(3)
