@@ -108,7 +108,9 @@ class Broker(Protocol):
         present across the cluster and the user's read position. `admission`: how a private
         room admitted the user (`member`: the app added it, checked again in the same step,
         ServiceError('forbidden') if no longer so; `granted`: its token or the join hook), which
-        lets it send there; '' for a public room. Joining clears a removal (`remove_member`)."""
+        lets it send there; '' for a public room. Joining clears a removal (`remove_member`).
+        With webhooks on, the announced join is a `presence` event and a new membership a
+        `member` event (`joined`), recorded in the same step."""
         ...
 
     def leave(self, room: str, user: str, connection: str) -> None:
@@ -122,7 +124,8 @@ class Broker(Protocol):
 
     def end_membership(self, room: str, user: str) -> bool:
         """The user leaves the room for good (its `leave`): membership, read position, and
-        admission to send while the room is private; whether it was a member."""
+        admission to send while the room is private; whether it was a member (then, with
+        webhooks on, a `member` event `left`, recorded in the same step)."""
         ...
 
     def rooms(self, user: str) -> list[RoomState]:
@@ -149,14 +152,16 @@ class Broker(Protocol):
         ...
 
     def add_member(self, room: str, user: str) -> None:
-        """The app adds the user: a private room admits it, and it may send there."""
+        """The app adds the user: a private room admits it, and it may send there (with
+        webhooks on, a `member` event `added`, recorded in the same step)."""
         ...
 
     def remove_member(self, room: str, user: str) -> None:
         """The app removes the user, in storage: no longer added, admitted or a member, its read
         position and the join hook's remembered answer forgotten, the room gone from its rooms,
         and its sends to the room refused from now on until it joins again. The user's
-        connections are the caller's to tell (`control` on the user's channel)."""
+        connections are the caller's to tell (`control` on the user's channel). With webhooks on,
+        a `member` event `removed`, recorded in the same step."""
         ...
 
     def remember_join(self, room: str, user: str, ttl_s: int) -> None:
@@ -164,11 +169,6 @@ class Broker(Protocol):
         every node (`access` reads it; `remove_member` forgets it)."""
         ...
 
-    def member_event(self, room: str, user: str, action: str) -> None:
-        """THE WEBHOOKS' CALL SITE for membership: `added` or `removed` by the app, `joined`
-        (the user became a member) or `left` (its `leave`). Called after the change is stored.
-        The webhook outbox (PROTOCOL.md, webhooks: `member`) records it; until then, nothing."""
-        ...
 
     # ---- conversations ---------------------------------------------------------------------------
 

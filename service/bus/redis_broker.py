@@ -136,9 +136,6 @@ class RedisBroker:
     def remember_join(self, room: str, user: str, ttl_s: int) -> None:
         self.store.rules.remember_join(room, user, ttl_s)
 
-    def member_event(self, room: str, user: str, action: str) -> None:
-        return None  # the webhook outbox (issue 24, webhooks) records it here
-
     # ---- conversations -----------------------------------------------------------------------
 
     def conversation(self, owner: str, other: str, before: str | None,

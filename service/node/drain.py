@@ -10,7 +10,9 @@ On SIGTERM the node
    reconnect through the front door to another node, with jittered backoff, and resume their
    rooms with `since`; spreading them keeps the other nodes from taking every reconnection in
    the same second;
-3. tells gunicorn to exit once the last request has returned; responses meanwhile carry
+3. lets the webhook sender finish its batch in flight and stop (the other nodes' senders go
+   on; its leases are released, or expire);
+4. tells gunicorn to exit once the last request has returned; responses meanwhile carry
    `Connection: close`, and the front door drops idle upstream connections after 2 s, so no
    kept-alive connection holds the exit back.
 """
@@ -43,6 +45,7 @@ def install(app: Flask, worker: Any) -> None:
                      handed_over, time.monotonic() - started)
         except Exception:
             log.exception("node=%s draining failed; exiting anyway", node.name)
+        node.stop_webhooks()
         worker.alive = False
 
     def on_sigterm(_signum: int, _frame: Any) -> None:

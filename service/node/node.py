@@ -5,7 +5,8 @@ Each part owns what it does and says so in its module: the store (Redis), its pr
 (bus/redis_broker.py), the local membership and delivery (realtime/manager.py), the connections
 and their expiry (realtime/connections.py), the handlers (realtime/namespace.py), the registry
 heartbeat (store/heartbeat.py), the delivery canary (bus/canary.py), the decision to hand
-clients over when cut off from Redis (node/cut_off.py). The node builds them, connects their
+clients over when cut off from Redis (node/cut_off.py), the webhook sender (hooks/webhooks.py,
+with WEBHOOK_URL). The node builds them, connects their
 callbacks, runs their loops, and answers whether it serves (readiness, the session gate).
 """
 
@@ -25,7 +26,9 @@ from ..bus.bus import Bus
 from ..bus.canary import Canary
 from ..bus.emitter import Emitter
 from ..bus.redis_broker import RedisBroker
+from ..hooks.delivery import Poster
 from ..hooks.hooks import Hooks
+from ..hooks.webhooks import WebhookSender
 from ..realtime.connections import Connections
 from ..realtime.manager import NAMESPACE, RoomsManager
 from ..realtime.metrics import Metrics
@@ -59,7 +62,19 @@ class Node:
         self.store = Store(settings.redis_target, settings.node_name, settings.room_history_max,
                            settings.async_mode, settings.ack_replicas, settings.ack_timeout_ms,
                            settings.ack_min_replicas, app_users=settings.app_jwts,
-                           rooms_default_private=settings.rooms_default == "private")
+                           rooms_default_private=settings.rooms_default == "private",
+                           webhook_retry_s=settings.webhook_retry_s if settings.webhook_url
+                           else None)
+        self.webhooks: WebhookSender | None = None
+        if settings.webhook_url and settings.hook_secret:
+            self.webhooks = WebhookSender(
+                self.store.webhooks,
+                Poster(settings.webhook_url, settings.hook_secret, settings.hook_timeout_s,
+                       node=self.name),
+                node=self.name, retry_s=settings.webhook_retry_s,
+                batch_max=settings.webhook_batch_max, sweep_s=settings.webhook_sweep_s,
+                timeout_s=settings.hook_timeout_s)
+            self.store.webhooks.on_indexed = self.webhooks.wake
         self.health = self.store.health
         self.metrics = Metrics()
         self.manager = RoomsManager(subscribe=lambda channel: self.bus.subscribe(channel),
@@ -103,8 +118,8 @@ class Node:
 
     def serve(self, app: Flask, server: Any, background: bool = True) -> None:
         """Handle python-socketio's `server`'s events; with `background`, run the probe, the
-        bus, the heartbeat, the canary, connection expiry and the cut-off check (tests of one
-        app leave them off)."""
+        bus, the heartbeat, the canary, connection expiry, the cut-off check and the webhook
+        sender (tests of one app leave them off)."""
         self.server = server
         settings = self.settings
         self.namespace = RoomsNamespace(
@@ -126,6 +141,8 @@ class Node:
             spawn(self.canary.keep_listening, self.bus, closed)
             spawn(self.connections.expire_forever, self._end_expired, closed, self.name)
             spawn(self.cut_off.forever, closed)
+            if self.webhooks is not None:
+                spawn(self.webhooks.forever, closed)
 
     def _on_malformed(self, eio_sid: str, error: Exception) -> None:
         log.warning("node=%s dropped a malformed Socket.IO packet from %s (%s)", self.name,
@@ -190,6 +207,16 @@ class Node:
                          busy_wait_s=self.settings.drain_timeout_s,
                          busy=self.connections.busy, keep_going=keep_going)
 
+    def stop_webhooks(self) -> None:
+        """Let the webhook sender finish its batch in flight and stop (draining)."""
+        if self.webhooks is None:
+            return
+        if self.webhooks.stop(self.settings.hook_timeout_s + 5):
+            log.info("node=%s webhook sender stopped", self.name)
+        else:
+            log.warning("node=%s webhook sender did not stop in time; its leases expire by "
+                        "themselves", self.name)
+
     def _hand_over_cut_off(self) -> int:
         return self.hand_over(keep_going=lambda: self.health.down_for() > 0)
 
@@ -217,5 +244,15 @@ class Node:
             "redis": self.health.summary(),
             "hooks": self.metrics.hooks.totals() if self.hooks.asks_joins or
             self.hooks.asks_sends else None,
+            "webhooks": None if self.webhooks is None else webhook_figures(self.webhooks),
         }
+
+
+def webhook_figures(sender: WebhookSender) -> dict[str, Any]:
+    """What the cluster page shows of a node's webhook sender."""
+    counts = sender.counts
+    return {"delivered": counts.events["delivered"], "failed": counts.events["failed"],
+            "batches": sum(counts.batches.values()), "retries": counts.retries,
+            "dropped": counts.dropped, "pending": counts.pending,
+            "oldest_pending_s": round(counts.oldest_pending_s, 1)}
 

@@ -1,6 +1,6 @@
 """This node's state as Prometheus gauges, read when `/metrics` is scraped (the counters are
 realtime/metrics.py's): connections, the bus, the canary, each Redis master as this node's probe
-sees it, the cut-off and drain states."""
+sees it, the cut-off and drain states, the webhook sender (zero while WEBHOOK_URL is unset)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ from prometheus_client.registry import Collector
 
 from ..bus.bus import Bus
 from ..bus.canary import Canary
+from ..hooks.delivery import OUTCOMES
+from ..hooks.webhooks import Counts, WebhookSender
 from ..settings import Settings
 from ..store.health import RedisHealth
 from ..transport.compat import connections_by_transport
@@ -29,6 +31,9 @@ NAMES = (
     "rooms_redis_memory_full", "rooms_redis_memory_used_bytes", "rooms_redis_maxmemory_bytes",
     "rooms_redis_oom_refusals_total", "rooms_cut_off", "rooms_handed_over_total",
     "rooms_hook_calls_total", "rooms_hook_seconds",
+    "rooms_webhook_batches_total", "rooms_webhook_events_total", "rooms_webhook_retries_total",
+    "rooms_webhook_dropped_total", "rooms_webhook_pending_outboxes",
+    "rooms_webhook_oldest_pending_seconds",
 )
 
 
@@ -43,6 +48,7 @@ class Observed(Protocol):
     health: RedisHealth
     cut_off: CutOff
     draining: bool
+    webhooks: WebhookSender | None
 
 
 class NodeState(Collector):
@@ -104,6 +110,32 @@ class NodeState(Collector):
         info = GaugeMetricFamily("rooms_node_info", "This node", labels=["node", "async_mode"])
         info.add_metric([node.name, node.settings.async_mode], 1)
         yield info
+        yield from _webhooks(node.webhooks.counts if node.webhooks is not None else Counts())
+
+
+def _webhooks(counts: Counts) -> Iterator[Metric]:
+    """This node's webhook sender (hooks/webhooks.py); pending outboxes and the oldest event's
+    age are the whole cluster's, as the index last told this node."""
+    batches = CounterMetricFamily("rooms_webhook_batches", "Webhook requests sent, by outcome",
+                                  labels=["outcome"])
+    for outcome in OUTCOMES:
+        batches.add_metric([outcome], counts.batches[outcome])
+    yield batches
+    events = CounterMetricFamily("rooms_webhook_events", "Webhook events sent, by whether their "
+                                 "batch was delivered (a failed one is sent again)",
+                                 labels=["outcome"])
+    for outcome, value in counts.events.items():
+        events.add_metric([outcome], value)
+    yield events
+    yield CounterMetricFamily("rooms_webhook_retries", "Rooms and inboxes put off after a "
+                              "failed webhook request", value=counts.retries)
+    yield CounterMetricFamily("rooms_webhook_dropped", "Webhook events older than "
+                              "WEBHOOK_RETRY_S, dropped undelivered", value=counts.dropped)
+    yield GaugeMetricFamily("rooms_webhook_pending_outboxes", "Rooms and inboxes with "
+                            "undelivered webhook events, cluster-wide", value=counts.pending)
+    yield GaugeMetricFamily("rooms_webhook_oldest_pending_seconds", "Age of the oldest "
+                            "undelivered webhook event, cluster-wide",
+                            value=counts.oldest_pending_s)
 
 
 def _masters(health: Any, wanted: int) -> Iterator[Metric]:

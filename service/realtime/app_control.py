@@ -10,7 +10,8 @@ Guarantees
   whose subscription is down at that moment misses it, and then only the stored removal holds
   (the user's sends there are refused; it still receives the room's messages until it
   reconnects).
-- Every change of membership made here goes to the webhooks' call site (`member_event`).
+- Every change of membership made here is recorded by the store as a webhook `member` event, in
+  the same step as the change (store/rules.py), when webhooks are on.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ DISCONNECTED_REASON = "the app ended this connection"
 
 def add_member(broker: Broker, room: str, user: str) -> None:
     broker.add_member(room, user)
-    broker.member_event(room, user, "added")
 
 
 def remove_member(broker: Broker, room: str, user: str, reason: str = REMOVED_REASON) -> None:
@@ -35,7 +35,6 @@ def remove_member(broker: Broker, room: str, user: str, reason: str = REMOVED_RE
     broker.remove_member(room, user)
     broker.control(channels.user(user), {REMOVED: {"user": user, "room": room,
                                                    "reason": reason}})
-    broker.member_event(room, user, "removed")
 
 
 def disconnect_user(broker: Broker, user: str, reason: str = DISCONNECTED_REASON) -> None:

@@ -237,8 +237,6 @@ class RoomsNamespace(socketio.Namespace):
                 self.manager.unhold(sid, local)
                 self.server.leave_room(sid, local, namespace=NAMESPACE)
             raise
-        if joined.new_member:
-            self.broker.member_event(join.room, connection.user, "joined")
         if new_here:
             self.broker.start_from(channels.room(join.room), resumed.last_id)
         if join.since:
@@ -317,13 +315,11 @@ class RoomsNamespace(socketio.Namespace):
 
     def on_leave(self, connection: Connection, sid: str, payload: Any) -> Ack:
         room = validation.room_only(payload)
-        was_member = self.broker.end_membership(room, connection.user)
+        self.broker.end_membership(room, connection.user)
         self.leave_here(connection, sid, room)
         # membership ended: the user's other connections leave it too
         self.broker.control(channels.user(connection.user), {"left": {
             "user": connection.user, "room": room, "from": self.connection_id(sid)}})
-        if was_member:
-            self.broker.member_event(room, connection.user, "left")
         return {"ok": True, "room": room}
 
     def on_presence(self, connection: Connection, sid: str, payload: Any) -> Ack:

@@ -89,6 +89,7 @@ class Settings:
     webhook_url: str | None
     webhook_retry_s: int
     webhook_batch_max: int
+    webhook_sweep_s: float
 
     @property
     def production(self) -> bool:

@@ -186,6 +186,9 @@ TABLE: tuple[Setting[Any], ...] = (
     Setting("WEBHOOK_RETRY_S", Integer(1, 30 * 86_400), 86_400,
             "how long an event is retried before it is dropped (and counted)"),
     Setting("WEBHOOK_BATCH_MAX", Integer(1, 10_000), 100, "most events in one webhook request"),
+    Setting("WEBHOOK_SWEEP_S", Number(1, 3600), 60.0,
+            "how often one node looks for rooms and inboxes with undelivered webhook events that "
+            "a crash left out of the index (they are delivered that much later, never lost)"),
 )
 
 BY_NAME: dict[str, Setting[Any]] = {setting.name: setting for setting in TABLE}

@@ -64,6 +64,31 @@
     [(s) => s.writes, (s) => s.writes && s.writes !== "ok"],
   ];
 
+  // the webhook sender of each node (null where WEBHOOK_URL is unset); pending rooms and inboxes
+  // and the oldest pending event are the cluster's, as each node last read them
+  const webhookColumns = [
+    [(n) => n.node], [(n) => n.webhooks.delivered], [(n) => n.webhooks.failed],
+    [(n) => n.webhooks.batches], [(n) => n.webhooks.retries],
+    [(n) => n.webhooks.dropped, (n) => n.webhooks.dropped > 0],
+    [(n) => n.webhooks.pending], [(n) => n.webhooks.oldest_pending_s, (n) => n.webhooks.oldest_pending_s > 60],
+  ];
+
+  function showWebhooks(nodes) {
+    const sending = nodes.filter((n) => n.webhooks);
+    const state = document.getElementById("webhooks-state");
+    fillTable("#webhooks", sending, webhookColumns, "node");
+    if (!sending.length) {
+      state.textContent = "off";
+      state.className = "muted";
+      return;
+    }
+    const pending = Math.max(...sending.map((n) => n.webhooks.pending));
+    const oldest = Math.max(...sending.map((n) => n.webhooks.oldest_pending_s));
+    const dropped = sum(sending.map((n) => n.webhooks), "dropped");
+    state.textContent = pending + " pending, oldest " + oldest.toFixed(1) + " s, " + dropped + " dropped";
+    state.className = dropped > 0 || oldest > 60 ? "bad" : "muted";
+  }
+
   function fillTable(selector, items, columns, key) {
     const body = document.querySelector(selector + " tbody");
     body.replaceChildren();
@@ -166,6 +191,7 @@
       showTotals(nodes);
       fillTable("#nodes", nodes, nodeColumns, "node");
       fillTable("#redis", data.redis, redisColumns);
+      showWebhooks(nodes);
       record(data.at, nodes);
       Object.keys(charts).forEach(draw);
       updated.textContent = "live, " + new Date(data.at).toLocaleTimeString();

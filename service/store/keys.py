@@ -12,6 +12,10 @@ everything a single script step needs shares one tag:
 - a node: its registry entry, the rooms it holds presence in and its reaper lease: `{<node>}`;
 - a browser session and the sockets registered under it: `{<session id>}`.
 
+Webhooks (outbox.py): a room's log, and a user's inbox, is its own outbox; its webhook cursor,
+pending marker, lease and (a room's) side stream of other events share its tag. The index of
+outboxes with pending events is one sorted set, with its companions under one tag of their own.
+
 Room, user and node names never contain braces (validation and settings refuse them), so the tag
 is always the whole name. The node registry is one sorted set; the broadcast channel is one
 channel. Scripts get every key and channel they touch as KEYS, never build a name themselves.
@@ -23,6 +27,12 @@ NODES = "nodes"  # sorted set: node name -> last heartbeat (ms)
 BROADCAST_CHANNEL = "all:ch"  # every connection of every node
 LAYOUT = "keys:layout"  # which key layout the data is in (store/migrate.py)
 LAYOUT_VERSION = "3"
+# webhooks (outbox.py): `room:<name>` / `inbox:<user>` -> when to try it next (ms)
+WEBHOOK_DUE = "webhooks:{index}:due"
+# the same members -> the time (ms) of their oldest undelivered event, while a try left some
+WEBHOOK_SINCE = "webhooks:{index}:since"
+WEBHOOK_SWEEP = "webhooks:{index}:sweep"  # lease of the node sweeping for unindexed outboxes
+WEBHOOK_PENDING_PATTERN = "*:wh:pending"  # SCAN MATCH for every pending marker
 
 
 def room_log(room: str) -> str:
@@ -94,6 +104,29 @@ def room_join_allowed(room: str, user: str) -> str:
     return f"room:{{{room}}}:hook:{user}"
 
 
+def room_webhook(room: str) -> str:
+    """Hash of the room's webhook outbox (outbox.py): `cursor`, the newest log id delivered;
+    `failures`, tries failed in a row; `next`, when the pause after them ends (ms);
+    `expired`, undelivered entries retention dropped."""
+    return f"room:{{{room}}}:wh"
+
+
+def room_webhook_pending(room: str) -> str:
+    """Set while the room has undelivered webhook events (outbox.py)."""
+    return f"room:{{{room}}}:wh:pending"
+
+
+def room_webhook_lease(room: str) -> str:
+    """The sender that holds the room's webhook outbox now (outbox.py)."""
+    return f"room:{{{room}}}:wh:lease"
+
+
+def room_webhook_events(room: str) -> str:
+    """Stream of the room's webhook events other than messages (presence, membership), each
+    removed once delivered."""
+    return f"room:{{{room}}}:wh:events"
+
+
 def account(user: str) -> str:
     return f"user:{{{user}}}"
 
@@ -105,6 +138,19 @@ def inbox(user: str) -> str:
 
 def inbox_meta(user: str) -> str:
     return f"inbox:{{{user}}}:meta"
+
+
+def inbox_webhook(user: str) -> str:
+    """Hash of the inbox's webhook outbox, as `room_webhook`."""
+    return f"inbox:{{{user}}}:wh"
+
+
+def inbox_webhook_pending(user: str) -> str:
+    return f"inbox:{{{user}}}:wh:pending"
+
+
+def inbox_webhook_lease(user: str) -> str:
+    return f"inbox:{{{user}}}:wh:lease"
 
 
 def inbox_sent(owner: str, sender: str, recipient: str, client_id: str) -> str:

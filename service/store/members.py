@@ -8,6 +8,9 @@ Guarantees
   room's side on join (a leave on another device can run in between) and after it on leave, so
   the list never misses a room the user is a member of; `rooms` skips a listed room the user is
   no member of.
+- With webhooks on, a user's first join of a room and the end of its membership are webhook
+  events (`member joined`, and `left` or the app's `removed`), recorded by the script that makes
+  the change (outbox.py).
 - A read position never moves backwards and never past the room's newest message; moving it
   is one script (lua/read.lua), so two devices reading at once keep the later position.
 - Unread counts are computed from the stored messages, never kept per device: the messages of
@@ -23,6 +26,7 @@ from typing import Any, NamedTuple
 from ..errors import ServiceError
 from . import keys
 from .failures import redis_errors
+from .outbox import ROOM, Outbox, Webhooks
 from .scripts import Scripts
 
 UNREAD_MAX = 1000  # unread counts stop here (a page shows 1000+)
@@ -51,23 +55,29 @@ def read_answer(reply: list[Any], forbidden: str) -> ReadMoved:
 
 
 class Members:
-    def __init__(self, client: Any, scripts: Scripts):
+    def __init__(self, client: Any, scripts: Scripts, webhooks: Webhooks | None = None):
         self.client = client
         self.scripts = scripts
+        self.webhooks = webhooks or Webhooks(client, scripts, scripts.topology, "", None)
 
     def add(self, user: str, room: str) -> None:
         """List the room among the user's; the join script then makes it a member."""
         with redis_errors():
             self.scripts.bookkeeping("SADD", keys.user_rooms(user), room)
 
-    def leave(self, room: str, user: str) -> bool:
+    def leave(self, room: str, user: str, action: str = "left") -> bool:
         """End the user's membership of the room, forget its read position there and its
-        admission to send while the room is private (rules.py); whether it was a member."""
+        admission to send while the room is private (rules.py); whether it was a member. With
+        webhooks on, a membership that ends is a `member` event with `action` (`left`, or
+        `removed` when the app took the user out)."""
         with redis_errors():
-            was = self.client.hdel(keys.room_members(room), user)
-            self.client.hdel(keys.room_reads(room), user)
-            self.client.srem(keys.room_admitted(room), user)
+            was, marked = self.scripts.run(
+                "member_leave", [keys.room_members(room), keys.room_reads(room),
+                                 keys.room_admitted(room), keys.room_webhook_events(room),
+                                 keys.room_webhook_pending(room)],
+                [user, "1" if self.webhooks.enabled else "0", action])
             self.client.srem(keys.user_rooms(user), room)
+        self.webhooks.marked(Outbox(ROOM, room), marked)
         return bool(was)
 
     def unlist(self, user: str, room: str) -> None:

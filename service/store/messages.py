@@ -10,10 +10,13 @@ Guarantees
   only after that many replicas have the message (scripts.py); otherwise it raises
   `unavailable`, and the message may or may not survive a failover that happens now.
 - Retention keeps at least `history_max` messages per stream (up to 100 more, trimmed in
-  batches). A resuming reader is told `truncated` whenever messages after its position are
-  gone: retention, a stream that was lost and started again, a failover that may have lost
-  writes (the new master is the replica that took over from the one that wrote last), or a
-  position newer than anything stored (lua/after.lua).
+  batches). With webhooks on it also keeps every entry after the stream's webhook cursor that is
+  younger than WEBHOOK_RETRY_S (undelivered: outbox.py), however many; an undelivered entry
+  older than that may be trimmed, and is then counted as a dropped webhook event. A resuming
+  reader is told `truncated` whenever messages after its position are gone: retention, a
+  stream that was lost and started again, a failover that may have lost writes (the new
+  master is the replica that took over from the one that wrote last), or a position newer than
+  anything stored (lua/after.lua).
 - Limit: a Redis that crashes and restarts by itself (no failover) with `appendfsync everysec`
   can lose the last second of writes, acknowledged ones included unless a replica confirmed
   them, and nothing in Redis records that it happened: a reader that resumes from before such a
@@ -48,6 +51,8 @@ from ..primitives import bus_format
 from ..primitives.ids import parse_id
 from . import keys
 from .failures import redis_errors
+from .outbox import INBOX, ROOM, Outbox, Webhooks
+from .payloads import direct_message, entry_fields, room_message
 from .scripts import Scripts
 
 RESUME_LIMIT = 500
@@ -76,56 +81,31 @@ class Resumed:
     last_id: str | None
 
 
-def _fields(entry: Any) -> tuple[str, dict[str, str]]:
-    message_id, fields = entry
-    if isinstance(fields, list):  # from Lua: a flat list of field, value
-        fields = dict(zip(fields[::2], fields[1::2], strict=True))
-    return message_id, fields
-
-
-def room_message(room: str, entry: Any) -> dict[str, Any]:
-    """A room's stream entry as the contract's `message` payload."""
-    message_id, fields = _fields(entry)
-    data = {"id": message_id, "room": room, "user": fields.get("u", ""),
-            "text": fields.get("t", ""), "ts": parse_id(message_id)[0],
-            "node": fields.get("n", "")}
-    if "c" in fields:
-        data["client_id"] = fields["c"]
-    return data
-
-
-def direct_message(entry: Any) -> dict[str, Any]:
-    """An inbox entry as the contract's `direct` payload."""
-    message_id, fields = _fields(entry)
-    data = {"id": message_id, "from": fields.get("f", ""), "to": fields.get("to", ""),
-            "text": fields.get("t", ""), "ts": parse_id(message_id)[0],
-            "node": fields.get("n", "")}
-    if "c" in fields:
-        data["client_id"] = fields["c"]
-    return data
-
-
 class Messages:
     def __init__(self, client: Any, scripts: Scripts, node: str, history_max: int,
-                 default_private: bool = False, *, app_users: bool = False):
+                 default_private: bool = False, *, app_users: bool = False,
+                 webhooks: Webhooks | None = None):
         self.client = client
         self.scripts = scripts
         self.node = node
         self.history_max = history_max
         self.app_users = app_users  # any user name is a recipient, not only accounts
         self.default_private = default_private  # ROOMS_DEFAULT: rules.py
+        self.webhooks = webhooks or Webhooks(client, scripts, scripts.topology, node, None)
 
     def _append(self, stream: str, meta: str, channel: str, event: str, data: dict[str, Any],
-                fields: list[str], client_id: str | None, sent_key: str | None, *,
-                must_exist: str | None = None, skip: str | None = None,
-                same_id_as: str | None = None,
+                fields: list[str], client_id: str | None, sent_key: str | None,
+                outbox: Outbox, *, webhook_event: bool = True, must_exist: str | None = None,
+                skip: str | None = None, same_id_as: str | None = None,
                 conversation: tuple[str, str] | None = None,
-                rules_for: tuple[str, str] | None = None) -> Stored | None:
-        """Run lua/append.lua; None when `must_exist` does not exist. With `same_id_as`, the
-        entry takes that id if it is newer than the stream's newest (else a new one). With
-        `conversation` (owner, other), it is copied into their conversation too. With `rules_for`
-        (room, sender), the room's rules must allow the sender (else ServiceError('forbidden')).
-        """
+                rules_for: tuple[str, str] | None = None) -> tuple[Stored, bool] | None:
+        """Run lua/append.lua; None when `must_exist` does not exist, else what was stored and
+        whether it set `outbox`'s webhook marker (the caller then indexes it: outbox.py). With
+        `same_id_as`, the entry takes that id if it is newer than the stream's newest (else a
+        new one). With `conversation` (owner, other), it is copied into their conversation too.
+        With `rules_for` (room, sender), the room's rules must allow the sender (else
+        ServiceError('forbidden')). `webhook_event` False: with webhooks on, the entry is no
+        event (retention still keeps the outbox's undelivered entries)."""
         if client_id is not None:
             data = {**data, "client_id": client_id}
             fields = [*fields, "c", client_id]
@@ -146,34 +126,46 @@ class Messages:
             keys_ += [keys.room_rules(room), keys.room_admitted(room)]
         else:
             keys_ += [stream, stream]
+        webhooks = self.webhooks
+        flag = webhooks.flag(webhook_event)
+        if flag == "0":
+            keys_ += [stream, stream]
+        else:
+            _lease, webhook_hash, marker, *_streams = outbox.keys()
+            keys_ += [marker, webhook_hash]
         pieces = bus_format.stored_template(event, data, skip=skip)
         with redis_errors():
             reply = self.scripts.run(
                 "append", keys_,
                 [self.history_max, "1" if must_exist else "0", "1" if idempotent else "0",
                  IDEMPOTENCY_S, same_id_as or "*", other, unread, *pieces, sender,
-                 "1" if self.default_private else "0", *fields],
+                 "1" if self.default_private else "0", flag, webhooks.retry_ms,
+                 outbox.target if outbox.kind == INBOX else "", *fields],
                 replicated=True)
         if not reply:
             return None
         message_id = reply[0]
         if message_id == "forbidden" and rules_for is not None:
             raise ServiceError("forbidden", REFUSED[reply[1]].format(room=rules_for[0]))
-        return Stored(message_id, parse_id(message_id)[0])
+        return Stored(message_id, parse_id(message_id)[0]), bool(reply[2])
 
     def publish(self, room: str, user: str, text: str, client_id: str | None, *,
                 enforce_rules: bool = False) -> Stored:
         """Store a room message and publish it on the room's channel, atomically; a repeat of a
         client_id (same user and room, within IDEMPOTENCY_S) answers the first id instead. With
         `enforce_rules` (a user's send), ServiceError('forbidden') when the room's rules refuse
-        the user, and nothing is stored."""
+        the user, and nothing is stored. With webhooks on, the room's outbox is marked in the same
+        step and indexed after it."""
         sent = keys.room_sent(room, user, client_id) if client_id is not None else None
-        stored = self._append(
+        outbox = Outbox(ROOM, room)
+        appended = self._append(
             keys.room_log(room), keys.room_meta(room), keys.room_channel(room), "message",
             {"room": room, "user": user, "text": text, "node": self.node},
-            ["u", user, "t", text, "n", self.node], client_id, sent,
+            ["u", user, "t", text, "n", self.node], client_id, sent, outbox,
             rules_for=(room, user) if enforce_rules else None)
-        assert stored is not None
+        assert appended is not None
+        stored, marked = appended
+        self.webhooks.marked(outbox, marked)
         return stored
 
     def find_sent(self, room: str, user: str, client_id: str) -> Stored | None:
@@ -196,15 +188,18 @@ class Messages:
         like `direct`; ServiceError('not_found') for a recipient without an account, unless
         `app_users`."""
         data = {"from": APP, "to": recipient, "text": text, "node": self.node}
-        stored = self._append(
+        outbox = Outbox(INBOX, recipient)
+        appended = self._append(
             keys.inbox(recipient), keys.inbox_meta(recipient), keys.user_channel(recipient),
             "direct", data, ["f", APP, "to", recipient, "t", text, "n", self.node], client_id,
             keys.inbox_sent(recipient, APP, recipient, client_id) if client_id is not None
-            else None,
+            else None, outbox,
             must_exist=None if self.app_users else keys.account(recipient),
             conversation=(recipient, APP))
-        if stored is None:
+        if appended is None:
             raise ServiceError("not_found", f"no user named {recipient}")
+        stored, marked = appended
+        self.webhooks.marked(outbox, marked)
         return stored
 
     def direct(self, sender: str, recipient: str, text: str, client_id: str | None,
@@ -212,7 +207,9 @@ class Messages:
         """Store a direct message in both inboxes and publish each copy on its user's channel;
         returns the sender's copy. A repeat of a client_id (same sender and recipient, within
         IDEMPOTENCY_S) stores nothing new and answers the first. Raises
-        ServiceError('not_found') for a recipient without an account, unless `app_users`."""
+        ServiceError('not_found') for a recipient without an account, unless `app_users`. With
+        webhooks on, the recipient's copy is the event (its inbox's outbox is marked with it, and
+        indexed after both)."""
         data = {"from": sender, "to": recipient, "text": text, "node": self.node}
         fields = ["f", sender, "to", recipient, "t", text, "n", self.node]
         sender_fields = [*fields, "x", sender_connection]  # replays skip that connection too
@@ -223,22 +220,28 @@ class Messages:
             return keys.inbox_sent(owner, sender, recipient, client_id)
 
         to_self = sender == recipient
-        received = self._append(
+        outbox = Outbox(INBOX, recipient)
+        appended = self._append(
             keys.inbox(recipient), keys.inbox_meta(recipient), keys.user_channel(recipient),
             "direct", data, sender_fields if to_self else fields, client_id, sent_key(recipient),
-            must_exist=None if self.app_users else keys.account(recipient),
+            outbox, must_exist=None if self.app_users else keys.account(recipient),
             skip=sender_connection if to_self else None, conversation=(recipient, sender))
-        if received is None:
+        if appended is None:
             raise ServiceError("not_found", f"no user named {recipient}")
-        if to_self:
-            return received
-        # the same id in both inboxes whenever the sender's allows it (nearly always)
-        sent = self._append(keys.inbox(sender), keys.inbox_meta(sender),
-                            keys.user_channel(sender), "direct", data, sender_fields, client_id,
-                            sent_key(sender), skip=sender_connection, same_id_as=received.id,
-                            conversation=(sender, recipient))
-        assert sent is not None
-        return sent
+        received, marked = appended
+        try:
+            if to_self:
+                return received
+            # the same id in both inboxes whenever the sender's allows it (nearly always)
+            copied = self._append(
+                keys.inbox(sender), keys.inbox_meta(sender), keys.user_channel(sender), "direct",
+                data, sender_fields, client_id, sent_key(sender), Outbox(INBOX, sender),
+                webhook_event=False, skip=sender_connection, same_id_as=received.id,
+                conversation=(sender, recipient))
+            assert copied is not None
+            return copied[0]
+        finally:
+            self.webhooks.marked(outbox, marked)
 
     def history(self, room: str, before: str | None, limit: int) -> list[dict[str, Any]]:
         """The newest `limit` messages before id `before` (exclusive), oldest first."""
@@ -269,7 +272,7 @@ class Messages:
         with redis_errors():
             entries = self.client.xrange(keys.inbox(target), "(" + after, "+", count=limit)
         return [bus_format.stored_event("direct", direct_message(entry),
-                                     skip=_fields(entry)[1].get("x")) for entry in entries]
+                                     skip=entry_fields(entry)[1].get("x")) for entry in entries]
 
     def resume_room(self, room: str, since: str | None) -> Resumed:
         return self._resume(keys.room_log(room), keys.room_meta(room), since,

@@ -23,6 +23,7 @@ from typing import Any, NamedTuple
 
 from . import keys
 from .failures import redis_errors
+from .outbox import ROOM, Outbox, Webhooks
 from .scripts import Scripts
 
 
@@ -45,10 +46,12 @@ def _flag(value: Any) -> str:
 
 
 class RoomRules:
-    def __init__(self, client: Any, scripts: Scripts, default_private: bool):
+    def __init__(self, client: Any, scripts: Scripts, default_private: bool,
+                 webhooks: Webhooks | None = None):
         self.client = client
         self.scripts = scripts
         self.default_private = default_private
+        self.webhooks = webhooks or Webhooks(client, scripts, scripts.topology, "", None)
 
     def _rules(self, private: Any, read_only: Any) -> Rules:
         return Rules(self.default_private if private is None else private == "1",
@@ -77,23 +80,36 @@ class RoomRules:
         return Access(self._rules(private, read_only), bool(added), bool(admitted),
                       bool(hook_allowed))
 
+    def _webhook(self, room: str) -> tuple[list[str], str]:
+        """The room's webhook keys for a script that records a `member` event, and its flag."""
+        return ([keys.room_webhook_events(room), keys.room_webhook_pending(room)],
+                "1" if self.webhooks.enabled else "0")
+
     def add_member(self, room: str, user: str) -> bool:
-        """The app adds `user` to the room; whether it was not added yet."""
+        """The app adds `user` to the room; whether it was not added yet (with webhooks on, a
+        `member` event `added` then, in the same step)."""
+        webhook_keys, on = self._webhook(room)
         with redis_errors():
-            return bool(self.scripts.run(
-                "member_add", [keys.room_allowed(room), keys.room_admitted(room)], [user],
-                replicated=True))
+            added, marked = self.scripts.run(
+                "member_add", [keys.room_allowed(room), keys.room_admitted(room), *webhook_keys],
+                [user, on], replicated=True)
+        self.webhooks.marked(Outbox(ROOM, room), marked)
+        return bool(added)
 
     def remove_member(self, room: str, user: str) -> bool:
         """The room's side of removing `user` (the guarantees); whether it was added, admitted
-        or a member. The user's own list of rooms is the caller's (members.py)."""
+        or a member (with webhooks on, a `member` event `removed` then, in the same step). The
+        user's own list of rooms is the caller's (members.py)."""
+        webhook_keys, on = self._webhook(room)
         with redis_errors():
-            return bool(self.scripts.run(
+            was, marked = self.scripts.run(
                 "member_remove",
                 [keys.room_allowed(room), keys.room_admitted(room),
                  keys.room_join_allowed(room, user), keys.room_members(room),
-                 keys.room_reads(room), keys.room_rules(room)],
-                [user], replicated=True))
+                 keys.room_reads(room), keys.room_rules(room), *webhook_keys],
+                [user, on], replicated=True)
+        self.webhooks.marked(Outbox(ROOM, room), marked)
+        return bool(was)
 
     def remember_join(self, room: str, user: str, ttl_s: int) -> None:
         """Keep the join hook's `allow: true` for `user` in the room for `ttl_s` seconds."""

@@ -41,7 +41,8 @@ from .topology import Address, Topology
 
 LUA = Path(__file__).with_name("lua")
 NAMES = ("append", "after", "join", "leave", "reap_room", "read", "room_unread", "bookkeeping",
-         "conversations", "rules", "access", "member_add", "member_remove")
+         "conversations", "rules", "access", "member_add", "member_remove", "member_leave",
+         "webhook_event", "webhook_take", "webhook_advance", "webhook_failed", "webhook_index")
 PRELUDE = (LUA / "prelude.lua").read_text()
 REDIRECTS = 5
 TRYAGAIN_PAUSE_S = 0.05

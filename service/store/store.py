@@ -8,6 +8,8 @@ own guarantees:
 - `presence` (presence.py): who is in a room across the cluster;
 - `members` (members.py): room membership and read positions, on every device;
 - `rules` (rules.py): rooms the app controls: private, read-only, the members it added;
+- `webhooks` (outbox.py): the webhook outbox: what happened, kept until delivered, and the
+  index senders take it from;
 - `conversations` (conversations.py): direct conversations, their history and read positions;
 - `nodes` (nodes.py): the node registry and reaping dead nodes' presence;
 - `health` (health.py): every master as this node sees it (reachable, replicas in sync, memory
@@ -38,6 +40,7 @@ from .members import Members
 from .messages import Messages
 from .migrate import migrate_layout
 from .nodes import NodeRegistry
+from .outbox import Webhooks
 from .presence import Presence
 from .rules import RoomRules
 from .scripts import Scripts
@@ -49,7 +52,10 @@ class Store:
     def __init__(self, target: RedisTarget, node: str, history_max: int,
                  async_mode: str = "gevent", ack_replicas: int = 0,
                  ack_timeout_ms: int = 500, ack_min_replicas: int = 0, *,
-                 app_users: bool = False, rooms_default_private: bool = False):
+                 app_users: bool = False, rooms_default_private: bool = False,
+                 webhook_retry_s: int | None = None):
+        """`webhook_retry_s`: WEBHOOK_RETRY_S when WEBHOOK_URL is set, None (webhooks off, and
+        nothing of them written) otherwise."""
         self.node = node
         self.topology = Topology(target, node, async_mode)
         self.client = self.topology.client
@@ -58,11 +64,13 @@ class Store:
                                replica_timeout_ms=ack_timeout_ms, min_replicas=ack_min_replicas,
                                health=self.health)
         self.accounts = Accounts(self.client)
+        self.webhooks = Webhooks(self.client, self.scripts, self.topology, node, webhook_retry_s)
         self.messages = Messages(self.client, self.scripts, node, history_max,
-                                 rooms_default_private, app_users=app_users)
-        self.rules = RoomRules(self.client, self.scripts, rooms_default_private)
-        self.presence = Presence(self.client, self.scripts, node)
-        self.members = Members(self.client, self.scripts)
+                                 rooms_default_private, app_users=app_users,
+                                 webhooks=self.webhooks)
+        self.rules = RoomRules(self.client, self.scripts, rooms_default_private, self.webhooks)
+        self.presence = Presence(self.client, self.scripts, node, self.webhooks)
+        self.members = Members(self.client, self.scripts, self.webhooks)
         self.conversations = Conversations(self.client, self.scripts, self.messages,
                                            self.accounts, app_users=app_users)
         self.nodes = NodeRegistry(self.client, self.scripts, self.presence, node)

@@ -233,6 +233,8 @@ class MemoryBroker:
         self.user_rooms.setdefault(user, set()).add(room)
         members = self.members.setdefault(room, {})
         new_member = user not in members
+        if new_member:
+            self.member_events.append((room, user, "joined"))
         members.setdefault(user, self.rooms_.get(room, Stream()).newest() or "0-0")
         present = self.present_.setdefault(room, {})
         first = user not in present.values()
@@ -256,6 +258,8 @@ class MemoryBroker:
         was = self.members.get(room, {}).pop(user, None) is not None
         self.reads.pop((room, user), None)
         self.user_rooms.get(user, set()).discard(room)
+        if was:
+            self.member_events.append((room, user, "left"))
         return was
 
     def rooms(self, user: str) -> list[RoomState]:
@@ -306,6 +310,8 @@ class MemoryBroker:
                       self.hook_allowed.get((room, user), 0) > time.monotonic())
 
     def add_member(self, room: str, user: str) -> None:
+        if user not in self.added.get(room, set()):
+            self.member_events.append((room, user, "added"))
         self.added.setdefault(room, set()).add(user)
         self.admitted.setdefault(room, set()).add(user)
 
@@ -320,12 +326,10 @@ class MemoryBroker:
         self.user_rooms.get(user, set()).discard(room)
         if was:
             self.removed.setdefault(room, set()).add(user)
+            self.member_events.append((room, user, "removed"))
 
     def remember_join(self, room: str, user: str, ttl_s: int) -> None:
         self.hook_allowed[(room, user)] = time.monotonic() + ttl_s
-
-    def member_event(self, room: str, user: str, action: str) -> None:
-        self.member_events.append((room, user, action))
 
     # ---- conversations -----------------------------------------------------------------------
 

@@ -47,6 +47,12 @@ NODE_METRICS = {
     "rooms_handed_over_total": "counter",
     "rooms_hook_calls_total": "counter",
     "rooms_hook_seconds": "histogram",
+    "rooms_webhook_batches_total": "counter",
+    "rooms_webhook_events_total": "counter",
+    "rooms_webhook_retries_total": "counter",
+    "rooms_webhook_dropped_total": "counter",
+    "rooms_webhook_pending_outboxes": "gauge",
+    "rooms_webhook_oldest_pending_seconds": "gauge",
 }
 # What the nginx exporter makes of stub_status (the same names in 0.11 and 1.x).
 NGINX_METRICS = {

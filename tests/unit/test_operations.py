@@ -150,7 +150,7 @@ def test_the_cluster_data_lists_live_nodes_with_their_figures_and_redis(app):
     assert entry["node"] == "node-m"
     for field in ("connections", "websocket", "polling", "rooms", "accepted_per_s",
                   "delivered_per_s", "delivery_p99_ms", "canary_lag_ms", "canary_silent_s",
-                  "canary_deaf", "bus_up", "draining", "beat"):
+                  "canary_deaf", "bus_up", "draining", "beat", "webhooks"):
         assert field in entry, field
     (server,) = data["redis"]
     assert server["up"] is True and server["role"] == "master"
@@ -178,3 +178,30 @@ def test_the_rates_cover_what_was_counted_since_they_were_last_read():
     accepted_per_s, delivered_per_s = metrics.rates()
     assert accepted_per_s > 0 and delivered_per_s == pytest.approx(4 * accepted_per_s)
     assert metrics.rates() == (0.0, 0.0)
+
+
+def test_a_node_with_webhooks_shows_them_in_its_figures_and_metrics_without_secrets(
+        redis_server):
+    redis.Redis.from_url(redis_server.url).flushall()
+    settings = load_settings({"REDIS_URL": redis_server.url, "ASYNC_MODE": "threading",
+                              "NODE_NAME": "node-w", "DOTENV_PATH": "/nonexistent",
+                              "API_KEY": API_KEY, "OPERATORS": "olga",
+                              "WEBHOOK_URL": "http://127.0.0.1:9/hook?key=url-secret",
+                              "HOOK_SECRET": "the-hook-secret-itself"})
+    app = create_app(settings, background=False)
+    try:
+        node = app.extensions["node"]
+        node.heartbeat.beat()
+        operator = app.test_client()
+        log_in(operator, "olga")
+        (entry,) = operator.get("/admin/cluster.json").get_json()["nodes"]
+        assert set(entry["webhooks"]) == {"delivered", "failed", "batches", "retries",
+                                          "dropped", "pending", "oldest_pending_s"}
+        page = operator.get("/admin").get_data(as_text=True)
+        assert 'id="webhooks"' in page
+        text = scrape(app)
+        assert value(text, 'rooms_webhook_batches_total{outcome="delivered"}') == 0
+        for secret in ("url-secret", "the-hook-secret-itself", "127.0.0.1:9"):
+            assert secret not in text and secret not in str(entry)
+    finally:
+        app.extensions["node"].bus.close()

@@ -31,7 +31,7 @@ BAD = {
     "APP_JWT_LEEWAY_S": "3600", "ROOMS_DEFAULT": "secret", "HOOK_SECRET": "short",
     "HOOK_TIMEOUT_S": "0", "JOIN_HOOK_URL": "ftp://app/join", "JOIN_HOOK_CACHE_S": "-1",
     "SEND_HOOK_URL": "app/send", "WEBHOOK_URL": "http://", "WEBHOOK_RETRY_S": "0",
-    "WEBHOOK_BATCH_MAX": "0",
+    "WEBHOOK_BATCH_MAX": "0", "WEBHOOK_SWEEP_S": "0.5",
 }
 ANY_TEXT = {"REDIS_PASSWORD", "REDIS_USERNAME", "APP_JWT_AUDIENCE", "APP_JWT_ISSUER"}
 

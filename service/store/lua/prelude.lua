@@ -36,3 +36,20 @@ local function count_after(stream, after, field, value, cap)
   end
   return count, newest
 end
+local function id_next(id)  -- the smallest id after `id`
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return ms .. '-' .. string.format('%.0f', tonumber(seq) + 1)
+end
+local function field_of(fields, name)  -- a stream entry's field, or false
+  for i = 1, #fields, 2 do
+    if fields[i] == name then return fields[i + 1] end
+  end
+  return false
+end
+-- Webhooks (outbox.py): append an event (type, user, action) to a room's side stream and set the
+-- room's pending marker; 1 if the marker was not set before (the caller indexes the room).
+local function record_event(side, marker, kind, user, action)
+  redis.call('XADD', side, '*', 'k', kind, 'u', user, 'a', action)
+  if redis.call('SET', marker, '1', 'NX') then return 1 end
+  return 0
+end
