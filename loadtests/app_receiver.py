@@ -19,6 +19,7 @@ import sys
 import time
 from collections import Counter
 
+from gevent import socket
 from gevent.pywsgi import WSGIServer
 
 from service.hooks import signing
@@ -92,6 +93,17 @@ def percentile(ordered: list[float], share: float) -> float | None:
     return round(ordered[min(len(ordered) - 1, int(share * len(ordered)))], 1)
 
 
+def listener(port: int) -> socket.socket:
+    """The listening socket; its connections inherit TCP_NODELAY, so that an answer's headers
+    and body, written apart, do not wait for the client's delayed ACK (40 ms a request)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(1024)
+    return sock
+
+
 if __name__ == "__main__":
-    WSGIServer(("127.0.0.1", int(sys.argv[1])), Receiver(os.environ["HOOK_SECRET"]),
+    WSGIServer(listener(int(sys.argv[1])), Receiver(os.environ["HOOK_SECRET"]),
                log=None).serve_forever()

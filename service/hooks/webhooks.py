@@ -41,6 +41,10 @@ from .delivery import DELIVERED, OUTCOMES, Answer, Poster
 
 log = logging.getLogger("service.webhooks")
 POLL_S = 0.2  # how often an idle sender looks at the index (its own node's appends wake it)
+# a round that did not fill its batch waits this long before the next, and so does a sender woken
+# from idle: events of other rooms and inboxes that come meanwhile share one request (measured
+# with `make bench PARTS=app`: without it, nearly every message was a request of its own)
+LINGER_S = 0.05
 DUE_SCAN = 32  # due outboxes read per round
 FIGURES_EVERY_S = 1.0
 FAILURE_LOG_EVERY_S = 5.0  # a receiver that is down logs a line this often per node, not per try
@@ -77,6 +81,8 @@ class WebhookSender:
         self.rng = rng or random.Random()
         self.counts = Counts()
         self._wake = threading.Event()
+        self._halt = threading.Event()  # set by stop(): ends a linger at once
+        self._filled = False  # whether the last round's batch was full
         self._stopping = False
         self._stopped = threading.Event()
         self._failing: str | None = None
@@ -113,13 +119,17 @@ class WebhookSender:
                 except Exception:
                     log.exception("node=%s webhook round failed", self.node)
                 if not worked:
-                    self._wake.wait(POLL_S)
+                    if self._wake.wait(POLL_S):
+                        self._halt.wait(LINGER_S)
+                elif not self._filled:
+                    self._halt.wait(LINGER_S)
         finally:
             self._stopped.set()
 
     def stop(self, wait_s: float) -> bool:
         """Finish the batch in flight and stop; whether it stopped within `wait_s`."""
         self._stopping = True
+        self._halt.set()
         self._wake.set()
         return self._stopped.wait(wait_s)
 
@@ -161,6 +171,7 @@ class WebhookSender:
         # a page of due outboxes that all are another's (their leases outlive a dead node's
         # requests) must not hide those after it: look further on the next round
         self._offset = self._offset + DUE_SCAN if len(due) == DUE_SCAN and not worked else 0
+        self._filled = batch.full()
         if not batch.parts:
             return worked
         if self.monotonic() - started > self.lease_ms / 1000 - self.request_s - 1:
