@@ -17,6 +17,7 @@ from ..hooks.webhooks import Counts, WebhookSender
 from ..settings import Settings
 from ..store.health import RedisHealth
 from ..transport.compat import connections_by_transport
+from ..transport.websocket import transport_of
 from .cut_off import CutOff
 
 # every metric /metrics carries, for the dashboards and their tests
@@ -33,7 +34,7 @@ NAMES = (
     "rooms_hook_calls_total", "rooms_hook_seconds",
     "rooms_webhook_batches_total", "rooms_webhook_events_total", "rooms_webhook_retries_total",
     "rooms_webhook_dropped_total", "rooms_webhook_pending_outboxes",
-    "rooms_webhook_oldest_pending_seconds",
+    "rooms_webhook_oldest_pending_seconds", "rooms_transport_tasks", "rooms_transport_paused",
 )
 
 
@@ -64,6 +65,14 @@ class NodeState(Collector):
         for transport, count in connections_by_transport(node.server).items():
             connections.add_metric([transport], count)
         yield connections
+        transport = transport_of(node.server.eio) if node.server is not None else None
+        yield GaugeMetricFamily("rooms_transport_tasks",
+                                "WebSocket connections with a task handling their events now "
+                                "(an idle connection has none)",
+                                value=transport.tasks if transport else 0)
+        yield GaugeMetricFamily("rooms_transport_paused",
+                                "WebSocket connections whose reading waits for their task",
+                                value=transport.paused if transport else 0)
         by_kind = bus.subscribed_by_kind()
         yield GaugeMetricFamily("rooms_rooms", "Chat rooms with a connection on this node",
                                 value=by_kind["room"])

@@ -36,6 +36,7 @@ WRITTEN_FOR = {
     "gunicorn": "27.0",
     "flask-session": "0.8",
     "redis": "8.1",
+    "gevent": "26.9",
 }
 log = logging.getLogger("service")
 
@@ -212,6 +213,38 @@ def intercept(eio: Any, transport: Callable[[Callable[..., Any]], Any],
     eio.handle_request = wrapped
     eio._async = {**eio._async, "websocket": upgrade_handler}
     return wrapped
+
+
+def drop_queue(socket: Any) -> None:
+    """Forget a session's packet queue (python-engineio makes one per session): a session that
+    upgraded to the project's transport has its class's instead."""
+    socket.__dict__.pop("queue", None)
+
+
+# ---- gevent: the event loop's watchers, which serve connections without a task each -----------
+# gevent calls its loop API "an internal, low-level interface" that may change between minor
+# versions (gevent/_interfaces.py, ILoop and IWatcher).
+
+
+def event_loop() -> Any:
+    """The worker's event loop (gevent's hub's): `io(fd, events)` watchers, `run_callback`."""
+    from gevent import get_hub
+
+    return get_hub().loop
+
+
+def spawn_task(function: Callable[[], Any]) -> None:
+    """A bare greenlet running `function`, the smallest task gevent has (it catches everything)."""
+    import gevent
+
+    gevent.spawn_raw(function)
+
+
+def yield_turn() -> None:
+    """Let the loop and other tasks run before this task goes on."""
+    import gevent
+
+    gevent.sleep(0)
 
 
 def participants(server: Any) -> Callable[[str], bool]:
@@ -415,6 +448,37 @@ def _gunicorn_socket() -> bool:
     return environ.get("gunicorn.socket") is sock and callable(AsyncWorker.handle)
 
 
+def _gevent_loop() -> bool:
+    """A loop's io watcher calls its callback, in the loop, once its descriptor is readable and
+    not after `stop()`; `run_callback` runs a callback on the loop's next turn; `close()` frees
+    the watcher (checked on a loop of its own, without switching to the hub)."""
+    import socket
+
+    from gevent import config
+
+    loop = config.loop(default=False)
+    ours, theirs = socket.socketpair()
+    calls: list[str] = []
+    try:
+        watcher = loop.io(ours.fileno(), 1)
+        watcher.start(calls.append, "readable")
+        loop.run_callback(calls.append, "callback")
+        loop.run(nowait=True)
+        idle = list(calls)
+        theirs.send(b"x")
+        loop.run(once=True)
+        ready = list(calls)
+        watcher.stop()
+        loop.run(nowait=True)
+        watcher.close()
+        return (idle == ["callback"] and ready == ["callback", "readable"]
+                and calls == ready and callable(loop.io(ours.fileno(), 2).start))
+    finally:
+        ours.close()
+        theirs.close()
+        loop.destroy()
+
+
 def _flask_session_hooks() -> bool:
     """Flask-Session loads a session through `_retrieve_session_data(store_id)`, keeps it
     through `_upsert_session(lifetime, session, store_id)` and gives it its `sid`."""
@@ -507,6 +571,9 @@ INTERNALS = [
     Internal("gunicorn", "environ['gunicorn.socket']; StopIteration from the app ends the "
              "connection", "transport/websocket.py: the connection's socket, served to its end",
              _gunicorn_socket),
+    Internal("gevent", "the hub's loop: io(fd, events) watchers with start(callback, *args), "
+             "stop() and close(); run_callback(callback, *args)", "transport/websocket.py: "
+             "connections read on readiness, written without a task", _gevent_loop),
     Internal("flask-session", "ServerSideSessionInterface._retrieve_session_data, "
              "_delete_session, _upsert_session(session_lifetime, session, store_id); "
              "ServerSideSession.sid", "SessionInterfaceHooks: web/sessions.py keeps sessions in "

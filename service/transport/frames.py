@@ -76,23 +76,38 @@ def unmask(data: bytes, mask: bytes) -> bytes:
 class FrameReader:
     """The server's reader of one client's frames."""
 
-    __slots__ = ("_buffer", "_fragmented_text", "_fragments", "_size", "_utf8", "max_message")
+    __slots__ = ("_buffer", "_fragmented_text", "_fragments", "_offset", "_size", "_utf8",
+                 "has_more", "max_message")
 
     def __init__(self, max_message: int):
         self.max_message = max_message
         self._buffer = b""
+        self._offset = 0  # where the unparsed part of _buffer starts
+        self.has_more = False  # the last feed stopped at its limit: complete frames may wait
         self._fragments: list[bytes] | None = None  # a fragmented message in progress
         self._fragmented_text = False
         self._size = 0
         self._utf8: codecs.IncrementalDecoder | None = None
 
-    def feed(self, data: bytes) -> list[Message | Control]:
-        """Everything `data` completes, in order; raises ProtocolError on a violation."""
-        buffer = self._buffer + data if self._buffer else data
+    def feed(self, data: bytes, limit: int = 0) -> list[Message | Control]:
+        """Everything `data` completes, in order; raises ProtocolError on a violation. With a
+        `limit`, at most that many events: the rest stays buffered (`has_more` says so) for the
+        next call, which may pass no data."""
+        if self._buffer:
+            buffer = (self._buffer[self._offset:] + data if data or self._offset
+                      else self._buffer)
+        else:
+            buffer = data
+        self._offset = 0
         events: list[Message | Control] = []
         offset = 0
         end = len(buffer)
+        self.has_more = False
         while end - offset >= 2:
+            if limit and len(events) >= limit:
+                self.has_more = True
+                self._buffer, self._offset = buffer, offset
+                return events
             first, second = buffer[offset], buffer[offset + 1]
             opcode = first & 0x0F
             final = bool(first & FIN)
@@ -146,8 +161,8 @@ class FrameReader:
 
     @property
     def buffered(self) -> int:
-        """Bytes held: the unfinished frame and the message being assembled."""
-        return len(self._buffer) + self._size
+        """Bytes held: the unparsed frames and the message being assembled."""
+        return len(self._buffer) - self._offset + self._size
 
     def _check_sequence(self, opcode: int) -> None:
         if opcode == CONTINUATION and self._fragments is None:

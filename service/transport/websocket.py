@@ -1,27 +1,36 @@
-"""Engine.IO over WebSocket, served by the project: one task per connection (gevent mode).
+"""Engine.IO over WebSocket, served by the project: no task while a connection is idle (gevent).
 
 python-engineio serves a WebSocket with three tasks per connection (simple-websocket's reader, a
 writer draining a queue, and a ping timer), each with a saved stack, and writes every packet with
-its own system call. Here a connection is its request's own task, and nothing more:
+its own system call. Here an idle connection is an object and a watcher on the event loop:
 
-- The task reads the connection's frames with the project's RFC 6455 reader (frames.py) and hands
-  each Engine.IO packet to python-engineio's socket, which python-socketio serves as before.
-- Writes never block the task that emits them: a packet's frame (built once per broadcast) is
-  appended to the connection's buffer, and everything buffered in one turn of the event loop goes
-  out in one `send` at the end of that turn, in order. What the kernel does not take
-  waits for the socket to be writable; a connection whose buffer passes `send_buffer_bytes` (a
-  client that stopped reading) is cut off, so one slow client costs a bounded amount of memory.
+- When bytes arrive the loop calls the connection back (in its own task, without switching):
+  the project's RFC 6455 reader (frames.py) parses at most FRAMES_PER_CALL frames per call, so a
+  flood of tiny frames from one connection takes turns with the others. Control frames and
+  Engine.IO's PONG and NOOP are answered there; every other packet goes to the connection's
+  inbox, and a task is started only while the inbox has events: it hands them to
+  python-engineio's socket, which python-socketio serves as before, one at a time in the order
+  they came. Past INBOX_PAUSE queued events reading pauses until the task catches up.
+- Writes never block: a packet's frame (built once per broadcast) is appended to the
+  connection's buffer, and everything buffered in one turn of the event loop goes out in one
+  `send` at the end of that turn, in order. What the kernel does not take waits for the socket to
+  be writable; a connection whose buffer passes `send_buffer_bytes` (a client that stopped
+  reading) is cut off, so one slow client costs a bounded amount of memory. One frame larger
+  than the limit is sent when nothing else waits.
 - One timer for the whole node (heartbeat.py) sends the pings, cuts off a connection that leaves
   one unanswered past the ping timeout, one that has not joined Socket.IO within the connect
-  timeout (a half-open or idle handshake), and one whose close handshake does not finish.
+  timeout (a half-open or idle handshake, or half a frame and then silence), and one whose close
+  handshake does not finish.
 - A connection starts either as a WebSocket (`transport=websocket`, taken before python-engineio:
   `WebSocketTransport`) or as long-polling that upgrades (python-engineio hands the upgrade
-  request to `UpgradeHandler`). Long-polling itself stays python-engineio's.
+  request to `UpgradeHandler`, whose probe runs in the request's task within the connect
+  timeout). Long-polling itself stays python-engineio's.
 - A protocol violation ends that connection with the close code RFC 6455 prescribes (1002, 1007,
-  1009; 1008 for a text frame that is not an Engine.IO packet), logged in one line; nothing of it
-  reaches another connection.
+  1009; 1008 for a text frame that is not an Engine.IO packet, or a packet that is the server's
+  to send), logged in one line; nothing of it reaches another connection.
 
-python-engineio's internals this relies on are reached through compat.py, which checks them.
+python-engineio's and gevent's internals this relies on are reached through compat.py, which
+checks them.
 """
 
 from __future__ import annotations
@@ -33,8 +42,8 @@ import io
 import json
 import logging
 import os
-import socket
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -49,11 +58,12 @@ from .packet_guard import acceptable
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 READ_BYTES = 65536
-# Every connection of a node reads into this one buffer and keeps a copy of what arrived: a
-# connection's task does not yield between its read and the copy, and a read into a fresh
+# Every connection of a node reads into this one buffer and keeps a copy of what arrived: the
+# loop's callbacks never interleave, and a read into a fresh
 # 64 KiB bytes, shrunk to what arrived, leaves the process's heap fragmented.
 _READ_BUFFER = bytearray(READ_BYTES)
 _READ_VIEW = memoryview(_READ_BUFFER)
+_READ_BUFFERS = [_READ_BUFFER]
 CLOSE_HANDSHAKE_S = 5.0
 log = logging.getLogger("service.transport")
 
@@ -108,21 +118,13 @@ def kept_environ(environ: dict[str, Any]) -> dict[str, Any]:
     return kept
 
 
-def adopt(sock: Any) -> Any:
-    """The connection's socket, taken from gunicorn: gunicorn's task for the request ends (and
-    frees the request) while the connection lives on in a task of its own (gunicorn closes
-    only what is left of its socket object)."""
-    from gevent import socket as gevent_socket
-
-    return gevent_socket.socket(fileno=sock.detach())
-
-
-def spawn_raw(function: Callable[[], Any]) -> None:
-    """A connection's task: a bare greenlet, the smallest task gevent has (its function catches
-    everything)."""
-    import gevent
-
-    gevent.spawn_raw(function)
+def take_descriptor(sock: Any) -> int:
+    """The connection's descriptor, taken from gunicorn's socket object: gunicorn's task for
+    the request ends (and frees the request and its socket object) while the connection lives
+    on as a descriptor and a watcher on the loop."""
+    fd = sock.detach()
+    os.set_blocking(fd, False)
+    return fd
 
 
 def handshake_error(environ: dict[str, Any]) -> tuple[str, str] | None:
@@ -199,26 +201,51 @@ class WebSocketEngineIOSocket(compat.EngineIOSocket):
             self.websocket.end(graceful=not abort)
 
 
-class WebSocketSession:
-    """One connection: its socket, its reader, its send buffer and its timer state."""
+class _End:
+    """The last item of a connection's inbox: the connection is over."""
 
-    __slots__ = ("closing_since", "eio", "eio_socket", "end_reason", "ended", "fd",
-                 "flush_scheduled", "heartbeat", "is_joined", "limits", "next_ping",
-                 "opened_at", "out", "out_bytes", "owner", "ping_sent_at", "reader", "sock",
+
+END = _End()
+INBOX_PAUSE = 32  # queued events at which a connection's reading pauses
+INBOX_RESUME = 16  # and below which it resumes
+FRAMES_PER_CALL = 64  # frames parsed per read callback: a flood of tiny frames takes turns
+EVENTS_PER_TURN = 16  # events a connection's task handles before it lets others run
+
+
+class WebSocketSession:
+    """One connection: its socket's descriptor, its reader, its send buffer, its timer state and
+    the events waiting for its task.
+
+    Nothing waits on the connection while it is idle: the loop calls `on_readable` when bytes
+    arrive, in the event loop's own task (so it never blocks and never raises). Frames are
+    parsed there; control frames and Engine.IO's PONG and NOOP are answered there, and the
+    other packets go to the connection's inbox, which one task (`drain`), started when the
+    first item arrives and ended when the inbox is empty, hands to python-engineio in order.
+    So a connection has at most one task, and only while it has events to handle. The end of
+    the connection is an item too: it runs after the events before it, in that task."""
+
+    __slots__ = ("allowance", "closing_since", "eio", "eio_socket", "end_reason", "ended",
+                 "fd", "finished", "flush_scheduled", "heartbeat", "inbox", "is_joined",
+                 "limits", "next_ping", "opened_at", "out", "out_bytes", "owner", "parse_scheduled",
+                 "paused", "ping_sent_at", "probing", "reader", "running", "watcher",
                  "writable")
 
-    def __init__(self, owner: WebSocketTransport, eio_socket: Any, sock: Any):
-        self.owner, self.eio_socket, self.sock = owner, eio_socket, sock
+    def __init__(self, owner: WebSocketTransport, eio_socket: Any, fd: int):
+        self.owner, self.eio_socket, self.fd = owner, eio_socket, fd
         self.eio, self.limits, self.heartbeat = owner.eio, owner.limits, owner.heartbeat
         self.is_joined = owner.is_joined
         limits, eio = self.limits, self.eio
-        self.fd = sock.fileno()
         self.reader = FrameReader(limits.max_message)
         self.out: list[bytes] = []
         self.out_bytes = 0
-        self.flush_scheduled = False
-        self.writable: Any = None  # the loop's watcher, while the kernel's buffer is full
-        self.ended = False
+        self.allowance = 0  # bytes over the limit a frame larger than it may take
+        self.flush_scheduled = self.parse_scheduled = False
+        self.watcher: Any = None  # the loop's read watcher, while the connection is read
+        self.writable: Any = None  # the loop's write watcher, while the kernel's buffer is full
+        self.inbox: deque[Any] | None = None  # events for the connection's task
+        self.running = self.paused = False
+        self.ended = self.finished = False
+        self.probing = False  # an upgrade's probe, served by its request's task
         self.end_reason: Any = compat.reasons(eio).TRANSPORT_CLOSE
         self.closing_since: float | None = None
         now = time.monotonic()
@@ -233,15 +260,18 @@ class WebSocketSession:
             self.write(packet_frame(pkt))
 
     def write(self, data: bytes) -> None:
+        size = len(data)
+        if self.out_bytes + size > self.limits.send_buffer_bytes + self.allowance:
+            if self.out_bytes:
+                log.info("sid=%s cut off: it stopped reading (%d bytes waiting)",
+                         self.eio_socket.sid, self.out_bytes)
+                self.out, self.out_bytes = [], 0
+                self.end_reason = compat.reasons(self.eio).TRANSPORT_ERROR
+                self.abort()
+                return
+            self.allowance = size  # one frame larger than the limit goes out on its own
         self.out.append(data)
-        self.out_bytes += len(data)
-        if self.out_bytes > self.limits.send_buffer_bytes:
-            log.info("sid=%s cut off: it stopped reading (%d bytes waiting)",
-                     self.eio_socket.sid, self.out_bytes)
-            self.out, self.out_bytes = [], 0
-            self.end_reason = compat.reasons(self.eio).TRANSPORT_ERROR
-            self.abort()
-            return
+        self.out_bytes += size
         if not self.flush_scheduled and self.writable is None:
             self.flush_scheduled = True
             # a callback per connection, not one for the node: measured, one callback that
@@ -262,7 +292,7 @@ class WebSocketSession:
             self.abort()
             return
         if sent == len(data):
-            self.out, self.out_bytes = [], 0
+            self.out, self.out_bytes, self.allowance = [], 0, 0
             if self.writable is not None:
                 self.writable.stop()
                 self.writable = None
@@ -273,49 +303,10 @@ class WebSocketSession:
             self.writable = self.owner.loop.io(self.fd, 2)  # 2: writable
             self.writable.start(self.flush)
 
-    # ---- the connection's task -----------------------------------------------------------------
-
-    def start(self, handshake: bytes, first: bytes = b"") -> None:
-        self.write(handshake + first)
-        self.heartbeat.schedule(self, min(self.next_ping,
-                                          self.opened_at + self.limits.connect_timeout_s))
-
-    def receive(self) -> bytes:
-        """What the client sent next (b"" once it closed); waits for it."""
-        count = self.sock.recv_into(_READ_BUFFER)
-        return _READ_VIEW[:count].tobytes()
-
-    def upgrade(self) -> bool:
-        """A long-polling session moving here (Engine.IO v4): `2probe`, answered `3probe`,
-        then `5`; the session then takes the socket over. False if the client did not."""
-        expected = "2probe"
-        try:
-            while not self.ended:
-                data = self.receive()
-                if not data:
-                    return False
-                events = self.reader.feed(data)
-                for index, event in enumerate(events):
-                    if isinstance(event, Control):
-                        self.on_control(event)
-                        continue
-                    if not event.text or event.data.decode() != expected:
-                        return False
-                    if expected == "2probe":
-                        self.write(PROBE_ANSWER)
-                        self.eio_socket.queue.put(eio_packet.Packet(eio_packet.NOOP))  # ends a poll
-                        expected = "5"
-                        continue
-                    self.take_over()
-                    self.serve(events[index + 1 :])
-                    return True
-        except (ProtocolError, OSError):
-            return False
-        return False
-
     def take_over(self) -> None:
         """Serve python-engineio's socket of the polling session from now on: its packets come
-        here, and what it had queued for the next poll goes out first."""
+        here, what it had queued for the next poll goes out first, and its queue is dropped."""
+        self.probing = False
         eio_socket = self.eio_socket
         compat.become(eio_socket, WebSocketEngineIOSocket)
         eio_socket.websocket = self
@@ -323,36 +314,98 @@ class WebSocketSession:
         for pkt in compat.queued_packets(self.eio, eio_socket):
             if pkt is not None and pkt.packet_type != eio_packet.NOOP:
                 self.send_packet(pkt)
+        compat.drop_queue(eio_socket)  # the class's _NoQueue answers from now on
         self.heartbeat.schedule(self, self.next_ping)
 
-    def serve(self, events: list[Any]) -> None:
-        for event in events:
-            if isinstance(event, Control):
-                self.on_control(event)
-            else:
-                self.on_packet(event.data if not event.text else event.data.decode())
-            if self.ended:
-                return
+    # ---- reading: in the loop's callback, no task ----------------------------------------------
 
-    def run(self) -> None:
-        """Read and serve the connection until it ends; returns when it has."""
+    def start(self, handshake: bytes, first: bytes = b"") -> None:
+        self.write(handshake + first)
+        self.heartbeat.schedule(self, min(self.next_ping,
+                                          self.opened_at + self.limits.connect_timeout_s))
+
+    def listen(self, events: list[Any] = ()) -> None:  # type: ignore[assignment]
+        """Serve the connection from now on: `events` (already read) first, then whatever
+        arrives."""
+        self.handle_events(events)
+        if not self.ended:
+            self.watcher = self.owner.loop.io(self.fd, 1)  # 1: readable
+            self.watcher.start(self.on_readable)
+            if self.reader.has_more:
+                self.schedule_parse()
+
+    def on_readable(self) -> None:
+        """The loop's callback: read once (at most READ_BYTES), parse at most FRAMES_PER_CALL
+        frames, handle them. Runs in the loop's own task: never blocks, never raises."""
+        self.parse_scheduled = False
+        if self.ended or self.paused:
+            return
         try:
-            while not self.ended:
-                data = self.receive()
-                if not data:
-                    break
-                self.serve(self.reader.feed(data))
+            if self.reader.has_more:  # frames of an earlier read first, without reading
+                events = self.reader.feed(b"", FRAMES_PER_CALL)
+            else:
+                try:
+                    count = os.readv(self.fd, _READ_BUFFERS)
+                except BlockingIOError:
+                    return  # a readiness the kernel took back
+                if not count:
+                    self.abort()
+                    return
+                events = self.reader.feed(_READ_VIEW[:count].tobytes(), FRAMES_PER_CALL)
+            self.handle_events(events)
+            if self.reader.has_more and not self.ended and not self.paused:
+                self.schedule_parse()
         except ProtocolError as error:
             log.info("sid=%s broke the WebSocket protocol: %s (closing with %d)",
                      self.eio_socket.sid, error.reason, error.code)
             self.close_with(error.code, error.reason)
         except OSError:
-            pass
+            self.abort()
         except Exception:
-            log.exception("sid=%s: serving the connection failed", self.eio_socket.sid)
+            log.exception("sid=%s: reading the connection failed", self.eio_socket.sid)
             self.close_with(frames.INTERNAL_ERROR, "internal error")
-        finally:
-            self.finish()
+
+    def schedule_parse(self) -> None:
+        if not self.parse_scheduled:
+            self.parse_scheduled = True
+            self.owner.loop.run_callback(self.on_readable)
+
+    def handle_events(self, events: list[Any]) -> None:
+        """Answer what needs no task; queue the rest for the connection's task."""
+        for event in events:
+            if self.ended:
+                return
+            if isinstance(event, Control):
+                self.on_control(event)
+            elif not event.text:
+                self.enqueue(event.data)
+            else:
+                data = event.data.decode()
+                if self.answered_here(data):
+                    continue
+                self.enqueue(data)
+
+    def answered_here(self, data: str) -> bool:
+        """Engine.IO packets handled without a task: PONG, NOOP, and the ones that end the
+        connection."""
+        if not self.limits.accepts(data):
+            self.close_with(frames.POLICY_VIOLATION, "not a packet this server takes")
+            return True
+        kind = data[0]
+        if kind == "3":  # PONG: the client is alive
+            self.ping_sent_at = None
+            return True
+        if kind == "6":  # NOOP
+            return True
+        if kind == "0":  # OPEN is the server's to send
+            self.close_with(frames.POLICY_VIOLATION, "a client does not send OPEN")
+            return True
+        if kind == "2":  # PING is the server's to send (Engine.IO v4)
+            log.info("sid=%s sent an Engine.IO PING on an open WebSocket (closing with 1008)",
+                     self.eio_socket.sid)
+            self.close_with(frames.POLICY_VIOLATION, "a client does not send PING")
+            return True
+        return False
 
     def on_control(self, event: Control) -> None:
         if event.opcode == frames.PING:
@@ -365,25 +418,62 @@ class WebSocketSession:
             code = frames.NORMAL if event.code == frames.NO_STATUS else event.code
             self.close_with(code or frames.NORMAL, "")
 
-    def on_packet(self, data: str | bytes) -> None:
-        if isinstance(data, str):
-            if not self.limits.accepts(data):
-                self.close_with(frames.POLICY_VIOLATION, "not a packet this server takes")
-                return
-            kind = data[0]
-            if kind == "3":  # PONG: the client is alive
-                self.ping_sent_at = None
-                return
-            if kind == "6":  # NOOP
-                return
-            if kind == "0":  # OPEN is the server's to send
-                self.close_with(frames.POLICY_VIOLATION, "a client does not send OPEN")
-                return
-        self.eio_socket.receive(eio_packet.Packet(encoded_packet=data))
+    # ---- the connection's task: only while events wait -----------------------------------------
+
+    def enqueue(self, item: Any) -> None:
+        inbox = self.inbox
+        if inbox is None:
+            inbox = self.inbox = deque()
+        inbox.append(item)
+        if not self.running:
+            self.running = True
+            self.owner.tasks += 1
+            compat.spawn_task(self.drain)
+        elif len(inbox) >= INBOX_PAUSE and not self.paused and item is not END:
+            self.paused = True  # a client faster than its handlers waits in the kernel
+            self.owner.paused += 1
+            if self.watcher is not None:
+                self.watcher.stop()
+
+    def drain(self) -> None:
+        """Hand the inbox's events to python-engineio in order; ends when it is empty."""
+        inbox = self.inbox
+        handled = 0
+        try:
+            while inbox:
+                item = inbox.popleft()
+                if item is END:
+                    self.finish()
+                    return
+                try:
+                    self.eio_socket.receive(eio_packet.Packet(encoded_packet=item))
+                except Exception:
+                    log.exception("sid=%s: serving the connection failed", self.eio_socket.sid)
+                    self.close_with(frames.INTERNAL_ERROR, "internal error")
+                handled += 1
+                if self.paused and len(inbox) < INBOX_RESUME:
+                    self.resume()
+                if handled % EVENTS_PER_TURN == 0:
+                    compat.yield_turn()
+        finally:
+            self.running = False  # no switch between the inbox found empty and this
+            self.owner.tasks -= 1
+            if inbox is self.inbox and not inbox:
+                self.inbox = None
+
+    def resume(self) -> None:
+        self.paused = False
+        self.owner.paused -= 1
+        if not self.ended and self.watcher is not None:
+            self.watcher.start(self.on_readable)
+            if self.reader.has_more:
+                self.schedule_parse()
+
+    # ---- ending ---------------------------------------------------------------------------------
 
     def close_with(self, code: int, reason: str) -> None:
         """Send a close frame, flush, and end the connection."""
-        if self.fd >= 0:
+        if self.fd >= 0 and not self.ended:
             self.out.append(frames.close_frame(code, reason))
             self.flush()
         self.abort()
@@ -401,27 +491,39 @@ class WebSocketSession:
         self.heartbeat.schedule(self, self.closing_since + CLOSE_HANDSHAKE_S)
 
     def abort(self) -> None:
-        """End the connection now (from any task): the reader sees it closed."""
+        """End the connection (from any task or callback): reading stops now, and the end is
+        handled in the connection's task after the events before it."""
         if self.ended:
             return
         self.ended = True
-        with contextlib.suppress(OSError):
-            self.sock.shutdown(socket.SHUT_RDWR)
-
-    def finish_probe(self) -> None:
-        """The session of an upgrade that did not happen: the polling session goes on."""
-        self.owner.held -= 1
-        self.fd = -1
+        if self.probing:
+            return  # the probe's task sees it and the polling session goes on
+        if self.watcher is not None:
+            self.watcher.stop()
+        if self.paused:
+            self.paused = False
+            self.owner.paused -= 1
+        self.enqueue(END)
 
     def finish(self) -> None:
-        if self.fd >= 0:
-            self.owner.held -= 1
-        self.ended = True
+        """The end: python-engineio's close (the disconnect handlers), then the descriptor."""
+        if self.finished:
+            return
+        self.finished = self.ended = True
+        self.owner.held -= 1
         self.heartbeat.forget(self)
-        if self.writable is not None:
-            self.writable.stop()
-            self.writable = None
-        self.fd = -1
+        if self.out:
+            self.flush()  # what is still owed, if the kernel takes it now
+        for watcher in (self.watcher, self.writable):
+            if watcher is not None:
+                watcher.stop()
+                watcher.close()  # before the descriptor: its number may be reused at once
+        self.watcher = self.writable = None
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.out, self.out_bytes = [], 0
         if not self.eio_socket.closed:
             self.eio_socket.close(wait=False, abort=True, reason=self.end_reason)
         compat.forget_session(self.eio, self.eio_socket.sid)
@@ -471,20 +573,20 @@ class WebSocketTransport:
         self.app, self.eio, self.limits = app, eio, limits
         self.heartbeat, self.is_joined = heartbeat, is_joined
         self.held = 0  # sessions open
+        self.tasks = 0  # connections whose task is handling events now
+        self.paused = 0  # connections whose reading waits for their task to catch up
         self.loop: Any = None  # gevent's event loop, from the first session on
         self.allowed_origins = set(allowed_origins)
         self._start_heartbeat: Callable[[], Any] | None = start_heartbeat
 
-    def session(self, eio_socket: Any, sock: Any) -> WebSocketSession:
+    def session(self, eio_socket: Any, fd: int) -> WebSocketSession:
         """A new session; the node's heartbeat starts with its first one."""
         if self._start_heartbeat is not None:
-            from gevent import get_hub
-
-            self.loop = get_hub().loop  # the worker's, once it serves
+            self.loop = compat.event_loop()  # the worker's, once it serves
             start, self._start_heartbeat = self._start_heartbeat, None
             start()
         self.held += 1
-        return WebSocketSession(self, eio_socket, sock)
+        return WebSocketSession(self, eio_socket, fd)
 
     def full(self, start_response: Callable[..., Any]) -> list[bytes] | None:
         """The answer to a connection past `max_sessions`, or None while there is room."""
@@ -524,7 +626,7 @@ class WebSocketTransport:
             return http_error(start_response, "401 Unauthorized", "connection refused")
         sid = eio_socket.sid
         eio_socket.connected = eio_socket.upgraded = True
-        session = self.session(eio_socket, adopt(sock))
+        session = self.session(eio_socket, take_descriptor(sock))
         eio_socket.websocket = session
         opening = eio_packet.Packet(eio_packet.OPEN, {
             "sid": sid, "upgrades": [],
@@ -533,7 +635,7 @@ class WebSocketTransport:
             "maxPayload": self.limits.max_message,
         })
         session.start(handshake_response(environ), packet_frame(opening))
-        spawn_raw(session.run)
+        session.listen()
         raise StopIteration  # gunicorn: the connection is the session's; write nothing more
 
 
@@ -553,8 +655,9 @@ class WebSocketTransport:
 
 
 class UpgradeHandler:
-    """python-engineio's WebSocket class for a long-polling session that upgrades: the probe,
-    then the connection is served by a WebSocketSession (installed by `install`)."""
+    """python-engineio's WebSocket class for a long-polling session that upgrades: the probe
+    (in the upgrade request's task, within the connect timeout), then the connection is served
+    by a WebSocketSession like any other (installed by `install`)."""
 
     transport: WebSocketTransport  # set by install()
 
@@ -573,17 +676,54 @@ class UpgradeHandler:
         if full is not None:
             return full
         eio_socket = self.eio_socket
-        session = transport.session(eio_socket, sock)
+        session = transport.session(eio_socket, sock.fileno())
+        session.probing = True
         session.write(handshake_response(environ))
         eio_socket.upgrading = True  # python-engineio's polling answers NOOP from now on
-        if not session.upgrade():
+        sock.settimeout(transport.limits.connect_timeout_s)
+        rest = probe(session, sock)
+        if rest is None:
             eio_socket.upgrading = False
-            session.abort()
-            session.finish_probe()
+            transport.held -= 1
+            session.fd = -1  # gunicorn closes its socket
             raise StopIteration
-        session.sock = adopt(sock)
-        spawn_raw(session.run)
+        session.fd = take_descriptor(sock)
+        session.take_over()
+        session.listen(rest)
         raise StopIteration
+
+
+def probe(session: WebSocketSession, sock: Any) -> list[Any] | None:
+    """A long-polling session's move to this WebSocket (Engine.IO v4): `2probe`, answered
+    `3probe`, then `5`. What the client sent after `5` (to be served), or None if it did not
+    get there: it sent something else, closed, broke the protocol or took too long."""
+    expected = "2probe"
+    try:
+        while not session.ended:
+            count = sock.recv_into(_READ_BUFFER)
+            if not count:
+                return None
+            events = session.reader.feed(_READ_VIEW[:count].tobytes())
+            for index, event in enumerate(events):
+                if isinstance(event, Control):
+                    session.on_control(event)
+                    continue
+                if not event.text or event.data.decode() != expected:
+                    return None
+                if expected == "5":
+                    return events[index + 1 :]
+                session.write(PROBE_ANSWER)
+                session.eio_socket.queue.put(eio_packet.Packet(eio_packet.NOOP))  # ends a poll
+                expected = "5"
+    except (ProtocolError, OSError):
+        return None
+    return None
+
+
+def transport_of(eio: Any) -> WebSocketTransport | None:
+    """The transport `install` put in front of this Engine.IO server, if any (gevent mode)."""
+    handler = getattr(eio, "handle_request", None)
+    return handler if isinstance(handler, WebSocketTransport) else None
 
 
 def install(eio: Any, *, send_buffer_bytes: int, connect_timeout_s: float, max_sessions: int,

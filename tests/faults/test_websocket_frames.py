@@ -10,6 +10,7 @@ import json
 import os
 import socket
 import struct
+import threading
 import time
 import uuid
 
@@ -136,6 +137,8 @@ VIOLATIONS = {
     "close with a one-byte payload": (client_frame(8, b"\x03"), 1002),
     "text that is not an Engine.IO packet": (client_frame(1, b"hello"), 1008),
     "an Engine.IO OPEN from the client": (client_frame(1, b"0"), 1008),
+    "an Engine.IO PING from the client": (client_frame(1, b"2"), 1008),
+    "an upgrade probe on an open WebSocket": (client_frame(1, b"2probe"), 1008),
 }
 
 
@@ -191,6 +194,46 @@ def test_a_session_that_never_joins_socketio_is_cut_off(frames_cluster, witness)
     assert raw.close_code() == 1008
     assert CONNECT_TIMEOUT_S - 0.5 <= time.monotonic() - started <= CONNECT_TIMEOUT_S + 3
     assert_witness_unharmed(frames_cluster, witness)
+
+
+def transport_gauge(cluster, name: str) -> float:
+    text = requests.get(cluster.node_url(1) + "/metrics", timeout=5).text
+    [value] = [float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " ")]
+    return value
+
+
+def test_half_a_frame_then_silence_holds_no_task_and_is_cut_off_on_the_timer(frames_cluster,
+                                                                               witness):
+    raw = RawWebSocket(*node_address(frames_cluster))
+    started = time.monotonic()
+    raw.send(client_frame(1, b'40{"token":"' + b"x" * 200 + b'"}')[:60])
+    wait_for(lambda: transport_gauge(frames_cluster, "rooms_transport_tasks") == 0,
+             what="no task while the connection waits for the rest of its frame")
+    assert raw.close_code() == 1008
+    assert CONNECT_TIMEOUT_S - 0.5 <= time.monotonic() - started <= CONNECT_TIMEOUT_S + 3
+    raw.sock.close()
+    assert_witness_unharmed(frames_cluster, witness)
+
+
+def test_a_flood_of_tiny_frames_does_not_starve_the_others(frames_cluster, witness):
+    users = Users(frames_cluster)
+    try:
+        _, token = users.register("flooder")
+        flooder = RawWebSocket(*node_address(frames_cluster), token=token)
+        noop = client_frame(1, b"6")
+        flood = noop * 100_000 + client_frame(9, b"after the flood")
+        sender = threading.Thread(target=flooder.send, args=(flood,), daemon=True)
+        sender.start()
+        assert_witness_unharmed(frames_cluster, witness)  # answered while the flood is read
+        sender.join(timeout=120)
+        assert not sender.is_alive()
+        while (frame := flooder.next_frame())[0] != 0xA:
+            assert frame[0] == 1, frame  # Engine.IO pings may come first
+        assert frame == (0xA, b"after the flood")
+        log = (frames_cluster.log_dir / "node-1.log").read_text()
+        assert "Traceback" not in log, log[-3000:]
+    finally:
+        users.close()
 
 
 def test_a_slow_loris_handshake_is_cut_off(frames_cluster):

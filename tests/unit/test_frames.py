@@ -88,6 +88,55 @@ def test_any_payload_read_in_any_chunks_comes_out_the_same(payload, chunk):
     assert reader.buffered == 0
 
 
+def read_limited(reader: FrameReader, data: bytes, chunk: int, limit: int) -> list:
+    """What a connection's read callback gets: `chunk` bytes a read, at most `limit` events a
+    call, calls without data while `has_more`."""
+    events: list = []
+    for start in range(0, len(data), chunk):
+        events += reader.feed(data[start : start + chunk], limit)
+        while reader.has_more:
+            batch = reader.feed(b"", limit)
+            assert len(batch) <= limit
+            events += batch
+    return events
+
+
+@given(st.lists(st.binary(max_size=300), min_size=1, max_size=40),
+       st.integers(min_value=1, max_value=700), st.sampled_from([1, 2, 3, 64]))
+def test_a_limit_on_events_per_call_changes_nothing_but_how_many_come_at_once(payloads, chunk,
+                                                                              limit):
+    client = wsproto_client()
+    data = b"".join(client.send_data(payload) + client.ping(b"p") for payload in payloads)
+    reader = FrameReader(MAX)
+    events = read_limited(reader, data, chunk, limit)
+    expected = [event for payload in payloads
+                for event in (Message(False, payload), Control(frames.PING, b"p"))]
+    assert events == expected
+    assert reader.buffered == 0 and not reader.has_more
+
+
+def test_a_flood_of_tiny_frames_is_parsed_in_bounded_steps():
+    data = b"".join(client_frame(frames.TEXT, b"3") for _ in range(9000))
+    reader = FrameReader(MAX)
+    first = reader.feed(data, 64)
+    assert len(first) == 64 and reader.has_more
+    assert reader.buffered == len(data) - 64 * 7
+    assert len(read_limited(reader, b"", 1, 64)) == 0  # no data: the caller drains has_more
+    rest = []
+    while reader.has_more:
+        rest += reader.feed(b"", 64)
+    assert len(first) + len(rest) == 9000 and reader.buffered == 0
+
+
+def test_a_violation_after_the_limit_is_raised_when_its_frame_is_reached():
+    data = client_frame(frames.TEXT, b"3") * 3 + client_frame(frames.TEXT, b"x", rsv=0x40)
+    reader = FrameReader(MAX)
+    assert len(reader.feed(data, 2)) == 2 and reader.has_more
+    with pytest.raises(ProtocolError) as error:
+        reader.feed(b"", 2)
+    assert error.value.code == frames.PROTOCOL_ERROR
+
+
 def test_lengths_of_every_form_are_read():
     for size in (0, 125, 126, 65535, 65536, 70_000):
         assert read(client_frame(frames.BINARY, b"a" * size), 100_000) == [

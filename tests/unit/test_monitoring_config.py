@@ -53,6 +53,8 @@ NODE_METRICS = {
     "rooms_webhook_dropped_total": "counter",
     "rooms_webhook_pending_outboxes": "gauge",
     "rooms_webhook_oldest_pending_seconds": "gauge",
+    "rooms_transport_tasks": "gauge",
+    "rooms_transport_paused": "gauge",
 }
 # What the nginx exporter makes of stub_status (the same names in 0.11 and 1.x).
 NGINX_METRICS = {
