@@ -680,8 +680,7 @@ class UpgradeHandler:
         session.probing = True
         session.write(handshake_response(environ))
         eio_socket.upgrading = True  # python-engineio's polling answers NOOP from now on
-        sock.settimeout(transport.limits.connect_timeout_s)
-        rest = probe(session, sock)
+        rest = probe(session, sock, time.monotonic() + transport.limits.connect_timeout_s)
         if rest is None:
             eio_socket.upgrading = False
             transport.held -= 1
@@ -693,13 +692,18 @@ class UpgradeHandler:
         raise StopIteration
 
 
-def probe(session: WebSocketSession, sock: Any) -> list[Any] | None:
+def probe(session: WebSocketSession, sock: Any, deadline: float) -> list[Any] | None:
     """A long-polling session's move to this WebSocket (Engine.IO v4): `2probe`, answered
     `3probe`, then `5`. What the client sent after `5` (to be served), or None if it did not
-    get there: it sent something else, closed, broke the protocol or took too long."""
+    get there by `deadline`: it sent something else, closed, broke the protocol or took too
+    long."""
     expected = "2probe"
     try:
         while not session.ended:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            sock.settimeout(left)
             count = sock.recv_into(_READ_BUFFER)
             if not count:
                 return None
