@@ -33,6 +33,7 @@ import os
 import subprocess
 import sys
 import time
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -155,6 +156,7 @@ class Node:
 
         self.config = Config()
         self.fds: list[int] = []  # the client ends, kept open
+        self.requests: list[Any] = []  # weak references to some of gunicorn's requests
 
     def serve(self, kind: str, n: int) -> Any:
         """What gunicorn's gevent worker does with a request: its socket, the request parsed,
@@ -171,6 +173,8 @@ class Node:
         config = self.config
         request = Request(config, IterUnreader([handshake(kind, n)]), peer, 1)
         response, environ = wsgi.create(request, sock, peer, ("10.0.0.2", 8000), config)
+        if n % 10 == 0:  # whether gunicorn's request outlives its task
+            self.requests.append(weakref.ref(request))
         try:
             result = self.app(environ, response.start_response)
             for _chunk in result:
@@ -303,7 +307,9 @@ def child(mode: str, kind: str, warm: int, count: int) -> dict[str, Any]:
     top = {owner: [{"bytes_per_connection": round(size / count, 1), "site": site}
                    for size, site in sorted(entries, key=lambda e: -abs(e[0]))[:6]]
            for owner, entries in sites.items()}
-    return {"live_per_connection": live, "by_owner": per, "top_sites": top}
+    return {"live_per_connection": live, "by_owner": per, "top_sites": top,
+            "gunicorn_requests_alive": sum(ref() is not None for ref in node.requests),
+            "gunicorn_requests_watched": len(node.requests)}
 
 
 _FUNCTIONS: dict[tuple[str, int], str | None] = {}

@@ -291,6 +291,22 @@ def in_order_socketio_client(base: type) -> type:
     return InOrderClient
 
 
+# ---- python-socketio: the environ a session keeps (transport/environ.py) ---------------------
+
+
+def lean_connect_environ(server: Any, lean: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    """python-socketio keeps the environ its Engine.IO connect handler is given for the
+    session's life (each namespace's connect handler and `get_environ` read it): give it
+    `lean(environ)` instead, for every session, long-polling ones too (python-engineio hands it
+    the polling handshake's environ, gunicorn's request objects and all)."""
+    handle_connect = server._handle_eio_connect
+
+    def lean_connect(eio_sid: str, environ: dict[str, Any]) -> Any:
+        return handle_connect(eio_sid, lean(environ))
+
+    server.eio.on("connect", lean_connect)  # engineio holds the handler registered at init
+
+
 # ---- the checks: each builds the library's object and sees it behave as relied on -------------
 
 
@@ -486,6 +502,24 @@ def _socketio_client() -> bool:
     return ran_in == [threading.get_ident()]
 
 
+def _socketio_connect_environ() -> bool:
+    """python-socketio's Engine.IO connect handler is `_handle_eio_connect(eio_sid, environ)`,
+    registered with python-engineio, and what it is given is what it keeps and what a
+    namespace's connect handler gets."""
+    import socketio
+
+    server = socketio.Server(async_mode="threading")
+    got: list[Any] = []
+    server.on("connect", lambda sid, environ, auth=None: got.append(environ))
+    lean_connect_environ(server, lambda environ: {"lean": environ["QUERY_STRING"]})
+    server.eio.sockets["e1"] = type("Stub", (), {"send": lambda self, pkt: None,
+                                                 "closed": False})()
+    server.eio._trigger_event("connect", "e1", {**_environ(), "big": "x" * 1000},
+                              run_async=False)
+    server.eio.handlers["message"]("e1", "0")  # the Socket.IO CONNECT of namespace "/"
+    return server.environ.get("e1") == {"lean": "EIO=4"} and got == [{"lean": "EIO=4"}]
+
+
 INTERNALS = [
     Internal("python-socketio", "Server._handle_event(eio_sid, namespace, id, data) called by "
              "its Engine.IO message handler", "guard_incoming_packets: hostile packets refused "
@@ -518,6 +552,10 @@ INTERNALS = [
     Internal("python-socketio", "Client._engineio_client_class; python-engineio "
              "Client._trigger_event(run_async=)", "in_order_socketio_client: "
              "tests/in_order_client.py", _socketio_client),
+    Internal("python-socketio", "Server._handle_eio_connect(eio_sid, environ) registered as "
+             "the Engine.IO connect handler; Server.environ keeps what it is given",
+             "lean_connect_environ: a session keeps only the environ keys its handlers read "
+             "(transport/environ.py)", _socketio_connect_environ),
 ]
 
 
