@@ -57,6 +57,9 @@ OWNERS: list[tuple[str, str, str | None]] = [
     ("environ", "loadtests/connection_memory.py", "serve"),
     ("environ", "loadtests/connection_memory.py", "handshake"),
     ("broker stand-in", "tests/unit/memory_broker.py", None),
+    # a connection's name for the store (`node|sid`): only the stand-in keeps it (a node's Redis
+    # broker sends it to Redis)
+    ("broker stand-in", "service/realtime/namespace.py", "connection_id"),
     ("environ", "service/transport/environ.py", None),
     ("environ", "gunicorn/http/", None),
     ("environ", "werkzeug/", None),  # the request context's marks on the environ
