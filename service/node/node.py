@@ -39,6 +39,7 @@ from ..store.heartbeat import Heartbeat
 from ..store.store import Store
 from ..tokens import TokenSigner
 from ..transport import compat
+from ..transport.environ import kept_environ
 from ..web.context import KEY as WEB_KEY
 from ..web.context import WebContext
 from .cut_off import CutOff
@@ -132,6 +133,8 @@ class Node:
             join_hook_cache_s=settings.join_hook_cache_s)
         server.register_namespace(self.namespace)
         compat.guard_incoming_packets(server, self._on_malformed)
+        # a session keeps only the environ keys its handlers read (long-polling ones too)
+        compat.lean_connect_environ(server, kept_environ)
         self.store.start()
         if background:
             closed = self.closed

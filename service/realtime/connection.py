@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from .ratelimit import TokenBucket
 
 
-@dataclass
+@dataclass(slots=True)
 class Connection:
     user: str
     expires_at: float | None  # token expiry; None for browser sessions (ended by log-out)

@@ -17,10 +17,18 @@ Guarantees
   those newer than its answer's last id, and later live messages not newer than that id (stored
   before its join, they can reach the subscription after the answer) are not delivered to it
   again.
+
+The table is python-socketio's, leaner: no room per connection (python-socketio enters each
+connection into a room named after its sid, a bidict of about 424 bytes each; `to=sid`, `rooms`
+and `close_room` answer the same from the table of all connections, the `None` room), and an
+index from each connection to its rooms, so that a disconnect and `get_rooms` visit that
+connection's rooms, not every room of the node (python-socketio's disconnect scans them all).
+compat.py checks the library's behaviour this relies on.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -56,6 +64,8 @@ class RoomsManager(socketio.Manager):
         self._entering: dict[str, int] = {}  # room -> connections entering it now
         self.held: dict[str, dict[str, list[tuple[str, bytes]]]] = {}  # room -> sid -> held
         self.answered: dict[str, dict[str, str]] = {}  # room -> sid -> newest id answered
+        # sid -> the rooms it is in but the None room (sids are unique across namespaces)
+        self._rooms_of: dict[str, tuple[Any, ...]] = {}
 
     # ---- membership --------------------------------------------------------------------------
 
@@ -85,7 +95,7 @@ class RoomsManager(socketio.Manager):
         return result
 
     def disconnect(self, sid: str, namespace: str, **kwargs: Any) -> Any:
-        rooms = self.get_rooms(sid, namespace)
+        rooms = self._rooms_of.get(sid, ())
         result = super().disconnect(sid, namespace, **kwargs)
         for room in rooms:
             self._forget(sid, room)
@@ -93,6 +103,69 @@ class RoomsManager(socketio.Manager):
             if channel is not None:
                 self._unsubscribe_if_empty(room, channel)
         return result
+
+    # ---- the table: no room per connection, an index from each connection to its rooms ---------
+
+    def basic_enter_room(self, sid: str, namespace: str, room: Any,
+                         eio_sid: str | None = None) -> Any:
+        if room is not None and room == sid:
+            return None  # the connection's own room: `to=sid` is answered from the None room
+        if isinstance(room, str):
+            room = sys.intern(room)  # the index keeps the table's one name, not one per entry
+        result = super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
+        if room is not None:
+            rooms = self._rooms_of.get(sid, ())
+            if room not in rooms:
+                self._rooms_of[sid] = (*rooms, room)
+        return result
+
+    def basic_leave_room(self, sid: str, namespace: str, room: Any) -> Any:
+        result = super().basic_leave_room(sid, namespace, room)
+        rooms = self._rooms_of.get(sid)
+        if rooms is not None and room in rooms:
+            rest = tuple(other for other in rooms if other != room)
+            if rest:
+                self._rooms_of[sid] = rest
+            else:
+                del self._rooms_of[sid]
+        return result
+
+    def basic_disconnect(self, sid: str, namespace: str, **kwargs: Any) -> None:
+        """python-socketio's, visiting the connection's own rooms only."""
+        if namespace not in self.rooms:
+            return
+        for room in self._rooms_of.get(sid, ()):
+            self.basic_leave_room(sid, namespace, room)
+        self.basic_leave_room(sid, namespace, None)
+        self._rooms_of.pop(sid, None)
+        self.callbacks.pop(sid, None)
+        for pending in (self.pending_connect, self.pending_disconnect):
+            sids = pending.get(namespace)
+            if sids is not None and sid in sids:
+                sids.remove(sid)
+                if not sids:
+                    del pending[namespace]
+
+    def get_rooms(self, sid: str, namespace: str) -> list[Any]:
+        """The rooms `sid` is in, its own room first, as python-socketio answers."""
+        if sid not in self.rooms.get(namespace, {}).get(None, {}):
+            return []
+        return [sid, *self._rooms_of.get(sid, ())]
+
+    def get_participants(self, namespace: str, room: Any) -> Any:
+        ns = self.rooms.get(namespace, {})
+        several = hasattr(room, "__len__") and not isinstance(room, str)
+        if not several and (room is None or room in ns):
+            yield from super().get_participants(namespace, room)
+            return
+        everyone = ns.get(None, {})
+        participants: dict[str, str] = {}
+        for name in room if several else (room,):
+            if name in ns:
+                participants.update(ns[name].items())
+            elif name is not None and name in everyone:  # a connection's own room
+                participants[name] = everyone[name]
+        yield from participants.items()
 
     def serves(self, room: str) -> bool:
         """Whether a connection of this node is in `room`."""

@@ -324,6 +324,22 @@ def in_order_socketio_client(base: type) -> type:
     return InOrderClient
 
 
+# ---- python-socketio: the environ a session keeps (transport/environ.py) ---------------------
+
+
+def lean_connect_environ(server: Any, lean: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    """python-socketio keeps the environ its Engine.IO connect handler is given for the
+    session's life (each namespace's connect handler and `get_environ` read it): give it
+    `lean(environ)` instead, for every session, long-polling ones too (python-engineio hands it
+    the polling handshake's environ, gunicorn's request objects and all)."""
+    handle_connect = server._handle_eio_connect
+
+    def lean_connect(eio_sid: str, environ: dict[str, Any]) -> Any:
+        return handle_connect(eio_sid, lean(environ))
+
+    server.eio.on("connect", lean_connect)  # engineio holds the handler registered at init
+
+
 # ---- the checks: each builds the library's object and sees it behave as relied on -------------
 
 
@@ -550,6 +566,87 @@ def _socketio_client() -> bool:
     return ran_in == [threading.get_ident()]
 
 
+def _socketio_connect_environ() -> bool:
+    """python-socketio's Engine.IO connect handler is `_handle_eio_connect(eio_sid, environ)`,
+    registered with python-engineio, and what it is given is what it keeps and what a
+    namespace's connect handler gets."""
+    import socketio
+
+    server = socketio.Server(async_mode="threading")
+    got: list[Any] = []
+    server.on("connect", lambda sid, environ, auth=None: got.append(environ))
+    lean_connect_environ(server, lambda environ: {"lean": environ["QUERY_STRING"]})
+    server.eio.sockets["e1"] = type("Stub", (), {"send": lambda self, pkt: None,
+                                                 "closed": False})()
+    server.eio._trigger_event("connect", "e1", {**_environ(), "big": "x" * 1000},
+                              run_async=False)
+    server.eio.handlers["message"]("e1", "0")  # the Socket.IO CONNECT of namespace "/"
+    return server.environ.get("e1") == {"lean": "EIO=4"} and got == [{"lean": "EIO=4"}]
+
+
+def _manager_sid_rooms() -> bool:
+    """What realtime/manager.py's leaner table relies on: the Manager enters a connection into
+    its own room and the None room through `basic_enter_room(sid, namespace, room, eio_sid=)`
+    and leaves through `basic_leave_room`; `disconnect` goes through `basic_disconnect`, which
+    also clears `callbacks[sid]` and the sid from `pending_connect`/`pending_disconnect`
+    [namespace]; `emit(to=sid)` finds its recipients with `get_participants(namespace, sid)`,
+    `rooms()` with `get_rooms`; the None room maps every sid to its eio_sid; a sid room is one
+    that is in the None room (`close_room` refuses it)."""
+    import socketio
+
+    calls: list[tuple[Any, ...]] = []
+
+    class Recording(socketio.Manager):
+        def basic_enter_room(self, sid: str, namespace: str, room: Any,
+                             eio_sid: Any = None) -> Any:
+            calls.append(("enter", sid, room, eio_sid))
+            return super().basic_enter_room(sid, namespace, room, eio_sid=eio_sid)
+
+        def basic_leave_room(self, sid: str, namespace: str, room: Any) -> Any:
+            calls.append(("leave", sid, room))
+            return super().basic_leave_room(sid, namespace, room)
+
+        def basic_disconnect(self, sid: str, namespace: str, **kwargs: Any) -> Any:
+            calls.append(("disconnect", sid))
+            return super().basic_disconnect(sid, namespace, **kwargs)
+
+        def get_participants(self, namespace: str, room: Any) -> Any:
+            calls.append(("participants", room))
+            return super().get_participants(namespace, room)
+
+        def get_rooms(self, sid: str, namespace: str) -> Any:
+            calls.append(("rooms", sid))
+            return super().get_rooms(sid, namespace)
+
+    manager = Recording()
+    server = socketio.Server(client_manager=manager, async_mode="threading")
+    sent: list[Any] = []
+    server._send_eio_packet = lambda eio_sid, pkt: sent.append(eio_sid)
+    sid = manager.pre_connect("e1", "/")
+    entered = calls[:2] == [("enter", sid, None, "e1"), ("enter", sid, sid, "e1")]
+    pending = manager.pending_connect == {"/": [sid]}
+    manager.connect(sid, "/")
+    manager.enter_room(sid, "/", "r")
+    manager._generate_ack_id(sid, lambda *args: None)
+    table = dict(manager.rooms["/"][None]) == {sid: "e1"} and sid in manager.callbacks
+    del calls[:]
+    server.emit("x", to=sid)
+    in_rooms = server.rooms(sid) == [sid, "r"]
+    try:
+        manager.close_room(sid, "/")
+        refused = False
+    except ValueError:
+        refused = True
+    routed = calls[:2] == [("participants", sid), ("rooms", sid)] and sent == ["e1"]
+    manager.pre_disconnect(sid, "/")
+    del calls[:]
+    manager.disconnect(sid, "/")
+    return (entered and pending and table and routed and in_rooms and refused
+            and calls[0] == ("disconnect", sid) and ("leave", sid, "r") in calls
+            and manager.rooms == {} and manager.callbacks == {}
+            and manager.pending_disconnect == {} and manager.pending_connect == {})
+
+
 INTERNALS = [
     Internal("python-socketio", "Server._handle_event(eio_sid, namespace, id, data) called by "
              "its Engine.IO message handler", "guard_incoming_packets: hostile packets refused "
@@ -585,6 +682,15 @@ INTERNALS = [
     Internal("python-socketio", "Client._engineio_client_class; python-engineio "
              "Client._trigger_event(run_async=)", "in_order_socketio_client: "
              "tests/in_order_client.py", _socketio_client),
+    Internal("python-socketio", "Server._handle_eio_connect(eio_sid, environ) registered as "
+             "the Engine.IO connect handler; Server.environ keeps what it is given",
+             "lean_connect_environ: a session keeps only the environ keys its handlers read "
+             "(transport/environ.py)", _socketio_connect_environ),
+    Internal("python-socketio", "Manager: basic_enter_room(sid, namespace, room, eio_sid) "
+             "for the None and sid rooms, basic_leave_room, basic_disconnect (callbacks, "
+             "pending_connect, pending_disconnect), get_participants for emit(to=sid), "
+             "get_rooms for rooms()", "realtime/manager.py: no room per connection, an index "
+             "from each connection to its rooms", _manager_sid_rooms),
 ]
 
 

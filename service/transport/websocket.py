@@ -38,7 +38,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-import io
 import json
 import logging
 import os
@@ -52,6 +51,7 @@ from urllib.parse import parse_qs
 from engineio import packet as eio_packet
 
 from . import compat, frames
+from .environ import kept_environ
 from .frames import Control, FrameReader, ProtocolError, server_frame
 from .heartbeat import Heartbeat
 from .packet_guard import acceptable
@@ -102,20 +102,6 @@ class Limits:
     connect_timeout_s: float
     max_sessions: int
     accepts: Callable[[str], bool] = acceptable  # which text packets are served
-
-
-# what gunicorn's request objects are in the WSGI environ: a connection outlives its request
-_REQUEST_OBJECTS = ("wsgi.input", "wsgi.errors", "wsgi.file_wrapper", "gunicorn.socket",
-                    "eventlet.input")
-_NO_BODY = io.BytesIO(b"")
-
-
-def kept_environ(environ: dict[str, Any]) -> dict[str, Any]:
-    """The opening request's environ as a connection keeps it (python-socketio hands it to every
-    event's handler): its strings and the app, without gunicorn's request objects."""
-    kept = {key: value for key, value in environ.items() if key not in _REQUEST_OBJECTS}
-    kept["wsgi.input"] = _NO_BODY
-    return kept
 
 
 def take_descriptor(sock: Any) -> int:

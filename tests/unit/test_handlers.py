@@ -16,6 +16,7 @@ from socketio.exceptions import ConnectionRefusedError as Refused
 from werkzeug.test import EnvironBuilder
 
 from service.app_tokens import AppTokens
+from service.bus import channels
 from service.realtime.connections import Connections
 from service.realtime.manager import NAMESPACE, RoomsManager
 from service.realtime.metrics import Metrics
@@ -130,6 +131,19 @@ def test_a_connection_is_welcomed_and_serves_its_users_channel(harness):
     alice = harness.connect("alice")
     assert alice.got("welcome") == [{"user": "alice", "node": NODE, "sid": alice.sid}]
     assert harness.broker.served == {"user:{alice}:ch"}
+
+
+def test_a_connection_is_reached_by_its_sid_without_a_room_of_its_own(harness):
+    alice, bob = harness.connect("alice"), harness.connect("bob")
+    table = harness.manager.rooms[NAMESPACE]
+    assert alice.sid not in table and bob.sid not in table  # python-socketio's sid rooms
+    harness.server.emit("notice", {"n": 1}, to=alice.sid, namespace=NAMESPACE)
+    assert alice.got("notice") == [{"n": 1}] and bob.got("notice") == []
+    alice.ok("join", {"room": "lobby"})
+    assert harness.namespace.rooms_of(alice.sid) == ["lobby"]
+    harness.disconnect(alice.sid)
+    assert harness.manager.get_rooms(alice.sid, NAMESPACE) == []
+    assert harness.manager.connections_in(channels.socketio_room("lobby")) == []
 
 
 def test_join_send_history_presence_and_leave(harness):

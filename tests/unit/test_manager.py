@@ -182,3 +182,109 @@ def test_a_connection_that_leaves_is_forgotten(manager):
     manager.release(joiner, LOBBY, "101-0")
     manager.disconnect(joiner, NAMESPACE)
     assert manager.held == {} and manager.answered == {}
+
+
+class Recorder:
+    """An Engine.IO socket that records the Socket.IO events python-socketio sends it."""
+
+    def __init__(self) -> None:
+        self.events: list[list] = []
+        self.closed = False
+
+    def send(self, packet) -> None:
+        self.events.append(json.loads(packet.encode()[2:].lstrip("0123456789")))  # no ack id
+
+
+def test_a_connection_has_no_room_of_its_own_yet_to_sid_reaches_it(manager):
+    sids = {}
+    for name in ("e-a", "e-b"):
+        sids[name] = manager.connect(name, NAMESPACE)
+        manager.server.eio.sockets[name] = Recorder()
+    a, b = sids["e-a"], sids["e-b"]
+    manager.enter_room(a, NAMESPACE, "plain-room")
+    assert set(manager.rooms[NAMESPACE]) == {None, "plain-room"}  # no room named after a sid
+    manager.server.emit("hello", {"n": 1}, to=a)
+    manager.server.emit("both", None, to=[a, b, "plain-room"])  # each once
+    manager.server.emit("ack me", None, to=b, callback=lambda *args: None)
+    assert manager.server.eio.sockets["e-a"].events == [["hello", {"n": 1}], ["both"]]
+    assert manager.server.eio.sockets["e-b"].events == [["both"], ["ack me"]]
+    assert manager.server.rooms(a) == [a, "plain-room"] and manager.server.rooms(b) == [b]
+    with pytest.raises(ValueError):
+        manager.close_room(a, NAMESPACE)  # as python-socketio: a connection's room is its own
+    with pytest.raises(ValueError):
+        manager.enter_room(b, NAMESPACE, a)
+    manager.leave_room(a, NAMESPACE, "plain-room")
+    assert manager.get_rooms(a, NAMESPACE) == [a]
+    manager.disconnect(a, NAMESPACE)
+    manager.disconnect(b, NAMESPACE)
+    assert manager.get_rooms(a, NAMESPACE) == [] and list(manager.get_participants(
+        NAMESPACE, a)) == []
+    assert manager.rooms == {} and manager.callbacks == {} and manager._rooms_of == {}
+
+
+class CountingTable(dict):
+    """A namespace's table of rooms that records the rooms looked up and any visit of all."""
+
+    def __init__(self, rooms: dict) -> None:
+        super().__init__(rooms)
+        self.looked_up: set = set()
+        self.visits = 0
+
+    def __getitem__(self, room):
+        self.looked_up.add(room)
+        return super().__getitem__(room)
+
+    def get(self, room, default=None):
+        self.looked_up.add(room)
+        return super().get(room, default)
+
+    def __contains__(self, room) -> bool:
+        self.looked_up.add(room)
+        return super().__contains__(room)
+
+    def __delitem__(self, room) -> None:
+        self.looked_up.add(room)
+        super().__delitem__(room)
+
+    def _visit(self) -> None:
+        self.visits += 1
+
+    def __iter__(self):
+        self._visit()
+        return super().__iter__()
+
+    def items(self):
+        self._visit()
+        return super().items()
+
+    def keys(self):
+        self._visit()
+        return super().keys()
+
+    def values(self):
+        self._visit()
+        return super().values()
+
+    def copy(self):
+        self._visit()
+        return super().copy()
+
+
+def test_a_disconnect_among_ten_thousand_rooms_visits_only_the_connections_own(manager, bus):
+    for n in range(10_000):
+        sid = manager.connect(f"e-{n}", NAMESPACE)
+        manager.enter_room(sid, NAMESPACE, f"room-{n}")
+    leaving = manager.connect("e-leaving", NAMESPACE)
+    for room in ("room-1", "room-2", LOBBY):
+        manager.enter_room(leaving, NAMESPACE, room)
+    manager.rooms[NAMESPACE] = table = CountingTable(manager.rooms[NAMESPACE])
+    assert manager.get_rooms(leaving, NAMESPACE) == [leaving, "room-1", "room-2", LOBBY]
+    manager.pre_disconnect(leaving, NAMESPACE)
+    manager.disconnect(leaving, NAMESPACE)
+    assert table.visits == 0, "a disconnect visited every room of the node"
+    assert table.looked_up <= {None, "room-1", "room-2", LOBBY}, table.looked_up - {
+        None, "room-1", "room-2", LOBBY}
+    assert bus.calls[-1] == ("unsubscribe", channels.room("lobby").name)  # it was the last
+    assert manager.get_rooms(leaving, NAMESPACE) == [] and len(table) == 10_001
+    assert [sid for sid, _ in manager.get_participants(NAMESPACE, "room-1")] == [
+        manager.sid_from_eio_sid("e-1", NAMESPACE)]
