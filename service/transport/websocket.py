@@ -43,7 +43,7 @@ import logging
 import os
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -310,7 +310,7 @@ class WebSocketSession:
         self.heartbeat.schedule(self, min(self.next_ping,
                                           self.opened_at + self.limits.connect_timeout_s))
 
-    def listen(self, events: list[Any] = ()) -> None:  # type: ignore[assignment]
+    def listen(self, events: Sequence[Any] = ()) -> None:
         """Serve the connection from now on: `events` (already read) first, then whatever
         arrives."""
         self.handle_events(events)
@@ -356,7 +356,7 @@ class WebSocketSession:
             self.parse_scheduled = True
             self.owner.loop.run_callback(self.on_readable)
 
-    def handle_events(self, events: list[Any]) -> None:
+    def handle_events(self, events: Sequence[Any]) -> None:
         """Answer what needs no task; queue the rest for the connection's task."""
         for event in events:
             if self.ended:

@@ -18,8 +18,9 @@ from loadtests.connection_memory import owner_of
 ROOT = Path(__file__).resolve().parents[2]
 # bytes per lean connection: 12,307 measured with the whole environ kept (5,333 of it); 7,787
 # with the lean environ (932); 7,396 without python-socketio's sid rooms and with a slotted
-# Connection (socketio tables 519 -> 324)
-LEAN_LIVE_BUDGET = 8_000
+# Connection (socketio tables 519 -> 324); 3,303 with no task while a connection is idle (the
+# waiting task's saved stack and frames, ~4 KB, gone)
+LEAN_LIVE_BUDGET = 3_800
 
 
 def measured(kind: str, warm: int = 50, connections: int = 200) -> dict:
