@@ -429,7 +429,11 @@ class WebSocketSession:
             while inbox:
                 item = inbox.popleft()
                 if item is END:
-                    self.finish()
+                    try:
+                        self.finish()
+                    except Exception:
+                        log.exception("sid=%s: ending the connection failed",
+                                      self.eio_socket.sid)
                     return
                 try:
                     self.eio_socket.receive(eio_packet.Packet(encoded_packet=item))
