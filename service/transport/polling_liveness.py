@@ -93,13 +93,18 @@ class PollingLiveness:
         if due_in >= 0:
             return now + due_in
         # the disconnect handlers (Redis calls) run in a task of their own, not the wheel's
-        self.spawn(self.close, socket)
+        self.spawn(self.close, socket, True)
         return None
 
-    def close(self, socket: Any) -> None:
+    def close(self, socket: Any, refile: bool = False) -> None:
+        """Close a session whose PING is past its deadline; if a PONG came meanwhile, it lives
+        on (filed again when `refile`: it left the wheel for this)."""
         if compat.close_if_ping_timed_out(self.eio, socket):
             log.info("sid=%s long-polling session closed: its PING went unanswered for %.0f s",
                      socket.sid, self.ping_timeout_s)
+        elif refile:
+            self.heartbeat.schedule(_Watch(self, socket.sid),
+                                    time.monotonic() + self.ping_timeout_s)
 
     def check_request(self, environ: dict[str, Any]) -> None:
         """Before python-engineio serves a request of a session: close the session if its PING

@@ -109,7 +109,7 @@ def test_a_vanished_polling_client_is_closed_after_ping_interval_and_timeout(ser
 def test_a_polling_client_that_answers_pings_stays_open(server):
     sid = server.open()
     started = time.monotonic()
-    while time.monotonic() - started < 4 * (PING_INTERVAL_S + PING_TIMEOUT_S):
+    while time.monotonic() - started < 3 * (PING_INTERVAL_S + PING_TIMEOUT_S):
         status, body = server.request("GET", f"EIO=4&transport=polling&sid={sid}")  # waits
         assert status.startswith("200") and body == "2", body
         assert server.request("POST", f"EIO=4&transport=polling&sid={sid}", b"3")[0] \
@@ -157,3 +157,19 @@ def test_a_session_closed_by_the_client_without_a_poll_leaves_the_table():
     assert server.eio.sockets[sid].closed  # python-engineio keeps it until a request comes
     server.wheel.run_due(time.monotonic() + PING_TIMEOUT_S + 1)
     assert sid not in server.eio.sockets and len(server.wheel) == 0
+
+
+def test_a_pong_that_comes_between_the_deadline_and_the_close_keeps_the_session_watched():
+    server = Server(run_wheel=False)
+    spawned = []
+    sid = server.open()
+    server.liveness.spawn = lambda *call: spawned.append(call)
+    socket = server.eio.sockets[sid]
+    socket.last_ping = time.time() - PING_TIMEOUT_S - 0.1  # a PING past its deadline
+    assert server.wheel.run_due(time.monotonic() + PING_TIMEOUT_S + 1) == 1
+    assert len(spawned) == 1 and len(server.wheel) == 0  # its close is on its way
+    socket.last_ping = None  # the PONG came first
+    function, *args = spawned[0]
+    function(*args)
+    assert not socket.closed and sid not in server.ended
+    assert len(server.wheel) == 1  # watched again
