@@ -19,8 +19,7 @@ from tests.waiting import wait_for
 
 from .resuming import ResumingClient, Sender, post_marker
 
-# also on a Redis Cluster: per-master health, each master's proxy cut
-pytestmark = [pytest.mark.local_cluster, pytest.mark.redis_cluster]
+pytestmark = pytest.mark.local_cluster
 CUT = 3  # node-3 reaches Redis through the proxy
 GRACE_S, SPREAD_S = 3.0, 1.0
 ANSWERS_WITHIN_S = 1.0  # /readyz, whatever Redis does

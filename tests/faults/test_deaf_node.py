@@ -17,8 +17,7 @@ from tests.faults.redis_proxy import RedisProxy
 from tests.integration.conftest import Client
 from tests.waiting import wait_for
 
-# also on a Redis Cluster: sharded subscriptions, a canary per master
-pytestmark = [pytest.mark.local_cluster, pytest.mark.redis_cluster]
+pytestmark = pytest.mark.local_cluster
 DEAF = 9  # an extra node, beside the cluster's three
 CANARY = {"CANARY_INTERVAL_S": "0.2", "CANARY_DEADLINE_S": "1.5"}
 

@@ -16,8 +16,7 @@ from tests.waiting import wait_for
 
 from .resuming import ResumingClient, Sender, post_marker
 
-# also on a Redis Cluster: per-room order and history on the room's slot
-pytestmark = [pytest.mark.local_cluster, pytest.mark.redis_cluster]
+pytestmark = pytest.mark.local_cluster
 ROOMS, RECEIVERS_PER_ROOM = 3, 3
 UP_S, DOWN_S, DROPS = 3.0, 2.0, 4
 

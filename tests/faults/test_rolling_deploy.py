@@ -16,8 +16,7 @@ from tests.faults.test_node_stop import keys_for_nodes, ordered
 
 from .resuming import ResumingClient, Sender, post_marker
 
-# also on a Redis Cluster: subscriptions and scripts on every master, node by node
-pytestmark = [pytest.mark.local_cluster, pytest.mark.redis_cluster]
+pytestmark = pytest.mark.local_cluster
 NODES = ("node-1", "node-2", "node-3")
 ROOMS = 3
 PER_NODE = 8  # clients each node holds at the start
