@@ -60,26 +60,20 @@ if REDIS_CLUSTER_TESTS not in ("marked", "all"):
     raise pytest.UsageError(f"REDIS_CLUSTER_TESTS={REDIS_CLUSTER_TESTS}: marked or all")
 
 
-def redis_modes_of(item: pytest.Function | pytest.Metafunc) -> list[str]:
-    """The Redis modes a test runs on: one Redis, and a Redis Cluster too if it is marked."""
-    definition = item.definition if isinstance(item, pytest.Metafunc) else item
-    if EXTERNAL_URL:
-        return ["external"]
-    if REDIS_CLUSTER_TESTS == "all" or definition.get_closest_marker("redis_cluster"):
-        return ["single", "cluster"]
-    return ["single"]
-
-
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Every test that needs a cluster (through `redis_mode`) gets its Redis modes."""
-    if "redis_mode" in metafunc.fixturenames:
-        metafunc.parametrize("redis_mode", redis_modes_of(metafunc), indirect=True,
-                             scope="session")
+    """Every test that needs a cluster (through `redis_mode`) gets its Redis modes: one Redis,
+    and a Redis Cluster too if it is marked `redis_cluster` (or REDIS_CLUSTER_TESTS=all)."""
+    if "redis_mode" not in metafunc.fixturenames:
+        return
+    both = (REDIS_CLUSTER_TESTS == "all"
+            or metafunc.definition.get_closest_marker("redis_cluster") is not None)
+    modes = REDIS_MODES if both or EXTERNAL_URL else ["single"]
+    metafunc.parametrize("redis_mode", modes, indirect=True, scope="session")
 
 
 @pytest.fixture(scope="session")
 def redis_mode(request: pytest.FixtureRequest) -> str:
-    """"single", "cluster" or "external": what the test's cluster runs on (its test id says)."""
+    """What the test's cluster runs on: single, cluster or external (its test id says)."""
     return request.param
 
 
