@@ -9,6 +9,9 @@ STATUS_PORT ?=
 REDIS_PORT ?=
 NODE_BASE_PORT ?= 8081
 PYTEST_ARGS ?=
+# tests on a Redis Cluster as well as on one Redis: those marked redis_cluster, or all
+REDIS_CLUSTER_TESTS ?= marked
+export REDIS_CLUSTER_TESTS
 VENV := .venv/bin
 SETUP := scripts/bootstrap.sh
 
@@ -27,6 +30,8 @@ help:
 	@echo "                ports: front door PORT=$(PORT) (door k: +100 each), nginx status STATUS_PORT (PORT + 1000),"
 	@echo "                redis REDIS_PORT (8079; a Redis Cluster 8070-8075), nodes from NODE_BASE_PORT=$(NODE_BASE_PORT)"
 	@echo "make test       lint and the whole test suite (starts its own cluster)"
+	@echo "                REDIS_CLUSTER_TESTS=all: every cluster test on a Redis Cluster too (default: those"
+	@echo "                marked redis_cluster, what differs there; the rest on one Redis)"
 	@echo "make test-unit  unit tests only"
 	@echo "make k8s-validate  render the Kubernetes manifests (k8s/) and check them, no cluster needed"
 	@echo "make test-faults  outages, stops, cut subscriptions, bad input and attacks against the cluster"

@@ -13,7 +13,7 @@ from .node.gate import SessionGate
 from .node.node import Node
 from .primitives import codec
 from .settings import DEV_API_KEY, DEV_SECRET_KEY, Settings, load_settings
-from .transport import compat, websocket
+from .transport import compat, polling_liveness, websocket
 from .transport.packet_guard import PollingBodyGuard
 from .web import admin, api, app_api, auth, health, http_errors, metrics, pages
 from .web.sessions import StoreSessionInterface
@@ -76,6 +76,9 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
         # each event is handled in its connection's own task, in the order it came, instead of
         # a new task per event (no server-to-client `call` is used)
         async_handlers=False,
+        # python-engineio's service task visits every session: WebSockets have the transport's
+        # heartbeat, long-polling sessions polling_liveness (gevent mode; others keep the task)
+        **polling_liveness.server_options(settings.async_mode),
     )
     websocket.install(socketio.server.eio, send_buffer_bytes=settings.send_buffer_bytes,
                       connect_timeout_s=settings.connect_timeout_s,
@@ -83,6 +86,7 @@ def create_app(settings: Settings | None = None, *, background: bool = True) -> 
                       allowed_origins=list(settings.allowed_origins),
                       spawn=socketio.server.start_background_task,
                       is_joined=compat.participants(socketio.server))
+    polling_liveness.install(socketio.server.eio, spawn=socketio.server.start_background_task)
     # Flask's documented way to wrap WSGI middleware around the app, which mypy sees as replacing
     # a method
     guarded = PollingBodyGuard(app.wsgi_app, settings.max_frame_bytes)

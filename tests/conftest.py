@@ -52,18 +52,41 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 REDIS_MODES = ["external"] if EXTERNAL_URL else ["single", "cluster"]
 REDIS_PORTS = {"single": 16379, "cluster": 16371}  # a Redis Cluster: 16371-16376 (+10000)
+# Which tests run on a Redis Cluster too: "marked" (those marked `redis_cluster`: what differs
+# there, slots, cross-slot scripts, MOVED and failover, sharded pub/sub, per-room ordering,
+# per-master health) or "all" (every test on both, as before; make test REDIS_CLUSTER_TESTS=all)
+REDIS_CLUSTER_TESTS = os.environ.get("REDIS_CLUSTER_TESTS", "marked")
+if REDIS_CLUSTER_TESTS not in ("marked", "all"):
+    raise pytest.UsageError(f"REDIS_CLUSTER_TESTS={REDIS_CLUSTER_TESTS}: marked or all")
 
 
-@pytest.fixture(scope="session", params=REDIS_MODES)
-def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster | ExternalCluster]:
-    """The shared cluster: its nodes on one Redis, then (every test again) on a Redis Cluster of
-    three masters with a replica each; two front doors."""
-    if request.param == "external":
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test that needs a cluster (through `redis_mode`) gets its Redis modes: one Redis,
+    and a Redis Cluster too if it is marked `redis_cluster` (or REDIS_CLUSTER_TESTS=all)."""
+    if "redis_mode" not in metafunc.fixturenames:
+        return
+    both = (REDIS_CLUSTER_TESTS == "all"
+            or metafunc.definition.get_closest_marker("redis_cluster") is not None)
+    modes = REDIS_MODES if both or EXTERNAL_URL else ["single"]
+    metafunc.parametrize("redis_mode", modes, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
+def redis_mode(request: pytest.FixtureRequest) -> str:
+    """What the test's cluster runs on: single, cluster or external (its test id says)."""
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def cluster(redis_mode: str) -> Iterator[Cluster | ExternalCluster]:
+    """The shared cluster: its nodes on one Redis, then (tests marked `redis_cluster`) on a Redis
+    Cluster of three masters with a replica each; two front doors."""
+    if redis_mode == "external":
         yield ExternalCluster(EXTERNAL_URL.rstrip("/"))
         return
-    with own_cluster(f"cluster-{request.param}", nodes=3, port=18080, front_doors=2,
-                     redis_port=REDIS_PORTS[request.param], node_base_port=15001,
-                     redis_mode=request.param) as instance:
+    with own_cluster(f"cluster-{redis_mode}", nodes=3, port=18080, front_doors=2,
+                     redis_port=REDIS_PORTS[redis_mode], node_base_port=15001,
+                     redis_mode=redis_mode) as instance:
         yield instance
 
 

@@ -21,10 +21,11 @@ from typing import Any
 import engineio
 import socketio
 
-from ..transport import compat, websocket
+from ..transport import compat, polling_liveness, websocket
 
 SUITE_OPTIONS = {"async_mode": "gevent", "ping_interval": 0.3, "ping_timeout": 0.2,
-                 "max_http_buffer_size": 1_000_000, "cors_allowed_origins": "*"}
+                 "max_http_buffer_size": 1_000_000, "cors_allowed_origins": "*",
+                 **polling_liveness.server_options("gevent")}
 SEND_BUFFER_BYTES, CONNECT_TIMEOUT_S = 4 << 20, 10.0
 
 
@@ -44,6 +45,7 @@ def build_engineio() -> engineio.WSGIApp:
                       allowed_origins=["*"],
                       spawn=server.start_background_task, is_joined=lambda sid: True,
                       accepts=any_engineio_packet)
+    polling_liveness.install(server, spawn=server.start_background_task)
     return engineio.WSGIApp(server, engineio_path="engine.io")
 
 
@@ -74,6 +76,7 @@ def build_socketio() -> socketio.WSGIApp:
                       allowed_origins=["*"],
                       spawn=server.start_background_task,
                       is_joined=compat.participants(server))
+    polling_liveness.install(server.eio, spawn=server.start_background_task)
     return socketio.WSGIApp(server)
 
 

@@ -247,6 +247,61 @@ def yield_turn() -> None:
     gevent.sleep(0)
 
 
+# ---- python-engineio: long-polling sessions' liveness (transport/polling_liveness.py) -----------
+
+
+def watch_session_opens(eio: Any, opened: Callable[[str], None]) -> None:
+    """Call `opened(sid)` after the server's connect handler (python-socketio's, if any) has
+    accepted a new Engine.IO session, in the same task."""
+    connect = eio.handlers.get("connect")
+
+    def connected(sid: str, environ: dict[str, Any], *rest: Any) -> Any:
+        answer = None if connect is None else connect(sid, environ, *rest)
+        if answer is None or answer is True:
+            opened(sid)
+        return answer
+
+    eio.on("connect", connected)  # engineio holds the handler registered at init
+
+
+def wrap_requests(eio: Any, wrapper: Callable[[Callable[..., Any]], Callable[..., Any]]) -> None:
+    """Serve Engine.IO's requests through `wrapper(the handler so far)` (python-socketio hands
+    every request to `eio.handle_request`; the WebSocket transport may have wrapped it already)."""
+    eio.handle_request = wrapper(eio.handle_request)
+
+
+def is_polling(socket: Any) -> bool:
+    """A long-polling session: python-engineio's own socket class, not upgraded (the project's
+    transport serves WebSockets with sockets of its subclass, and an upgrade makes one)."""
+    return type(socket) is _EngineIOSocket and not socket.upgraded
+
+
+def unanswered_ping_at(socket: Any) -> float | None:
+    """When (time.time()) python-engineio queued the long-polling session's PING that is still
+    unanswered; None while the next one waits for the ping interval (a PONG clears it)."""
+    return socket.last_ping or None
+
+
+def close_if_ping_timed_out(eio: Any, socket: Any) -> bool:
+    """python-engineio's own check (`check_ping_timeout`): a session whose PING went unanswered
+    past the ping timeout is closed (the disconnect event with PING_TIMEOUT; a pending poll
+    ends) and leaves the sessions table. Whether it is closed now."""
+    try:
+        alive = socket.check_ping_timeout()
+    except SocketIsClosedError:
+        alive = False
+    if not alive:
+        forget_closed(eio, socket)
+    return not alive
+
+
+def forget_closed(eio: Any, socket: Any) -> None:
+    """Drop a closed session from the sessions table (python-engineio's service task did, and
+    its next request would); not a newer session of the same sid."""
+    if socket.closed and eio.sockets.get(socket.sid) is socket:
+        eio.sockets.pop(socket.sid, None)
+
+
 def participants(server: Any) -> Callable[[str], bool]:
     """Whether an Engine.IO session has joined python-socketio (any namespace)."""
     manager = server.manager
@@ -433,6 +488,53 @@ def _engineio_server() -> bool:
             and all(hasattr(server.reason, name) for name in (
                 "SERVER_DISCONNECT", "CLIENT_DISCONNECT", "TRANSPORT_CLOSE", "TRANSPORT_ERROR",
                 "PING_TIMEOUT")))
+
+
+def _engineio_polling_liveness() -> bool:
+    """Without the service task (`monitor_clients=False`) a long-polling handshake starts only
+    the session's ping task and tells a watched connect handler; the session is python-engineio's
+    own socket class; `last_ping` is None until that task queues a PING, then its time; an
+    unanswered PING past the ping timeout closes the session with PING_TIMEOUT (a pending poll
+    ends), and it leaves `sockets`; a wrapped request handler serves requests."""
+    import engineio
+    from engineio import packet
+
+    server = engineio.Server(async_mode="threading", monitor_clients=False, ping_interval=25,
+                             ping_timeout=5)
+    started: list[Callable[[], Any]] = []
+    server.start_background_task = lambda target, *args, **kwargs: started.append(target)
+    server.sleep = lambda seconds=0: None
+    ended: list[Any] = []
+    server.on("connect", lambda sid, environ: True)
+    server.on("disconnect", lambda sid, reason: ended.append((sid, reason)))
+    opened: list[str] = []
+    watch_session_opens(server, opened.append)
+    seen: list[str] = []
+
+    def wrapper(handle: Callable[..., Any]) -> Callable[..., Any]:
+        def handle_request(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+            seen.append(environ["QUERY_STRING"])
+            return handle(environ, start_response)
+        return handle_request
+
+    wrap_requests(server, wrapper)
+    server.handle_request({**_environ(), "QUERY_STRING": "EIO=4&transport=polling"},
+                          lambda *args: None)
+    if len(opened) != 1 or len(started) != 1 or seen != ["EIO=4&transport=polling"]:
+        return False
+    socket = server.sockets[opened[0]]
+    waiting = is_polling(socket) and unanswered_ping_at(socket) is None
+    started[0]()  # the ping task, its sleep done: queues a PING
+    sent_at = unanswered_ping_at(socket)
+    pinged = sent_at is not None and abs(sent_at - time.time()) < 5
+    alive = not close_if_ping_timed_out(server, socket)
+    socket.last_ping = time.time() - 6
+    closed = close_if_ping_timed_out(server, socket)
+    queued = [getattr(socket.queue.get(block=False), "packet_type", None)
+              for _ in range(socket.queue.qsize())]
+    return (waiting and pinged and alive and closed and socket.closed
+            and ended == [(opened[0], server.reason.PING_TIMEOUT)] and server.sockets == {}
+            and queued == [packet.PING, None])
 
 
 def _socketio_request_path() -> bool:
@@ -662,6 +764,11 @@ INTERNALS = [
     Internal("python-engineio", "Server.sockets, generate_id, _trigger_event(run_async=False), "
              "get_queue_empty_exception, reason.*", "open_session, queued_packets, reasons: "
              "transport/websocket.py opens WebSocket sessions itself", _engineio_server),
+    Internal("python-engineio", "Server(monitor_clients=False) starts no service task; "
+             "handlers['connect']; Socket.last_ping, check_ping_timeout; Socket is the "
+             "long-polling class", "watch_session_opens, is_polling, unanswered_ping_at, "
+             "close_if_ping_timed_out, wrap_requests: transport/polling_liveness.py keeps "
+             "long-polling sessions' liveness", _engineio_polling_liveness),
     Internal("python-socketio", "Server.handle_request calls eio.handle_request",
              "intercept: transport/websocket.py wraps Engine.IO's request handler",
              _socketio_request_path),

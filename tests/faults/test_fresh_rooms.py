@@ -9,7 +9,12 @@ import threading
 import time
 from collections import defaultdict
 
+import pytest
+
 from service.primitives.ids import parse_id
+
+# also on a Redis Cluster: sharded subscriptions on the master of each room's slot
+pytestmark = pytest.mark.redis_cluster
 
 ROOMS = 12
 JOINERS_PER_NODE = 2

@@ -14,7 +14,8 @@ from tests.waiting import wait_for
 
 from .resuming import ResumingClient, Sender, post_marker
 
-pytestmark = pytest.mark.local_cluster
+# also on a Redis Cluster: a dead node's presence swept across slots
+pytestmark = [pytest.mark.local_cluster, pytest.mark.redis_cluster]
 
 
 def test_presence_forgets_the_users_of_a_node_that_dies(cluster, users, room):

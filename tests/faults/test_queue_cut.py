@@ -11,7 +11,8 @@ import requests
 
 from tests.waiting import wait_for
 
-pytestmark = pytest.mark.local_cluster
+# also on a Redis Cluster: a cut sharded subscription
+pytestmark = [pytest.mark.local_cluster, pytest.mark.redis_cluster]
 
 
 class SubscriptionCutter(threading.Thread):

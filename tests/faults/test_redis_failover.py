@@ -18,7 +18,8 @@ from service.primitives.ids import parse_id
 from service.store import keys
 from tests.waiting import wait_for
 
-pytestmark = pytest.mark.local_cluster
+# also on a Redis Cluster: a master fails over (MOVED, a replica promoted)
+pytestmark = [pytest.mark.local_cluster, pytest.mark.redis_cluster]
 MESSAGES_PER_SENDER = 200
 SEND_EVERY_S = 0.05  # so the traffic spans the failure (about 10 s)
 RETRY_FOR_S = 45  # a sender retries `unavailable` with the same client_id this long

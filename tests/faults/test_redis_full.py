@@ -14,7 +14,8 @@ import requests
 
 from tests.waiting import wait_for
 
-pytestmark = pytest.mark.local_cluster
+# also on a Redis Cluster: one full master among others
+pytestmark = [pytest.mark.local_cluster, pytest.mark.redis_cluster]
 FULL = "storage is full"
 
 

@@ -40,6 +40,7 @@ def test_a_room_not_joined_is_closed_to_sends_and_stays_joined_for_no_one_else(u
     assert member.until_marker(member.mark_room(room)) == []
 
 
+@pytest.mark.redis_cluster
 def test_secrets_never_reach_any_log(cluster, users, room):
     name, password = "secretive" + room[-8:], "a-password-nobody-may-log-" + room[-8:]
     requests.post(cluster.url + "/api/register", json={"username": name, "password": password},

@@ -27,7 +27,9 @@ from tests.webhook_cluster import (
 )
 from tests.webhook_receiver import FAIL, OK, Receiver, in_stored_order
 
-pytestmark = pytest.mark.local_cluster  # kills nodes; its own cluster and receiver
+# also on a Redis Cluster: the webhook outbox and its index in other slots
+pytestmark = [pytest.mark.local_cluster,  # kills nodes; its own cluster and receiver
+              pytest.mark.redis_cluster]
 
 
 @pytest.fixture(scope="module")
@@ -37,9 +39,9 @@ def receiver() -> Iterator[Receiver]:
     server.stop()
 
 
-@pytest.fixture(scope="module", params=["single", "cluster"])
-def cluster(request: pytest.FixtureRequest, receiver: Receiver) -> Iterator[Cluster]:
-    with webhook_cluster("webhook-crash", request.param, receiver) as instance:
+@pytest.fixture(scope="module")
+def cluster(redis_mode: str, receiver: Receiver) -> Iterator[Cluster]:
+    with webhook_cluster("webhook-crash", redis_mode, receiver) as instance:
         yield instance
 
 

@@ -67,15 +67,15 @@ def backend() -> Iterator[Backend]:
     instance.receiver.close()
 
 
-@pytest.fixture(scope="module", params=["single", "cluster"])
-def app_cluster(request: pytest.FixtureRequest, backend: Backend):
+@pytest.fixture(scope="module")
+def app_cluster(redis_mode: str, backend: Backend):
     env = {"ROOMS_DEFAULT": "private", "HOOK_SECRET": HOOK_SECRET,
            "HOOK_TIMEOUT_S": str(HOOK_TIMEOUT_S), "JOIN_HOOK_CACHE_S": "60",
            "JOIN_HOOK_URL": backend.receiver.url + "/join",
            "SEND_HOOK_URL": backend.receiver.url + "/send"}
-    with own_cluster(f"app-rooms-{request.param}", nodes=2, port=27080, status_port=27590,
-                     redis_port=REDIS_PORTS[request.param], node_base_port=27001, env=env,
-                     redis_mode=request.param) as instance:
+    with own_cluster(f"app-rooms-{redis_mode}", nodes=2, port=27080, status_port=27590,
+                     redis_port=REDIS_PORTS[redis_mode], node_base_port=27001, env=env,
+                     redis_mode=redis_mode) as instance:
         yield instance
 
 
@@ -123,6 +123,7 @@ def connect(users: Users, node: str, prefix: str = "u", *, name: str | None = No
 # ---- the rooms table ---------------------------------------------------------------------------
 
 
+@pytest.mark.redis_cluster
 def test_every_row_of_the_rooms_table(users):
     room = fresh("table-")
     assert put_rules(users, room) == {"room": room, "private": True, "read_only": False}
@@ -175,6 +176,7 @@ def test_the_apps_calls_refuse_bad_input_and_anything_but_the_api_key(users):
 # ---- private and read-only rooms ---------------------------------------------------------------
 
 
+@pytest.mark.redis_cluster
 def test_rooms_are_private_by_default_and_admit_only_the_apps_members(users):
     room = fresh("private-")
     member, member_client = connect(users, "node-1", "mem")
@@ -193,6 +195,7 @@ def test_rooms_are_private_by_default_and_admit_only_the_apps_members(users):
     stranger_client.ok("send", {"room": public, "text": "anyone may"})
 
 
+@pytest.mark.redis_cluster
 def test_read_only_refuses_sends_right_after_the_put_on_every_node_and_the_app_still_posts(
         users):
     room = fresh("news-")
@@ -214,6 +217,7 @@ def test_read_only_refuses_sends_right_after_the_put_on_every_node_and_the_app_s
     assert [m["text"] for m in users.history(room)] == ["news from the app"]
 
 
+@pytest.mark.redis_cluster
 def test_removed_reaches_two_connections_on_two_nodes_and_nothing_of_the_room_after_it(users):
     name = fresh("gone")
     room = name  # named like the user: the user's channel shares the room's slot (markers)
@@ -250,6 +254,7 @@ def another_token(users: Users, name: str) -> str:
     return answer.json()["token"]
 
 
+@pytest.mark.redis_cluster
 def test_disconnecting_a_user_ends_its_connections_on_every_node_within_a_second(users):
     name, laptop = connect(users, "node-1", "bye")
     _, phone = connect(users, "node-2", name=name, token=another_token(users, name))
@@ -268,6 +273,7 @@ def test_disconnecting_a_user_ends_its_connections_on_every_node_within_a_second
 # ---- the join hook -----------------------------------------------------------------------------
 
 
+@pytest.mark.redis_cluster
 def test_the_join_hook_allows_and_is_remembered_by_every_node_until_a_removal(users, backend):
     room = fresh("hooked-")
     name, first = connect(users, "node-1", "jh")

@@ -25,17 +25,18 @@ from .conftest import SECRET_KEY, Users
 LEEWAY_S = 1
 # a Redis Cluster: 17371-17376, its bus 27371-27376 (below the kernel's ephemeral ports)
 REDIS_PORTS = {"single": 25379, "cluster": 17371}
+pytestmark = pytest.mark.local_cluster  # its own clusters, not the deployment under test
 
 
-@pytest.fixture(scope="module", params=["single", "cluster"])
-def app_cluster(request, tmp_path_factory):
+@pytest.fixture(scope="module")
+def app_cluster(redis_mode, tmp_path_factory):
     keys = write_jwks(tmp_path_factory.mktemp("app-keys") / "jwks.json",
                       {"rsa-1": rsa_key(), "ec-1": ec_key()})
     env = {"APP_JWT_SECRET": SECRET, "APP_JWT_KEYS": str(keys), "OWN_ACCOUNTS": "false",
            "APP_JWT_LEEWAY_S": str(LEEWAY_S)}
-    with own_cluster(f"app-tokens-{request.param}", nodes=2, port=25080,
-                     redis_port=REDIS_PORTS[request.param], node_base_port=25001, env=env,
-                     redis_mode=request.param) as instance:
+    with own_cluster(f"app-tokens-{redis_mode}", nodes=2, port=25080,
+                     redis_port=REDIS_PORTS[redis_mode], node_base_port=25001, env=env,
+                     redis_mode=redis_mode) as instance:
         yield instance
 
 

@@ -38,6 +38,7 @@ def failure(client: Client, event: str, payload) -> str:
 # ---- sending twice is safe ----------------------------------------------------------------------
 
 
+@pytest.mark.redis_cluster
 def test_a_send_retried_on_another_node_answers_the_first_and_delivers_once(users, room, nodes):
     name, token = users.register()
     first_device = users.connect(token, nodes[0])
@@ -57,6 +58,7 @@ def test_a_send_retried_on_another_node_answers_the_first_and_delivers_once(user
     assert name == received[0]["user"]
 
 
+@pytest.mark.redis_cluster
 def test_a_direct_retried_on_another_node_is_stored_and_delivered_once(users, nodes):
     _sender, token = users.register()
     first_device = users.connect(token, nodes[0])
@@ -72,6 +74,7 @@ def test_a_direct_retried_on_another_node_is_stored_and_delivered_once(users, no
     assert len(inbox.ok("inbox", {})["messages"]) == 1
 
 
+@pytest.mark.redis_cluster
 def test_the_same_client_id_in_another_room_is_another_message(users, room, nodes):
     _, client = users.user_on(nodes[0])
     client.ok("join", {"room": room})
@@ -85,6 +88,7 @@ def test_the_same_client_id_in_another_room_is_another_message(users, room, node
 # ---- direct conversations -----------------------------------------------------------------------
 
 
+@pytest.mark.redis_cluster
 def test_inbox_resumes_after_since_without_repeating_what_was_delivered(users, nodes):
     alice, alice_token = users.register()
     bob, bob_client = users.user_on(nodes[1])
@@ -104,6 +108,7 @@ def test_inbox_resumes_after_since_without_repeating_what_was_delivered(users, n
     assert back.until_marker(bob_client.mark_user(alice)) == []  # nothing twice
 
 
+@pytest.mark.redis_cluster
 def test_direct_history_pages_back_through_one_conversation(users, nodes):
     alice, alice_client = users.user_on(nodes[0])
     bob, bob_client = users.user_on(nodes[1])
@@ -125,6 +130,7 @@ def test_direct_history_pages_back_through_one_conversation(users, nodes):
         == [f"carol{n}" for n in range(4)]
 
 
+@pytest.mark.redis_cluster
 def test_conversations_and_their_unread_are_the_same_on_every_device(users, nodes):
     alice, alice_token = users.register()
     phone = users.connect(alice_token, nodes[0])
@@ -157,6 +163,7 @@ def test_conversations_and_their_unread_are_the_same_on_every_device(users, node
 # ---- membership and read positions --------------------------------------------------------------
 
 
+@pytest.mark.redis_cluster
 def test_rooms_are_kept_across_connections_until_left(users, room, nodes):
     _name, token = users.register()
     first = users.connect(token, nodes[0])
@@ -170,6 +177,7 @@ def test_rooms_are_kept_across_connections_until_left(users, room, nodes):
     assert [r["room"] for r in other_device.ok("rooms", None)["rooms"]] == [room]
 
 
+@pytest.mark.redis_cluster
 def test_leaving_on_one_device_leaves_the_room_on_every_device(users, room, nodes):
     # named like the room: a direct to the user is a marker for the room's channel too
     user, token = users.register(name=room)
@@ -186,6 +194,7 @@ def test_leaving_on_one_device_leaves_the_room_on_every_device(users, room, node
     assert laptop.ok("rooms", {})["rooms"] == []
 
 
+@pytest.mark.redis_cluster
 def test_unread_counts_follow_the_read_position_on_every_node(users, room, nodes):
     _reader, token = users.register()
     device_a = users.connect(token, nodes[0])

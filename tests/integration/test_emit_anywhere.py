@@ -14,7 +14,9 @@ import service
 from service import create_app
 from service.settings import load_settings
 
-pytestmark = pytest.mark.local_cluster  # reaches the cluster's Redis directly
+# also on a Redis Cluster: another process's emitter (sharded publish)
+pytestmark = [pytest.mark.local_cluster,  # reaches the cluster's Redis directly
+              pytest.mark.redis_cluster]
 ROOT = Path(__file__).resolve().parents[2]
 
 

@@ -42,6 +42,7 @@ def test_register_and_token_follow_the_contract(cluster, users):
                  401, "unauthorized")
 
 
+@pytest.mark.redis_cluster
 @pytest.mark.local_cluster
 def test_health_and_readiness_on_every_node(cluster):
     for index in cluster.indexes():
@@ -50,6 +51,7 @@ def test_health_and_readiness_on_every_node(cluster):
         assert ready.status_code == 200 and ready.json()["ready"] is True
 
 
+@pytest.mark.redis_cluster
 def test_readiness_through_the_front_door(cluster):
     ready = requests.get(cluster.url + "/readyz", timeout=5)
     assert ready.status_code == 200 and ready.json()["ready"] is True
@@ -86,6 +88,7 @@ def test_publish_api_needs_the_api_key_and_validates(cluster, users, room):
                  "bad_request")
 
 
+@pytest.mark.redis_cluster
 def test_cluster_lists_live_nodes_with_connection_counts(cluster, users, nodes):
     users.user_on(nodes[1])
 

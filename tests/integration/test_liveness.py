@@ -1,9 +1,11 @@
 """Engine.IO liveness with directly written pings: idle clients stay, silent clients are cut off."""
 
+import json
 import time
 
 import gevent
 import pytest
+import requests
 
 from loadtests.lean_client import LeanClient
 from tests.conftest import own_cluster
@@ -28,9 +30,9 @@ def test_an_idle_client_that_answers_pings_outlives_many_ping_cycles(ping_cluste
     try:
         _, token = pool.register("idle")
         client = pool.connect(token)
-        # the thing under test, not a wait: idle for six ping cycles (upstream's writer would
+        # the thing under test, not a wait: idle for three ping cycles (upstream's writer would
         # give up at two)
-        time.sleep(6 * (PING_INTERVAL_S + PING_TIMEOUT_S))
+        time.sleep(3 * (PING_INTERVAL_S + PING_TIMEOUT_S))
         assert client.sio.connected
         client.ok("join", {"room": "still-here"})
         sent = client.ok("send", {"room": "still-here", "text": "after the quiet"})
@@ -63,5 +65,34 @@ def test_a_client_that_stops_answering_pings_is_cut_off_and_leaves_its_rooms(pin
         seen = []
         while {"room": "liveness", "user": silent_name, "action": "leave"} not in seen:
             seen += watcher.take("presence", 1, timeout=10)  # fails after 10 s without it
+    finally:
+        pool.close()
+
+
+def test_a_long_polling_client_that_vanishes_is_closed_after_ping_interval_and_timeout(
+        ping_cluster):
+    """Without python-engineio's service task (transport/polling_liveness.py)."""
+    pool = Users(ping_cluster)
+    try:
+        name, token = pool.register("vanishing")
+        _, watcher_token = pool.register("watcher")
+        watcher = pool.connect(watcher_token)
+        watcher.ok("join", {"room": "polling-liveness"})
+        url = f"{ping_cluster.url}/socket.io/?EIO=4&transport=polling&node_key=vanishing"
+        opened = requests.get(url, timeout=5)
+        sid = opened.text.split('"sid":"')[1].split('"')[0]
+        session = f"{url}&sid={sid}"
+        assert requests.post(session, data="40" + json.dumps({"token": token}), timeout=5).ok
+        assert requests.get(session, timeout=5).text.startswith("40")
+        assert requests.post(session, data='421["join",{"room":"polling-liveness"}]',
+                             timeout=5).ok
+        assert '"ok":true' in requests.get(session, timeout=5).text
+        vanished = time.monotonic()  # no poll, no PONG from now on
+        seen = []
+        while {"room": "polling-liveness", "user": name, "action": "leave"} not in seen:
+            seen += watcher.take("presence", 1, timeout=10)  # fails after 10 s without it
+        took = time.monotonic() - vanished
+        assert took < PING_INTERVAL_S + PING_TIMEOUT_S + 1.5, took
+        assert requests.get(session, timeout=5).status_code == 400  # the session is gone
     finally:
         pool.close()

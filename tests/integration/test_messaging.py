@@ -5,6 +5,7 @@ import statistics
 import threading
 import time
 
+import pytest
 import requests
 
 from service.store.messages import parse_id
@@ -13,6 +14,7 @@ from tests.waiting import wait_for
 from .conftest import API_KEY, RESULTS
 
 
+@pytest.mark.redis_cluster
 def test_room_messages_reach_every_member_on_every_node(users, room, nodes):
     members = [users.user_on(node) for node in nodes]
     assert sorted(client.node for _, client in members) == nodes
@@ -43,6 +45,7 @@ def test_message_node_names_the_accepting_node_and_ts_is_server_time(users, room
     assert message["ts"] == ack["ts"]
 
 
+@pytest.mark.redis_cluster
 def test_direct_messages_cross_nodes_to_every_connection(users, nodes):
     alice, token = users.register("alice")
     alice_1 = users.connect(token, nodes[0])
@@ -62,6 +65,7 @@ def test_direct_messages_cross_nodes_to_every_connection(users, nodes):
     assert alice_1.until_marker(bob_client.mark_user(alice)) == []  # but not the sending one
 
 
+@pytest.mark.redis_cluster
 def test_presence_is_the_same_from_every_node_and_follows_leaves(users, room, nodes):
     clients = {}
     for node in nodes:
@@ -85,6 +89,7 @@ def test_presence_is_the_same_from_every_node_and_follows_leaves(users, room, no
     assert outsider.ok("presence", {"room": room})["members"] == [rest[-1]]
 
 
+@pytest.mark.redis_cluster
 def test_join_announces_presence_to_members_on_other_nodes(users, room, nodes):
     watcher_name, watcher = users.user_on(nodes[0])
     watcher.ok("join", {"room": room})
@@ -96,6 +101,7 @@ def test_join_announces_presence_to_members_on_other_nodes(users, room, nodes):
     assert watcher.take("presence", 1) == [{"room": room, "user": name, "action": "join"}]
 
 
+@pytest.mark.redis_cluster
 def test_concurrent_senders_on_all_nodes_give_every_receiver_the_stored_order(users, room, nodes):
     senders = [users.user_on(node)[1] for node in nodes]
     receivers = [users.user_on(node)[1] for node in nodes * 2]
@@ -127,6 +133,7 @@ def test_concurrent_senders_on_all_nodes_give_every_receiver_the_stored_order(us
         assert got == stored, f"{client.node} received out of stored order"
 
 
+@pytest.mark.redis_cluster
 def test_join_with_since_returns_exactly_what_was_missed(users, room, nodes):
     _name, token = users.register()
     reader = users.connect(token, nodes[0])
@@ -147,6 +154,7 @@ def test_join_with_since_returns_exactly_what_was_missed(users, room, nodes):
     assert back.until_marker(writer.mark_room(room)) == []  # none of them live as well
 
 
+@pytest.mark.redis_cluster
 def test_resuming_while_messages_flow_gives_each_message_exactly_once(users, room, nodes):
     _, writer = users.user_on(nodes[0])
     writer.ok("join", {"room": room})
@@ -178,6 +186,7 @@ def test_resuming_while_messages_flow_gives_each_message_exactly_once(users, roo
         assert seen == acked[1:], f"{client.node}: duplicates or gaps while resuming"
 
 
+@pytest.mark.redis_cluster
 def test_api_publish_reaches_the_room_as_user_api(users, room, cluster, nodes):
     _, client = users.user_on(nodes[1])
     client.ok("join", {"room": room})

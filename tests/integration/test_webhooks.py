@@ -33,9 +33,9 @@ def receiver() -> Iterator[Receiver]:
     server.stop()
 
 
-@pytest.fixture(scope="module", params=["single", "cluster"])
-def cluster(request: pytest.FixtureRequest, receiver: Receiver) -> Iterator[Cluster]:
-    with webhook_cluster("webhooks", request.param, receiver) as instance:
+@pytest.fixture(scope="module")
+def cluster(redis_mode: str, receiver: Receiver) -> Iterator[Cluster]:
+    with webhook_cluster("webhooks", redis_mode, receiver) as instance:
         yield instance
 
 
@@ -48,6 +48,7 @@ def answering(receiver: Receiver) -> Iterator[None]:
         receiver.start()
 
 
+@pytest.mark.redis_cluster
 def test_every_event_type_arrives_signed(users, receiver, cluster, room):
     alice, a = users.user_on("node-1", "wa")
     bob, b = users.user_on("node-2", "wb")
@@ -105,6 +106,7 @@ def spread_rooms(cluster: Cluster, prefix: str, count: int = 3) -> list[str]:
     return list(rooms.values())
 
 
+@pytest.mark.redis_cluster
 def test_at_least_once_in_stored_order_with_every_node_sending_and_no_overlap(
         users, receiver, cluster, room):
     receiver.delay_s = 0.02  # each answer takes a while: overlapping requests would show
