@@ -8,10 +8,13 @@ default 1k, the template's; `default` is nginx's own, one page), on a cluster of
 nginx, Redis):
 
 - memory: lean clients (lean_client.py) connect through the front door, each joining a room of 30,
-  a tenth first, then the rest in steps of GROW_STEP (3000). Resident memory is read per part
-  once it settles, at a tenth and at all (the slope between them, so that a process freeing its
-  start-up garbage meanwhile, as Node's V8 does, is not counted against the connections): per idle
-  connection, the node's own, nginx's, Redis's and all of them; the ratio to the reference's.
+  a tenth first, then the rest in steps of GROW_STEP (3000); like Socket.IO clients, one that is
+  refused (nginx answers 503 when the node's accept queue overflows in a burst) tries again with
+  jittered backoff for up to CONNECT_RETRY_S (60); `connect_retries` counts those attempts.
+  Resident memory is read per part once it settles, at a tenth and at all (the slope between
+  them, so that a process freeing its start-up garbage meanwhile, as Node's V8 does, is not
+  counted against the connections): per idle connection, the node's own, nginx's, Redis's and all
+  of them; the ratio to the reference's.
 - pings: the idle connections' CPU over a quiet window of IDLE_WINDOW_S (25 s, one ping
   interval of both systems: each connection is pinged once in it, whatever the phase), per second
   of the window, for the node, nginx and Redis, with the load generator's beside it.
@@ -21,9 +24,10 @@ nginx, Redis):
   welcomed, joined) must be within STORM_BOUND_S (30) for this service, or the probe fails; a
   client still unserved STORM_GIVE_UP_S (90) after the cut counts as failed.
 
-15,000 connections through one front door from one machine: clients bind 127.0.0.2 and up (a
-source address per 10,000), leaving 127.0.0.1's ephemeral ports to nginx's connections to the node;
-nginx's workers hold 19,000 connections each (nginx/local.conf.template), the node gets
+15,000 connections through one front door from one machine: the clients bind no address (the
+kernel picks their ports per destination, so they and nginx's connections to the node each have
+the ephemeral range: node_capacity.py's source_of says why binding would starve nginx); nginx's
+workers hold 19,000 connections each (nginx/local.conf.template), the node gets
 WORKER_CONNECTIONS = count + 1000; the open-file hard limit is 20,000 per process.
 """
 
@@ -188,6 +192,7 @@ def one_run(folder: Path, limits: dict[str, str], receivers_class: Any, name: st
     storm_count = min(count, int(seconds_from_env("STORM_CONNECTIONS", 3000)))
     storm_bound_s = seconds_from_env("STORM_BOUND_S", 30)
     give_up_s = max(storm_bound_s, seconds_from_env("STORM_GIVE_UP_S", 90))
+    retry_s = seconds_from_env("CONNECT_RETRY_S", 60)
     cluster = Cluster(nodes=1, port=18360 + ports, redis_port=16360 + ports,
                       node_base_port=15360 + 10 * ports, node_command=command,
                       run_dir=folder / f"memory-{name}-{count}-{buffer_size}",
@@ -206,12 +211,14 @@ def one_run(folder: Path, limits: dict[str, str], receivers_class: Any, name: st
         loadgen_before = cpu_s(loadgen)
         started = time.monotonic()
         room = "memory-room-{n}"
-        warm = receivers.grow(cluster.url, tokens, max(1, count // 10), room, front_door=True)
+        warm = receivers.grow(cluster.url, tokens, max(1, count // 10), room, front_door=True,
+                              retry_s=retry_s)
         grown = [warm]
         before = settled(lambda: rss_mb(parts))
         while receivers.total < count and not grown[-1]["failed"]:
             step = min(grow_step, count - receivers.total)
-            grown.append(receivers.grow(cluster.url, tokens, step, room, front_door=True))
+            grown.append(receivers.grow(cluster.url, tokens, step, room, front_door=True,
+                                        retry_s=retry_s))
             print(f"memory: {name}: {grown[-1]['open']} of {receivers.total} connections open",
                   flush=True)
         connect_s = time.monotonic() - started
@@ -224,6 +231,7 @@ def one_run(folder: Path, limits: dict[str, str], receivers_class: Any, name: st
         row.update({
             "connections": held,
             "failed": sum(g["failed"] for g in grown),
+            "connect_retries": sum(g["retries"] for g in grown),
             "errors": [e for g in grown for e in g["errors"]][:5],
             "server_rss_mb_before": round(sum(before.values()), 1),
             "server_rss_mb_after": round(sum(after.values()), 1),
@@ -239,7 +247,8 @@ def one_run(folder: Path, limits: dict[str, str], receivers_class: Any, name: st
               f"through the front door; per connection node {per_kb['node']} KB, nginx "
               f"{per_kb['nginx']} KB, Redis {per_kb['redis']} KB, all "
               f"{row['kb_per_connection']} KB (load generator {connect_cpu:.1f} s CPU to connect "
-              f"them in {connect_s:.1f} s)", flush=True)
+              f"them in {connect_s:.1f} s, {row['connect_retries']} refused and retried)",
+              flush=True)
 
         # pings: a quiet window of one ping interval
         cpu_before = {part: cpu_s(processes) for part, processes in parts.items()}
@@ -362,11 +371,11 @@ def summary_lines(rows: list[dict[str, Any]], verdict: dict[str, Any]) -> list[s
     for row in rows:
         idle = row.get("idle_cpu") or {}
         storm = row.get("storm") or {}
-        kb = [row.get(f"{part}_kb_per_connection", "-") for part in PARTS]
+        kb = [str(row.get(f"{part}_kb_per_connection", "-")) for part in PARTS]
         lines.append(
             f"{row['system']:15} {row.get('connections', 0):6} {row['proxy_buffer_size']:7} "
-            f"{kb[0]:>8} {kb[1]:>9} {kb[2]:>9} {row.get('kb_per_connection', '-'):>7}"
-            f" {idle.get('node_cpu_per_s', '-'):>13} {storm.get('all_served_s', '-'):>8}")
+            f"{kb[0]:>8} {kb[1]:>9} {kb[2]:>9} {row.get('kb_per_connection', '-')!s:>7}"
+            f" {idle.get('node_cpu_per_s', '-')!s:>13} {storm.get('all_served_s', '-')!s:>8}")
     for each in verdict["rooms"]:
         def met(key: str, each: dict = each) -> str:
             return "met" if each[key] else "NOT MET"

@@ -70,15 +70,16 @@ def receiver_main() -> None:
     made: list[tuple[int, str | None]] = []  # per client: its index and room, to make it again
 
     def source_of(url: str, index: int, front_door: bool) -> str | None:
-        """The client's own loopback address. One source address holds about 28,000 connections
-        to one address and port. Through a front door the clients leave 127.0.0.1 to nginx's
-        connections to the nodes: a socket bound to an address and port 0 (as here) takes a port
-        no other socket on that address holds, whatever its destination, so clients bound to
-        127.0.0.1 and nginx's 15,000 upstream connections would share one range of ~28,000."""
-        if "//127.0.0.1:" not in url:
+        """The client's own loopback address, straight to a node: one source address holds about
+        28,000 connections to one address and port. Through a front door, none: the kernel then
+        picks each client's port when it connects, per destination, so clients and nginx's own
+        connections to the node (from 127.0.0.1) share the range; a socket bound to an address
+        with port 0 instead holds its port against every connect() on the machine, whatever the
+        address (Linux skips ports bound that way), and 15,000 clients, their TIME_WAITs and a
+        storm's retries would leave nginx no port to reach the node ("99: Cannot assign requested
+        address", seen in a 15,000 run)."""
+        if "//127.0.0.1:" not in url or front_door:
             return None
-        if front_door:
-            return f"127.0.0.{2 + index // 10000}"
         return f"127.0.0.{1 + index // 25000}"
 
     def made_client(url: str, tokens: list[str], index: int, room: str | None,
@@ -103,22 +104,53 @@ def receiver_main() -> None:
             raise
         return client, got
 
+    def until_served(url: str, tokens: list[str], index: int, room: str | None,
+                     front_door: bool, deadline: float) -> tuple[LeanClient, dict, int]:
+        """A client connected and in its room, as a Socket.IO client would get there: again
+        after a refusal or a timeout (jittered backoff, backoff.py) until `deadline` (wall clock),
+        then the last error; with the number of attempts."""
+        from loadtests import backoff
+
+        waits = backoff.delays()
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                client, got = made_client(url, tokens, index, room, front_door,
+                                          timeout=max(0.5, min(30, deadline - time.time())))
+                return client, got, tries
+            except (Exception, gevent.Timeout) as exc:  # refused, reset, timed out: again
+                if time.time() >= deadline:
+                    exc.attempts = tries  # type: ignore[union-attr]
+                    raise
+                gevent.sleep(min(next(waits), max(0.0, deadline - time.time())))
+
     def grow(url: str, tokens: list[str], count: int, room: str | None, first: int,
-             front_door: bool = False) -> dict:
+             front_door: bool = False, retry_s: float = 0) -> dict:
+        """`count` more clients at once; with `retry_s`, each tries again after a refusal for
+        that long (`retries` counts the extra attempts)."""
+        retries = 0
+
         def one(index: int) -> None:
-            client, got = made_client(url, tokens, index, room, front_door)
+            nonlocal retries
+            if retry_s:
+                client, got, tries = until_served(url, tokens, index, room, front_door,
+                                                  time.time() + retry_s)
+                retries += tries - 1
+            else:
+                client, got = made_client(url, tokens, index, room, front_door)
             clients.append(client)
             seen.append(got)
             made.append((index, room))
 
         jobs = [gevent.spawn(one, first + i) for i in range(count)]
-        gevent.joinall(jobs, timeout=300)
+        gevent.joinall(jobs, timeout=300 + retry_s)
         errors = [str(job.exception) for job in jobs if job.exception is not None]
         nodes: dict[str, int] = {}
         for client in clients:
             nodes[client.node or "?"] = nodes.get(client.node or "?", 0) + 1
         return {"connected": len(clients), "open": sum(not c.closed for c in clients),
-                "errors": errors[:5], "failed": len(errors), "nodes": nodes}
+                "errors": errors[:5], "failed": len(errors), "nodes": nodes, "retries": retries}
 
     def collect(client_ids: list[str], sender_node: str) -> dict:
         """These messages' latencies (cross-node, same-node) and how many receipts are missing
@@ -138,41 +170,29 @@ def receiver_main() -> None:
     def storm(url: str, tokens: list[str], count: int, give_up_s: float) -> dict:
         """A reconnect storm: the first `count` clients' connections all cut at once (closed by
         the clients, so nginx and the node see them end together), then every one connects again
-        at once and rejoins its room, retrying after a refusal or a timeout with jittered
-        backoff (backoff.py) until `give_up_s` after the cut. Returns when each was served
-        (connected, welcomed and joined), as wall-clock times, and what failed."""
-        from loadtests import backoff
-
+        at once and rejoins its room (until_served) until `give_up_s` after the cut. Returns when
+        each was served (connected, welcomed and joined), as wall-clock times, and what failed."""
         positions = list(range(min(count, len(clients))))
         cpu_before = sum(os.times()[:2])
         cut_at = time.time()
         for position in positions:
             clients[position].close()
-        deadline = cut_at + give_up_s
         served: list[float] = []
         attempts: list[int] = []
         errors: list[str] = []
 
         def again(position: int) -> None:
             index, room = made[position]
-            waits = backoff.delays()
-            tries = 0
-            while True:
-                tries += 1
-                try:
-                    client, got = made_client(url, tokens, index, room, True,
-                                              timeout=max(0.5, deadline - time.time()))
-                except (Exception, gevent.Timeout) as exc:  # refused, reset, timed out: again
-                    if time.time() >= deadline:
-                        errors.append(repr(exc))
-                        attempts.append(tries)
-                        return
-                    gevent.sleep(min(next(waits), max(0.0, deadline - time.time())))
-                    continue
-                served.append(time.time())
-                attempts.append(tries)
-                clients[position], seen[position] = client, got
+            try:
+                client, got, tries = until_served(url, tokens, index, room, True,
+                                                  cut_at + give_up_s)
+            except (Exception, gevent.Timeout) as exc:
+                errors.append(repr(exc))
+                attempts.append(getattr(exc, "attempts", 1))
                 return
+            served.append(time.time())
+            attempts.append(tries)
+            clients[position], seen[position] = client, got
 
         jobs = [gevent.spawn(again, position) for position in positions]
         gevent.joinall(jobs, timeout=give_up_s + 30)
@@ -186,7 +206,8 @@ def receiver_main() -> None:
         command = json.loads(line)
         if command["cmd"] == "grow":
             answer = grow(command["url"], command["tokens"], command["count"], command["room"],
-                          command["first"], command.get("front_door", False))
+                          command["first"], command.get("front_door", False),
+                          command.get("retry_s", 0))
         elif command["cmd"] == "collect":
             answer = collect(command["client_ids"], command["sender_node"])
         elif command["cmd"] == "open":
@@ -250,11 +271,11 @@ def main() -> int:
                     for i in range(processes)]
 
         def grow(self, url: str, tokens: list[str], count: int, room: str | None,
-                 front_door: bool = False) -> dict:
+                 front_door: bool = False, retry_s: float = 0) -> dict:
             shares = self.shares(count)
             answers = self.ask([{"cmd": "grow", "url": url, "tokens": tokens, "count": share,
                                  "room": room, "first": self.total + sum(shares[:i]),
-                                 "front_door": front_door}
+                                 "front_door": front_door, "retry_s": retry_s}
                                 for i, share in enumerate(shares)])
             self.total += count
             nodes: dict[str, int] = {}
@@ -264,6 +285,7 @@ def main() -> int:
             return {"connected": sum(a["connected"] for a in answers),
                     "open": sum(a["open"] for a in answers),
                     "failed": sum(a["failed"] for a in answers),
+                    "retries": sum(a.get("retries", 0) for a in answers),
                     "errors": [e for a in answers for e in a["errors"]][:5], "nodes": nodes}
 
         def open(self) -> int:
@@ -351,6 +373,7 @@ def main() -> int:
     if "memory" in probes:
         results["memory"], results["memory_targets"] = idle_memory_probe(folder, limits,
                                                                          Receivers)
+        (folder / "capacity.json").write_text(json.dumps(results, indent=2) + "\n")
         for line in summary_lines(results["memory"], results["memory_targets"]):
             print(line, flush=True)
 
