@@ -22,7 +22,8 @@ nginx, Redis):
   once (the clients close them), then all connect again at once and rejoin their rooms, retrying
   with jittered backoff on a refusal. The time from the cut until all are served (connected,
   welcomed, joined) must be within STORM_BOUND_S (30) for this service, or the probe fails; a
-  client still unserved STORM_GIVE_UP_S (90) after the cut counts as failed.
+  client still unserved STORM_GIVE_UP_S (90) after the cut counts as failed. PROFILE_STORM=1
+  samples the node with py-spy through the storm (storm_profiler).
 
 15,000 connections through one front door from one machine: the clients bind no address (the
 kernel picks their ports per destination, so they and nginx's connections to the node each have
@@ -172,6 +173,24 @@ def set_proxy_buffer_size(cluster: Any, size: str) -> None:
     raise SystemExit("nginx did not replace its workers after the reload")
 
 
+def storm_profiler(cluster: Any, name: str, give_up_s: float) -> subprocess.Popen | None:
+    """With PROFILE_STORM=1, py-spy samples this service's node (gunicorn's worker) through the
+    storm into storm-profile.txt (collapsed stacks) in the run's folder: where the time goes.
+    The sampling takes CPU of its own, so the storm's figures of such a run are not the ones to
+    report."""
+    import psutil
+
+    if os.environ.get("PROFILE_STORM") != "1" or name != "rooms":
+        return None
+    master = psutil.Process(cluster.processes["node-1"].pid)
+    [worker] = master.children() or [master]
+    spy = ROOT / ".venv" / "bin" / "py-spy"
+    return subprocess.Popen([str(spy), "record", "--pid", str(worker.pid), "--nonblocking",
+                             "--format", "raw", "--duration", str(int(give_up_s) + 10),
+                             "-o", str(cluster.run_dir / "storm-profile.txt")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def percentile(values: list[float], share: float) -> float | None:
     if not values:
         return None
@@ -273,7 +292,11 @@ def one_run(folder: Path, limits: dict[str, str], receivers_class: Any, name: st
         if held >= storm_count:
             server_before = {part: cpu_s(processes) for part, processes in parts.items()}
             loadgen_before = cpu_s(loadgen)
+            profiler = storm_profiler(cluster, name, give_up_s)
             storm = receivers.storm(cluster.url, tokens, storm_count, give_up_s)
+            if profiler is not None:
+                profiler.send_signal(signal.SIGINT)  # py-spy writes what it sampled
+                profiler.wait(30)
             after_s = [served - storm["cut_at"] for served in storm["served_at"]]
             all_served_s = max(after_s) if after_s and not storm["failed"] else None
             row["storm"] = {
