@@ -204,11 +204,11 @@ def one_run(folder: Path, limits: dict[str, str], receivers_class: Any, name: st
     import psutil
     from cluster import Cluster
 
-    from loadtests.run import prepare_tokens
+    from loadtests.run import env_int, prepare_tokens
 
-    grow_step = int(seconds_from_env("GROW_STEP", 3000))
+    grow_step = env_int("GROW_STEP", 3000)
     window_s = seconds_from_env("IDLE_WINDOW_S", 25)
-    storm_count = min(count, int(seconds_from_env("STORM_CONNECTIONS", 3000)))
+    storm_count = min(count, env_int("STORM_CONNECTIONS", 3000))
     storm_bound_s = seconds_from_env("STORM_BOUND_S", 30)
     give_up_s = max(storm_bound_s, seconds_from_env("STORM_GIVE_UP_S", 90))
     retry_s = seconds_from_env("CONNECT_RETRY_S", 60)
