@@ -22,6 +22,16 @@ DURATION ?= 45
 HOST ?= http://127.0.0.1:8080
 export SCENARIO USERS SPAWN_RATE DURATION HOST
 
+# make capacity's idle connections through the front door (loadtests/idle_capacity.py): how many,
+# this service and/or the Node reference, the Socket.IO location's relay buffers (1k, default...),
+# the quiet window for the pings' CPU, the reconnect storm's size and its bound in seconds
+MEMORY_CONNECTIONS ?= 3000,15000
+MEMORY_SYSTEMS ?= rooms,node-reference
+PROXY_BUFFER_SIZES ?= 1k
+IDLE_WINDOW_S ?= 25
+STORM_CONNECTIONS ?= 3000
+STORM_BOUND_S ?= 30
+
 .PHONY: help setup run test test-unit test-integration test-browser test-faults compose-test loadtest run-example example \
 	loadtest-capacity loadtest-ui bench capacity profile soak lint typecheck lock clean
 
@@ -46,7 +56,9 @@ help:
 	@echo "                PARTS=compare,scale,drops,app (default all); drops: network drops every DROPS_UP_S=3 s for"
 	@echo "                DROPS_DOWN_S=2 s, delivered % against Socket.IO's connection state recovery;"
 	@echo "                app: chat as it is, with a send hook and with webhooks, side by side"
-	@echo "make capacity   idle connections one node holds (memory per connection), largest fan-out room under 200 ms"
+	@echo "make capacity   idle connections one node holds (memory per connection), largest fan-out room under 200 ms;"
+	@echo "                memory: MEMORY_CONNECTIONS=$(MEMORY_CONNECTIONS) idle in rooms through the front door beside the"
+	@echo "                Node reference, their pings' CPU, a reconnect storm of STORM_CONNECTIONS within STORM_BOUND_S s"
 	@echo "make profile    py-spy on every node under one load test: top costs per delivery, chart"
 	@echo "make soak       chat load for SOAK_DURATION (30m) on its own 3-node cluster (ports 31001-31379):"
 	@echo "                every process's memory over time, leaks flagged, p50/p99 per minute, losses"
@@ -130,7 +142,10 @@ bench:
 
 capacity:
 	@$(SETUP) cluster venv npm
-	$(VENV)/python loadtests/node_capacity.py
+	MEMORY_CONNECTIONS="$(MEMORY_CONNECTIONS)" MEMORY_SYSTEMS="$(MEMORY_SYSTEMS)" \
+		PROXY_BUFFER_SIZES="$(PROXY_BUFFER_SIZES)" IDLE_WINDOW_S="$(IDLE_WINDOW_S)" \
+		STORM_CONNECTIONS="$(STORM_CONNECTIONS)" STORM_BOUND_S="$(STORM_BOUND_S)" \
+		$(VENV)/python loadtests/node_capacity.py
 
 profile:
 	@$(SETUP) cluster venv npm

@@ -7,9 +7,11 @@ p99 under 200 ms.
   step the node's resident memory is read; memory per connection is the slope over all steps. A
   step whose connections fail ends the probe there, with the reason.
 - memory: this service and the Node.js Socket.IO reference (MEMORY_SYSTEMS), each one node behind
-  nginx; MEMORY_CONNECTIONS (3000) lean clients through the front door, each joining a room of 30
-  and staying idle. Server memory per connection counts every process of the system (node, nginx,
-  Redis), before and after; the load generator's CPU is reported next to it.
+  the same nginx configuration; MEMORY_CONNECTIONS (3000,15000) lean clients through the front
+  door, each joining a room of 30 and staying idle: memory per connection by part (node, nginx,
+  Redis) and in all, the CPU their pings cost, a reconnect storm of STORM_CONNECTIONS (3000)
+  timed against STORM_BOUND_S, against issue 25's targets (idle_capacity.py has the details);
+  the load generator's CPU is reported next to each figure.
 - fanout: a cluster of FANOUT_NODES (3) behind nginx; receivers, spread over the nodes by their
   sticky keys, join one room in steps (ROOM_SIZES, default 250,500,1000,2000,4000,6000,8000). At
   each step one sender sends RATE (2) messages/s for SEND_S (10) s; every receiver times every
@@ -18,6 +20,9 @@ p99 under 200 ms.
   The answer is the largest room whose cross-node p99 (same-node with one node) stays under
   P99_LIMIT_MS (200) with nothing lost or duplicated; the probe stops at the first step over the
   limit.
+
+Fails (exit 1) when a fan-out delivery was lost or repeated, or when this service did not hold its
+idle connections or a reconnect storm was not all served within its bound.
 
 The receivers run in RECEIVER_PROCESSES (2) processes on this machine, so they share its cores
 with the cluster: on a small machine the figures bound the whole system, not the node alone.
@@ -62,35 +67,90 @@ def receiver_main() -> None:
 
     clients: list[LeanClient] = []
     seen: list[dict[str, list[tuple[str, float]]]] = []  # per client: client_id -> receipts
+    made: list[tuple[int, str | None]] = []  # per client: its index and room, to make it again
 
-    def grow(url: str, tokens: list[str], count: int, room: str | None, first: int) -> dict:
-        def one(index: int) -> None:
-            got: dict[str, list[tuple[str, float]]] = {}
+    def source_of(url: str, index: int, front_door: bool) -> str | None:
+        """The client's own loopback address, straight to a node: one source address holds about
+        28,000 connections to one address and port. Through a front door, none: the kernel then
+        picks each client's port when it connects, per destination, so clients and nginx's own
+        connections to the node (from 127.0.0.1) share the range; a socket bound to an address
+        with port 0 instead holds its port against every connect() on the machine, whatever the
+        address (Linux skips ports bound that way), and 15,000 clients, their TIME_WAITs and a
+        storm's retries would leave nginx no port to reach the node ("99: Cannot assign requested
+        address", seen in a 15,000 run)."""
+        if "//127.0.0.1:" not in url or front_door:
+            return None
+        return f"127.0.0.{1 + index // 25000}"
 
-            def on_message(message: dict[str, Any], received: float) -> None:
-                got.setdefault(message.get("client_id", ""), []).append(
-                    (message["node"], received))
+    def made_client(url: str, tokens: list[str], index: int, room: str | None,
+                    front_door: bool, timeout: float = 30) -> tuple[LeanClient, dict]:
+        got: dict[str, list[tuple[str, float]]] = {}
 
-            # one source address holds about 28,000 connections to one address and port
-            source = f"127.0.0.{1 + index // 25000}" if "//127.0.0.1:" in url else None
-            client = LeanClient(url, tokens[index % len(tokens)], node_key=f"cap{index}",
-                                on_message=on_message, source_address=source)
-            client.connect()
+        def on_message(message: dict[str, Any], received: float) -> None:
+            got.setdefault(message.get("client_id", ""), []).append((message["node"], received))
+
+        client = LeanClient(url, tokens[index % len(tokens)], node_key=f"cap{index}",
+                            on_message=on_message,
+                            source_address=source_of(url, index, front_door))
+        try:
+            client.connect(timeout=timeout)
             if room is not None:
-                answer = client.call("join", {"room": room.format(n=index // 30)})
+                answer = client.call("join", {"room": room.format(n=index // 30)},
+                                     timeout=timeout)
                 if not answer.get("ok"):
                     raise RuntimeError(f"join refused: {answer}")
+        except BaseException:
+            client.close()
+            raise
+        return client, got
+
+    def until_served(url: str, tokens: list[str], index: int, room: str | None,
+                     front_door: bool, deadline: float) -> tuple[LeanClient, dict, int]:
+        """A client connected and in its room, as a Socket.IO client would get there: again
+        after a refusal or a timeout (jittered backoff, backoff.py) until `deadline` (wall clock),
+        then the last error; with the number of attempts."""
+        from loadtests import backoff
+
+        waits = backoff.delays()
+        tries = 0
+        while True:
+            tries += 1
+            try:
+                client, got = made_client(url, tokens, index, room, front_door,
+                                          timeout=max(0.5, min(30, deadline - time.time())))
+                return client, got, tries
+            except (Exception, gevent.Timeout) as exc:  # refused, reset, timed out: again
+                if time.time() >= deadline:
+                    exc.attempts = tries  # type: ignore[union-attr]
+                    raise
+                gevent.sleep(min(next(waits), max(0.0, deadline - time.time())))
+
+    def grow(url: str, tokens: list[str], count: int, room: str | None, first: int,
+             front_door: bool = False, retry_s: float = 0) -> dict:
+        """`count` more clients at once; with `retry_s`, each tries again after a refusal for
+        that long (`retries` counts the extra attempts)."""
+        retries = 0
+
+        def one(index: int) -> None:
+            nonlocal retries
+            if retry_s:
+                client, got, tries = until_served(url, tokens, index, room, front_door,
+                                                  time.time() + retry_s)
+                retries += tries - 1
+            else:
+                client, got = made_client(url, tokens, index, room, front_door)
             clients.append(client)
             seen.append(got)
+            made.append((index, room))
 
         jobs = [gevent.spawn(one, first + i) for i in range(count)]
-        gevent.joinall(jobs, timeout=300)
+        gevent.joinall(jobs, timeout=300 + retry_s)
         errors = [str(job.exception) for job in jobs if job.exception is not None]
         nodes: dict[str, int] = {}
         for client in clients:
             nodes[client.node or "?"] = nodes.get(client.node or "?", 0) + 1
         return {"connected": len(clients), "open": sum(not c.closed for c in clients),
-                "errors": errors[:5], "failed": len(errors), "nodes": nodes}
+                "errors": errors[:5], "failed": len(errors), "nodes": nodes, "retries": retries}
 
     def collect(client_ids: list[str], sender_node: str) -> dict:
         """These messages' latencies (cross-node, same-node) and how many receipts are missing
@@ -107,15 +167,54 @@ def receiver_main() -> None:
                     (same if client.node == sender_node else cross).append(round(latency, 2))
         return {"cross": cross, "same": same, "missing": missing, "duplicates": duplicates}
 
+    def storm(url: str, tokens: list[str], count: int, give_up_s: float) -> dict:
+        """A reconnect storm: the first `count` clients' connections all cut at once (closed by
+        the clients, so nginx and the node see them end together), then every one connects again
+        at once and rejoins its room (until_served) until `give_up_s` after the cut. Returns when
+        each was served (connected, welcomed and joined), as wall-clock times, and what failed."""
+        positions = list(range(min(count, len(clients))))
+        cpu_before = sum(os.times()[:2])
+        cut_at = time.time()
+        for position in positions:
+            clients[position].close()
+        served: list[float] = []
+        attempts: list[int] = []
+        errors: list[str] = []
+
+        def again(position: int) -> None:
+            index, room = made[position]
+            try:
+                client, got, tries = until_served(url, tokens, index, room, True,
+                                                  cut_at + give_up_s)
+            except (Exception, gevent.Timeout) as exc:
+                errors.append(repr(exc))
+                attempts.append(getattr(exc, "attempts", 1))
+                return
+            served.append(time.time())
+            attempts.append(tries)
+            clients[position], seen[position] = client, got
+
+        jobs = [gevent.spawn(again, position) for position in positions]
+        gevent.joinall(jobs, timeout=give_up_s + 30)
+        return {"clients": len(positions), "cut_at": cut_at, "served_at": served,
+                "attempts": sum(attempts), "failed": len(positions) - len(served),
+                "errors": errors[:5], "load_generator_cpu_s": sum(os.times()[:2]) - cpu_before}
+
     from gevent.fileobject import FileObject
 
     for line in FileObject(sys.stdin.fileno(), "r"):  # cooperative: receivers read meanwhile
         command = json.loads(line)
         if command["cmd"] == "grow":
             answer = grow(command["url"], command["tokens"], command["count"], command["room"],
-                          command["first"])
+                          command["first"], command.get("front_door", False),
+                          command.get("retry_s", 0))
         elif command["cmd"] == "collect":
             answer = collect(command["client_ids"], command["sender_node"])
+        elif command["cmd"] == "open":
+            answer = {"open": sum(not client.closed for client in clients)}
+        elif command["cmd"] == "storm":
+            answer = storm(command["url"], command["tokens"], command["count"],
+                           command["give_up_s"])
         else:
             break
         sys.stdout.write(json.dumps(answer) + "\n")
@@ -138,6 +237,7 @@ def main() -> int:
     import psutil
     from cluster import Cluster
 
+    from loadtests.idle_capacity import idle_memory_probe, summary_lines
     from loadtests.lean_client import LeanClient, LeanSender
     from loadtests.resend import Unacknowledged
     from loadtests.run import env_int, prepare_tokens
@@ -166,11 +266,16 @@ def main() -> int:
                 child.stdin.flush()
             return [json.loads(child.stdout.readline()) for child in self.children]
 
-        def grow(self, url: str, tokens: list[str], count: int, room: str | None) -> dict:
-            shares = [count // processes + (1 if i < count % processes else 0)
-                      for i in range(processes)]
+        def shares(self, count: int) -> list[int]:
+            return [count // processes + (1 if i < count % processes else 0)
+                    for i in range(processes)]
+
+        def grow(self, url: str, tokens: list[str], count: int, room: str | None,
+                 front_door: bool = False, retry_s: float = 0) -> dict:
+            shares = self.shares(count)
             answers = self.ask([{"cmd": "grow", "url": url, "tokens": tokens, "count": share,
-                                 "room": room, "first": self.total + sum(shares[:i])}
+                                 "room": room, "first": self.total + sum(shares[:i]),
+                                 "front_door": front_door, "retry_s": retry_s}
                                 for i, share in enumerate(shares)])
             self.total += count
             nodes: dict[str, int] = {}
@@ -180,7 +285,24 @@ def main() -> int:
             return {"connected": sum(a["connected"] for a in answers),
                     "open": sum(a["open"] for a in answers),
                     "failed": sum(a["failed"] for a in answers),
+                    "retries": sum(a.get("retries", 0) for a in answers),
                     "errors": [e for a in answers for e in a["errors"]][:5], "nodes": nodes}
+
+        def open(self) -> int:
+            """How many of the connections are still open."""
+            return sum(a["open"] for a in self.ask([{"cmd": "open"}] * processes))
+
+        def storm(self, url: str, tokens: list[str], count: int, give_up_s: float) -> dict:
+            """`count` clients, shared over the processes, cut and reconnected at once."""
+            answers = self.ask([{"cmd": "storm", "url": url, "tokens": tokens, "count": share,
+                                 "give_up_s": give_up_s} for share in self.shares(count)])
+            return {"clients": sum(a["clients"] for a in answers),
+                    "cut_at": min(a["cut_at"] for a in answers),
+                    "served_at": sorted(t for a in answers for t in a["served_at"]),
+                    "attempts": sum(a["attempts"] for a in answers),
+                    "failed": sum(a["failed"] for a in answers),
+                    "errors": [e for a in answers for e in a["errors"]][:5],
+                    "load_generator_cpu_s": sum(a["load_generator_cpu_s"] for a in answers)}
 
         def collect(self, client_ids: list[str], sender_node: str) -> dict:
             answers = self.ask([{"cmd": "collect", "client_ids": client_ids,
@@ -249,7 +371,11 @@ def main() -> int:
               f"{per_connection_kb:.1f} KB per connection", flush=True)
 
     if "memory" in probes:
-        results["memory"] = memory_probe(folder, limits, Receivers, rss_mb)
+        results["memory"], results["memory_targets"] = idle_memory_probe(folder, limits,
+                                                                         Receivers)
+        (folder / "capacity.json").write_text(json.dumps(results, indent=2) + "\n")
+        for line in summary_lines(results["memory"], results["memory_targets"]):
+            print(line, flush=True)
 
     if "fanout" in probes:
         sizes = [int(size) for size in (os.environ.get("ROOM_SIZES")
@@ -328,93 +454,24 @@ def main() -> int:
     print(f"written to {folder}")
     lost = any(row.get("missing") or row.get("duplicates")
                for row in results.get("fanout", {}).get("steps", []))
-    return 1 if lost else 0
-
-
-def settled(read: Any, timeout: float = 20.0) -> float:
-    """A reading once three in a row, half a second apart, differ by under 0.3 MB (or the last
-    one at the timeout)."""
-    deadline = time.monotonic() + timeout
-    readings = [read()]
-    while time.monotonic() < deadline:
-        time.sleep(0.5)
-        readings.append(read())
-        recent = readings[-3:]
-        if len(recent) == 3 and max(recent) - min(recent) < 0.3:
-            break
-    return readings[-1]
-
-
-def memory_probe(folder: Path, limits: dict[str, str], receivers_class: Any,
-                 rss_mb: Any) -> list[dict[str, Any]]:
-    """Server memory per idle connection in a room, through the front door, for this service and
-    the Node.js reference side by side: one node behind nginx, MEMORY_CONNECTIONS lean clients
-    in rooms of 30; every process of the system (node, nginx, Redis) counted."""
-    import psutil
-    from cluster import Cluster
-
-    from loadtests.bench import REFERENCE, SYSTEMS
-    from loadtests.run import env_int, prepare_tokens
-
-    count = env_int("MEMORY_CONNECTIONS", 3000)
-    commands = {"rooms": "gunicorn",
-                "node-reference": next(s.command for s in SYSTEMS if s.name == REFERENCE)}
-    wanted = (os.environ.get("MEMORY_SYSTEMS") or "rooms,node-reference").split(",")
-    unknown = set(wanted) - set(commands)
-    if unknown:
-        raise SystemExit(f"MEMORY_SYSTEMS: unknown {sorted(unknown)}; choose from "
-                         f"{sorted(commands)}")
-    rows = []
-    for index, name in enumerate(wanted):
-        cluster = Cluster(nodes=1, port=18360 + index, redis_port=16360 + index,
-                          node_base_port=15360 + 10 * index, node_command=commands[name],
-                          run_dir=folder / f"memory-{name}",
-                          env={**limits, "WORKER_CONNECTIONS": str(count + 1000)})
-        cluster.start()
-        receivers = receivers_class()
-        try:
-            tokens = json.loads(prepare_tokens(cluster.url, ACCOUNTS, folder).read_text())
-            pids = [process.pid for process in cluster.processes.values()]
-            loadgen = [psutil.Process(child.pid) for child in receivers.children]
-            loadgen_before = sum(sum(p.cpu_times()[:2]) for p in loadgen)
-            started = time.monotonic()
-            # the slope from a tenth of the connections to all of them: a process just started
-            # still frees what starting took (V8 collects its start-up garbage once connections
-            # make it allocate), which would count against the connections
-            warm = receivers.grow(cluster.url, tokens, max(1, count // 10), "memory-room-{n}")
-            before = settled(lambda pids=pids: sum(rss_mb(pid) for pid in pids))
-            grown = receivers.grow(cluster.url, tokens, count - max(1, count // 10),
-                                   "memory-room-{n}")
-            elapsed = time.monotonic() - started
-            time.sleep(3)  # pings answered, allocations settled
-            after = sum(rss_mb(pid) for pid in pids)
-            measured = max(grown["open"] - warm["open"], 1)
-            row = {"system": name, "connections": grown["open"],
-                   "failed": warm["failed"] + grown["failed"],
-                   "errors": warm["errors"] + grown["errors"],
-                   "server_rss_mb_before": round(before, 1),
-                   "server_rss_mb_after": round(after, 1),
-                   "kb_per_connection": round((after - before) * 1024 / measured, 1),
-                   "connect_s": round(elapsed, 1),
-                   "load_generator_cpu_s": round(
-                       sum(sum(p.cpu_times()[:2]) for p in loadgen) - loadgen_before, 1)}
-        finally:
-            receivers.stop()
-            cluster.stop()
-        rows.append(row)
-        print(f"memory: {name}: {row['connections']} idle connections in rooms through the "
-              f"front door, {row['kb_per_connection']} KB of server memory each "
-              f"(load generator {row['load_generator_cpu_s']} s CPU to connect them in "
-              f"{row['connect_s']} s)", flush=True)
-    return rows
+    missed_targets = not results.get("memory_targets", {"ok": True})["ok"]
+    if missed_targets:
+        print("memory: this service did not hold its connections, or a reconnect storm was not "
+              "all served within its bound (memory_targets in capacity.json)", flush=True)
+    return 1 if lost or missed_targets else 0
 
 
 def chart(plt: Any, results: dict[str, Any], path: Path) -> None:
-    panels = [name for name in ("idle", "fanout") if name in results]
+    from loadtests.idle_capacity import chart as memory_chart
+
+    panels = [name for name in ("idle", "memory", "fanout") if results.get(name)]
     if not panels:
-        return  # the memory probe alone: its figures are in capacity.json and printed
+        return
     figure, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 4.5), squeeze=False)
     for axis, name in zip(axes[0], panels, strict=True):
+        if name == "memory":
+            memory_chart(axis, results["memory"])
+            continue
         steps = results[name]["steps"]
         if name == "idle":
             axis.plot([s["connections"] for s in steps], [s["rss_mb"] for s in steps], "o-")

@@ -1,5 +1,7 @@
 """Two front doors with the same settings send a sticky key to the same node, so a plain TCP load
-balancer can spread clients over them; each front door's own status (stub_status) is scrapable."""
+balancer can spread clients over them; each front door's own status (stub_status) is scrapable.
+The lean front door (nginx/cluster.conf.template: Socket.IO through 1k relay buffers) streams large
+frames whole in both directions and still fits a polling answer's headers."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import uuid
 import pytest
 import requests
 
-from .conftest import Client
+from .conftest import API_KEY, Client
 
 pytestmark = pytest.mark.local_cluster  # the local launcher's second front door and status port
 
@@ -106,3 +108,95 @@ def test_each_front_door_serves_its_own_nginx_status(cluster):
         assert int(second.group(4)) >= int(first.group(4)) + 6  # the five and the status itself
     # only on the status port: through the front door the path is the nodes' (no such page)
     assert requests.get(f"{cluster.url}/nginx_status", timeout=5).status_code == 404
+
+
+# ---- large frames through the 1k relay buffers -------------------------------------------------
+
+def four_byte_text(length: int = 4000, shift: int = 0) -> str:
+    """`length` characters of 4 bytes each in UTF-8 (emoji and CJK extension B, varied, so a
+    reordered or dropped piece of the frame shows)."""
+    return "".join(chr((0x1F300 if i % 2 else 0x20000) + (i * 7 + shift) % 0x2FF)
+                   for i in range(length))
+
+
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+def test_a_4000_character_message_of_4_byte_characters_arrives_byte_exact(cluster, users, room,
+                                                                          transport):
+    """16,000 bytes of text each way: client to node and node to client, on either transport
+    (long-polling with an allowed Origin, as a browser sends it; the WebSocket client sends its
+    own)."""
+    _, token = users.register()
+    headers = {"Origin": cluster.url} if transport == "polling" else {}
+    reader = users.connect(token, transports=[transport], headers=headers)
+    writer = users.connect(token, transports=[transport], headers=headers)
+    for client in (reader, writer):
+        client.ok("join", {"room": room})
+    text = four_byte_text()
+    assert len(text) == 4000 and len(text.encode()) == 16_000
+    sent = writer.ok("send", {"room": room, "text": text})
+    for client in (reader, writer):
+        [got] = client.take("message", 1)
+        assert got["id"] == sent["id"]
+        assert got["text"].encode() == text.encode()
+
+
+# Under the node's own SEND_BUFFER_BYTES (1 MiB) as one frame: about 16,150 bytes a message.
+MISSED_UNDER_SEND_BUFFER = 60
+
+
+@pytest.mark.parametrize("count", [MISSED_UNDER_SEND_BUFFER, 500])
+def test_a_resuming_join_gets_its_whole_missed_through_the_front_door(cluster, users, room,
+                                                                      count):
+    """A join with `since` whose `missed` holds `count` messages of 4,000 4-byte characters: one
+    frame of about 1 MB (60) or 8 MB (500, the most `missed` holds), relayed 1k at a time."""
+    _, token = users.register()
+    client = users.connect(token)
+    joined = client.ok("join", {"room": room})
+    first = client.ok("send", {"room": room, "text": "before"})["id"]
+    client.close()
+    texts = [four_byte_text(shift=n) for n in range(count)]
+    with requests.Session() as api:
+        api.headers["Authorization"] = f"Bearer {API_KEY}"
+        ids = []
+        for text in texts:
+            answer = api.post(f"{cluster.url}/api/rooms/{room}/messages", json={"text": text},
+                              timeout=10)
+            assert answer.status_code == 202, answer.text
+            ids.append(answer.json()["id"])
+    assert joined["missed"] == []
+    back = users.connect(token)
+    answer = back.call("join", {"room": room, "since": first}, timeout=60)
+    assert answer.get("ok") is True, str(answer)[:300]
+    assert answer["truncated"] is False
+    assert [m["id"] for m in answer["missed"]] == ids
+    for message, text in zip(answer["missed"], texts, strict=True):
+        assert message["text"].encode() == text.encode()
+
+
+def test_long_polling_with_an_allowed_origin_through_the_front_door(cluster, users):
+    """A polling session from a browser's origin: the node's answers, CORS headers included, fit
+    the Socket.IO location's 1k buffer (else nginx answers 502, "upstream sent too big header")."""
+    _, token = users.register()
+    origin = cluster.url
+    with requests.Session() as session:
+        session.headers.update({"Origin": origin, "User-Agent": "Mozilla/5.0 " + "x" * 200,
+                                "Cookie": "node_key=poll-origin; other=" + "y" * 600})
+        query = {"EIO": "4", "transport": "polling"}
+        opened = session.get(f"{cluster.url}/socket.io/", params=query, timeout=10)
+        assert opened.status_code == 200, opened.text
+        assert opened.headers["Access-Control-Allow-Origin"] == origin
+        query["sid"] = json.loads(opened.text.removeprefix("0"))["sid"]
+        connected = session.post(f"{cluster.url}/socket.io/", params=query, timeout=10,
+                                 data="40" + json.dumps({"token": token}))
+        assert connected.status_code == 200 and connected.text.lower() == "ok", connected.text
+        deadline = time.monotonic() + 10
+        welcome = None
+        while welcome is None and time.monotonic() < deadline:
+            polled = session.get(f"{cluster.url}/socket.io/", params=query, timeout=10)
+            assert polled.status_code == 200, polled.text
+            assert polled.headers["Access-Control-Allow-Origin"] == origin
+            welcome = next((json.loads(packet[2:])[1] for packet in polled.text.split("\x1e")
+                            if packet.startswith('42["welcome"')), None)
+        assert welcome is not None, "no welcome over long-polling"
+        assert welcome["node"] == node_of(cluster.url, "poll-origin", cookie=True)
+        session.post(f"{cluster.url}/socket.io/", params=query, data="1", timeout=10)

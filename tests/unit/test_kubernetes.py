@@ -30,6 +30,7 @@ import pytest
 import yaml
 
 from service.settings import NODE_NAME_PATTERN, load_settings
+from tests.unit.test_front_door_config import check_lean_server, check_workers
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "k8s"
@@ -590,6 +591,10 @@ def test_the_front_door_configuration_loads_in_nginx(rendered, tmp_path, broken)
     assert (result.returncode != 0) == broken, result.stderr
     if not broken:  # the server and the nodes' file were included, not an empty glob
         assert "server 10.0.0.1:8000" in result.stdout and "upstream rooms_nodes" in result.stdout
+        # the lean front door of nginx/local.conf.template: 1k relay buffers for Socket.IO,
+        # every location's headers, reuseport, slots for 15,000 WebSockets (test_front_door_config)
+        check_lean_server(server)
+        assert check_workers(main)["workers"] == 2
 
 
 def test_bootstrap_installs_kubectl_from_debian(tmp_path):
