@@ -387,10 +387,11 @@ def lean_connect_environ(server: Any, lean: Callable[[dict[str, Any]], dict[str,
     session's life (each namespace's connect handler and `get_environ` read it): give it
     `lean(environ)` instead, for every session, long-polling ones too (python-engineio hands it
     the polling handshake's environ, gunicorn's request objects and all)."""
-    handle_connect = server._handle_eio_connect
+    handle_connect = server.eio.handlers.get("connect", server._handle_eio_connect)
 
-    def lean_connect(eio_sid: str, environ: dict[str, Any]) -> Any:
-        return handle_connect(eio_sid, lean(environ))
+    def lean_connect(eio_sid: str, environ: dict[str, Any], *rest: Any) -> Any:
+        # whatever is registered now (python-socketio's handler, maybe wrapped already)
+        return handle_connect(eio_sid, lean(environ), *rest)
 
     server.eio.on("connect", lean_connect)  # engineio holds the handler registered at init
 

@@ -189,3 +189,28 @@ def test_a_long_polling_session_keeps_the_lean_environ_not_gunicorns_request():
         assert gone() is None, gc.get_referrers(gone())
     finally:
         app.extensions["node"].bus.close()
+
+
+@pytest.mark.parametrize("lean_first", [True, False])
+def test_the_lean_environ_and_the_polling_watch_both_wrap_the_connect_handler(lean_first):
+    """Both wrap the Engine.IO connect handler (compat.lean_connect_environ,
+    compat.watch_session_opens): whichever comes first, the other keeps it."""
+    import socketio
+
+    from service.transport import compat
+
+    server = socketio.Server(async_mode="threading")
+    given: list[dict[str, Any]] = []
+    server.on("connect", lambda sid, environ, auth=None: given.append(environ))
+    opened: list[str] = []
+    steps = [lambda: compat.lean_connect_environ(server, kept_environ),
+             lambda: compat.watch_session_opens(server.eio, opened.append)]
+    for step in steps if lean_first else reversed(steps):
+        step()
+    environ = EnvironBuilder(path="/socket.io/", headers=BROWSER_HEADERS).get_environ()
+    environ["wsgi.early_hints"] = lambda headers: None
+    server.eio._trigger_event("connect", "eio-1", environ, run_async=False)
+    server._handle_eio_message("eio-1", "0")  # the Socket.IO CONNECT of the default namespace
+    assert opened == ["eio-1"]
+    assert given and "wsgi.early_hints" not in given[0]
+    assert set(given[0]) <= {*KEPT_KEYS, "wsgi.input", "flask.app"}
