@@ -243,7 +243,7 @@ def main() -> int:
     from loadtests.run import env_int, prepare_tokens
 
     folder = Path(os.environ.get("CAPACITY_RESULTS") or ROOT / "bench-results" /
-                  time.strftime("capacity-%Y%m%d-%H%M%S"))
+                  time.strftime("capacity-%Y%m%d-%H%M%S")).resolve()  # nginx needs absolute paths
     folder.mkdir(parents=True, exist_ok=True)
     probes = (os.environ.get("PROBES") or "idle,memory,fanout").split(",")
     processes = env_int("RECEIVER_PROCESSES", 2)
