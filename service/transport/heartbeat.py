@@ -35,6 +35,7 @@ class Heartbeat:
         self._lock = threading.Lock()
         self._last = self._tick(time.monotonic())
         self.running = False
+        self.after_tick: Callable[[], None] | None = None  # run after each tick's visits
 
     def _tick(self, at: float) -> int:
         return math.ceil(at / self.tick_s)
@@ -62,6 +63,11 @@ class Heartbeat:
         while self.running:
             self.sleep(self.tick_s)
             self.run_due(time.monotonic())
+            if self.after_tick is not None:
+                try:
+                    self.after_tick()
+                except Exception:
+                    log.exception("the timer's after-tick work failed")
 
     def run_due(self, now: float) -> int:
         """Visit everything filed up to `now`; how many were visited."""

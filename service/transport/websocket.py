@@ -54,6 +54,7 @@ from . import compat, frames
 from .environ import kept_environ
 from .frames import Control, FrameReader, ProtocolError, server_frame
 from .heartbeat import Heartbeat
+from .memory import BurstTrimmer
 from .packet_guard import acceptable
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -413,7 +414,9 @@ class WebSocketSession:
         inbox.append(item)
         if not self.running:
             self.running = True
-            self.owner.tasks += 1
+            owner = self.owner
+            owner.tasks += 1
+            owner.trimmer.saw(owner.tasks)
             compat.spawn_task(self.drain)
         elif len(inbox) >= INBOX_PAUSE and not self.paused and item is not END:
             self.paused = True  # a client faster than its handlers waits in the kernel
@@ -565,6 +568,8 @@ class WebSocketTransport:
         self.held = 0  # sessions open
         self.tasks = 0  # connections whose task is handling events now
         self.paused = 0  # connections whose reading waits for their task to catch up
+        self.trimmer = BurstTrimmer()
+        heartbeat.after_tick = lambda: self.trimmer.tick(self.tasks)
         self.loop: Any = None  # gevent's event loop, from the first session on
         self.allowed_origins = set(allowed_origins)
         self._start_heartbeat: Callable[[], Any] | None = start_heartbeat

@@ -307,3 +307,16 @@ def test_one_frame_larger_than_the_send_buffer_goes_out_and_a_stopped_reader_is_
 
 def test_compat_checks_the_loop_it_serves_connections_on():
     assert compat._gevent_loop()
+
+
+def test_a_burst_of_events_is_followed_by_one_trim(node):
+    from service.transport.memory import BurstTrimmer
+
+    trims: list[int] = []
+    node.transport.trimmer = BurstTrimmer(trim=lambda: trims.append(node.transport.tasks))
+    node.on_message = lambda sid, data: gevent.sleep(0.05)
+    clients = [node.connect() for _ in range(100)]
+    for client in clients:
+        client.text("42burst")
+    wait_for(lambda: len(node.handled) == 100, what="the burst handled")
+    wait_for(lambda: trims == [0], what="one trim once no task runs")
