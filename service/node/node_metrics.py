@@ -65,14 +65,14 @@ class NodeState(Collector):
         for transport, count in connections_by_transport(node.server).items():
             connections.add_metric([transport], count)
         yield connections
-        transport = transport_of(node.server.eio) if node.server is not None else None
+        served = transport_of(node.server.eio) if node.server is not None else None
         yield GaugeMetricFamily("rooms_transport_tasks",
                                 "WebSocket connections with a task handling their events now "
                                 "(an idle connection has none)",
-                                value=transport.tasks if transport else 0)
+                                value=served.tasks if served else 0)
         yield GaugeMetricFamily("rooms_transport_paused",
                                 "WebSocket connections whose reading waits for their task",
-                                value=transport.paused if transport else 0)
+                                value=served.paused if served else 0)
         by_kind = bus.subscribed_by_kind()
         yield GaugeMetricFamily("rooms_rooms", "Chat rooms with a connection on this node",
                                 value=by_kind["room"])

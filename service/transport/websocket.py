@@ -569,7 +569,7 @@ class WebSocketTransport:
         self.tasks = 0  # connections whose task is handling events now
         self.paused = 0  # connections whose reading waits for their task to catch up
         self.trimmer = BurstTrimmer()
-        heartbeat.after_tick = lambda: self.trimmer.tick(self.tasks)
+        heartbeat.after_tick = self.after_tick
         self.loop: Any = None  # gevent's event loop, from the first session on
         self.allowed_origins = set(allowed_origins)
         self._start_heartbeat: Callable[[], Any] | None = start_heartbeat
@@ -582,6 +582,9 @@ class WebSocketTransport:
             start()
         self.held += 1
         return WebSocketSession(self, eio_socket, fd)
+
+    def after_tick(self) -> None:
+        self.trimmer.tick(self.tasks)
 
     def full(self, start_response: Callable[..., Any]) -> list[bytes] | None:
         """The answer to a connection past `max_sessions`, or None while there is room."""
