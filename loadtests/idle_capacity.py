@@ -44,8 +44,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from loadtests.node_capacity import ACCOUNTS, env_number
+
 ROOT = Path(__file__).resolve().parent.parent
-ACCOUNTS = 50
 PARTS = ("node", "nginx", "redis")
 # issue 25's targets, per idle connection in a room through the front door
 NODE_KB_TARGET, SERVER_KB_TARGET, REFERENCE_RATIO_TARGET = 12.0, 27.0, 0.75
@@ -61,17 +62,6 @@ def counts_from_env(name: str, default: str) -> list[int]:
     if not counts or min(counts) < 10:
         raise SystemExit(f"{name} must list counts of at least 10, got {value!r}")
     return counts
-
-
-def seconds_from_env(name: str, default: float) -> float:
-    value = os.environ.get(name) or str(default)
-    try:
-        number = float(value)
-    except ValueError:
-        raise SystemExit(f"{name} must be a number of seconds, got {value!r}") from None
-    if number <= 0:
-        raise SystemExit(f"{name} must be positive, got {value!r}")
-    return number
 
 
 def buffer_sizes_from_env() -> list[str]:
@@ -207,11 +197,11 @@ def one_run(folder: Path, limits: dict[str, str], receivers_class: Any, name: st
     from loadtests.run import env_int, prepare_tokens
 
     grow_step = env_int("GROW_STEP", 3000)
-    window_s = seconds_from_env("IDLE_WINDOW_S", 25)
+    window_s = env_number("IDLE_WINDOW_S", 25)
     storm_count = min(count, env_int("STORM_CONNECTIONS", 3000))
-    storm_bound_s = seconds_from_env("STORM_BOUND_S", 30)
-    give_up_s = max(storm_bound_s, seconds_from_env("STORM_GIVE_UP_S", 90))
-    retry_s = seconds_from_env("CONNECT_RETRY_S", 60)
+    storm_bound_s = env_number("STORM_BOUND_S", 30)
+    give_up_s = max(storm_bound_s, env_number("STORM_GIVE_UP_S", 90))
+    retry_s = env_number("CONNECT_RETRY_S", 60)
     cluster = Cluster(nodes=1, port=18360 + ports, redis_port=16360 + ports,
                       node_base_port=15360 + 10 * ports, node_command=command,
                       run_dir=folder / f"memory-{name}-{count}-{buffer_size}",
